@@ -1,0 +1,154 @@
+//! Engine configuration.
+
+use std::path::PathBuf;
+
+use crate::error::{DbError, Result};
+use crate::schema::SchemaDef;
+
+/// What to do with a WAL frame that fails its checksum or is cut short.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WalRecoveryMode {
+    /// Keep every complete, valid frame before the first bad one and truncate the file there.
+    /// This is what a crash mid-write leaves behind (a torn tail), so it is the default; what
+    /// was discarded is logged and reported by `Engine::recovery_report`.
+    #[default]
+    TolerateCorruptTail,
+    /// Refuse to open (`DbError::CorruptWal`) when any frame is bad or incomplete, leaving the
+    /// files untouched for inspection.
+    AbsoluteConsistency,
+}
+
+/// Configuration of an engine. `EngineConfig::new(dir)` gives the defaults; the derive macro's
+/// `default_config` fills in the schema.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Directory holding the WAL, segments and schema file. Created if missing.
+    pub data_dir: PathBuf,
+    /// SchemaDef id recorded in every file; opening data of another id fails.
+    pub schema_id: u8,
+    /// Dim names, in column order. For `Engine<D, C, L>` an empty list means `dim_0..dim_D`.
+    pub dim_names: Vec<String>,
+    /// Counter names, in column order (empty: `counter_0..`).
+    pub counter_names: Vec<String>,
+    /// Label names, in column order (empty: `label_0..`).
+    pub label_names: Vec<String>,
+    /// Dim with a per-segment bloom filter and posting lists (the most selective dim).
+    pub bloom_dim: Option<usize>,
+    /// Dims keyed by the daily rollups; they also get posting lists.
+    pub rollup_dims: Vec<usize>,
+    /// Number of WAL shards (concurrent writers without contention). Default 4.
+    pub wal_shard_count: usize,
+    /// fsync a shard after this many events. 1 = every append; `u32::MAX` = never (the OS
+    /// decides). Default 64.
+    pub wal_sync_interval: u32,
+    /// fsync a shard after this many bytes. Default 256 KiB.
+    pub wal_sync_bytes: u64,
+    /// Rotate a shard's WAL into a segment once it holds this many events. Default 65,536.
+    pub wal_max_events: u64,
+    /// Rotate a shard's WAL once it is this large. Default 256 MiB.
+    pub wal_max_bytes: u64,
+    /// Most segments whose columns are mapped and decoded at once; the rest keep only their
+    /// header, bloom filter and totals in memory. Default 1,024.
+    pub mmap_cache_capacity: usize,
+    /// Days of data (counted back from the newest event) whose rollups are kept in memory;
+    /// older days are answered by scanning segments. Default 7.
+    pub rollup_replay_days: u32,
+    /// Policy for bad WAL frames found on open.
+    pub wal_recovery: WalRecoveryMode,
+    /// Open without writing anything: no lock, no recovery writes, appends rejected.
+    pub read_only: bool,
+}
+
+/// Largest `wal_max_events`: keeps every segment section below 4 GiB.
+pub const MAX_WAL_EVENTS: u64 = 4 << 20;
+/// Largest `wal_max_bytes`.
+pub const MAX_WAL_BYTES: u64 = 2 << 30;
+/// Largest `wal_shard_count`.
+pub const MAX_SHARDS: usize = 1024;
+
+impl EngineConfig {
+    /// Defaults for a data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        EngineConfig {
+            data_dir: data_dir.into(),
+            schema_id: 0,
+            dim_names: Vec::new(),
+            counter_names: Vec::new(),
+            label_names: Vec::new(),
+            bloom_dim: None,
+            rollup_dims: Vec::new(),
+            wal_shard_count: 4,
+            wal_sync_interval: 64,
+            wal_sync_bytes: 256 * 1024,
+            wal_max_events: 65_536,
+            wal_max_bytes: 256 << 20,
+            mmap_cache_capacity: 1024,
+            rollup_replay_days: 7,
+            wal_recovery: WalRecoveryMode::default(),
+            read_only: false,
+        }
+    }
+
+    /// Sets the column names (builder style).
+    #[must_use]
+    pub fn with_columns<S: Into<String>>(
+        mut self,
+        dims: impl IntoIterator<Item = S>,
+        counters: impl IntoIterator<Item = S>,
+        labels: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.dim_names = dims.into_iter().map(Into::into).collect();
+        self.counter_names = counters.into_iter().map(Into::into).collect();
+        self.label_names = labels.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The runtime schema this config describes.
+    pub fn schema(&self) -> SchemaDef {
+        SchemaDef {
+            schema_id: self.schema_id,
+            dims: self.dim_names.clone(),
+            counters: self.counter_names.clone(),
+            labels: self.label_names.clone(),
+            bloom_dim: self.bloom_dim,
+            rollup_dims: self.rollup_dims.clone(),
+        }
+    }
+
+    /// Checks every field and the relations between them.
+    pub fn validate(&self) -> Result<()> {
+        self.schema().validate()?;
+        if self.wal_shard_count == 0 || self.wal_shard_count > MAX_SHARDS {
+            return Err(DbError::config(
+                "wal_shard_count",
+                format!("{} shards requested, use 1 to {MAX_SHARDS}", self.wal_shard_count),
+            ));
+        }
+        if self.wal_sync_interval == 0 {
+            return Err(DbError::config(
+                "wal_sync_interval",
+                "0 is not a sync interval: use 1 to fsync every append or u32::MAX to never fsync",
+            ));
+        }
+        if self.wal_sync_bytes == 0 {
+            return Err(DbError::config("wal_sync_bytes", "must be at least 1"));
+        }
+        if self.wal_max_events == 0 || self.wal_max_events > MAX_WAL_EVENTS {
+            return Err(DbError::config(
+                "wal_max_events",
+                format!("{} is out of range 1..={MAX_WAL_EVENTS}", self.wal_max_events),
+            ));
+        }
+        if self.wal_max_bytes < 4096 || self.wal_max_bytes > MAX_WAL_BYTES {
+            return Err(DbError::config(
+                "wal_max_bytes",
+                format!("{} is out of range 4096..={MAX_WAL_BYTES}", self.wal_max_bytes),
+            ));
+        }
+        if self.mmap_cache_capacity == 0 {
+            return Err(DbError::config("mmap_cache_capacity", "must be at least 1"));
+        }
+        Ok(())
+    }
+}

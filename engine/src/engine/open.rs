@@ -1,0 +1,458 @@
+//! Opening a data directory: verification first (nothing is written until every file has been
+//! checked against the schema), then recovery of WALs and unfinished rotations.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{self, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+
+use super::{Counters, DynEngine, IdGen};
+use crate::config::{EngineConfig, WalRecoveryMode};
+use crate::error::{DbError, Result};
+use crate::fsutil::{remove_if_exists, sync_dir};
+use crate::memtable::MemTable;
+use crate::schema::{SchemaDef, SCHEMA_FILE};
+use crate::segment::{parse_segment_name, Segment, SegmentCache};
+use crate::shard::{Limits, Shard, ShardState};
+use crate::tombstone::Tombstones;
+use crate::view::{SegRef, View};
+use crate::wal::frame::{decode_checkpoints, EventsDecoder, FrameKind, RawRow};
+use crate::wal::reader::{read_wal, DiscardedTail, WalImage, WalRead};
+use crate::wal::writer::WalWriter;
+use crate::wal::{active_name, parse_name, WalFileKind};
+
+/// What `open` found and repaired.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecoveryReport {
+    /// WAL frames replayed into memtables (or into segments, for unfinished rotations).
+    pub frames_replayed: u64,
+    /// Events in those frames.
+    pub events_replayed: u64,
+    /// WAL tails dropped under `WalRecoveryMode::TolerateCorruptTail`.
+    pub discarded: Vec<DiscardedTail>,
+    /// Segment files that failed verification; they are left on disk and kept out of queries.
+    pub corrupt_segments: Vec<(PathBuf, String)>,
+    /// WAL files whose header was unreadable, renamed to `*.corrupt` and skipped.
+    pub corrupt_wals: Vec<PathBuf>,
+    /// Unfinished rotations completed (segments written from a `.rotating` WAL).
+    pub rotations_completed: usize,
+    /// Unfinished rotations whose segments already existed (the `.rotating` file was dropped).
+    pub rotations_already_done: usize,
+}
+
+#[derive(Default)]
+struct WalFiles {
+    active: Option<PathBuf>,
+    rotating: Option<PathBuf>,
+    new: Option<PathBuf>,
+}
+
+const LOCK_FILE: &str = "LOCK";
+
+pub(super) fn open(config: EngineConfig) -> Result<DynEngine> {
+    config.validate()?;
+    let schema = Arc::new(config.schema());
+    let dir = config.data_dir.clone();
+    let writable = !config.read_only;
+    let mode = config.wal_recovery;
+
+    let lock = if writable {
+        fs::create_dir_all(&dir).map_err(|e| DbError::io("create data directory", &dir, e))?;
+        let path = dir.join(LOCK_FILE);
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| DbError::io("open lock file", &path, e))?;
+        match f.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(DbError::Locked { path: dir.clone() }),
+            Err(fs::TryLockError::Error(e)) => return Err(DbError::io("lock data directory", &path, e)),
+        }
+        Some(f)
+    } else {
+        None
+    };
+
+    // The schema file is checked first: it names the columns, so its error is the clearest.
+    let schema_file = SchemaDef::read_from_dir(&dir)?;
+    if let Some(found) = &schema_file {
+        if found.schema_id != schema.schema_id || found.fingerprint() != schema.fingerprint() {
+            return Err(DbError::SchemaMismatch {
+                expected: schema.summary(),
+                found: found.summary(),
+                path: dir.join(SCHEMA_FILE),
+            });
+        }
+    }
+
+    // Classify the directory.
+    let mut seg_files = Vec::new();
+    let mut tmp_files = Vec::new();
+    let mut wal_files: BTreeMap<usize, WalFiles> = BTreeMap::new();
+    let mut max_seg_id = 0u64;
+    let entries = fs::read_dir(&dir).map_err(|e| DbError::io("list data directory", &dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| DbError::io("list data directory", &dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let path = entry.path();
+        if let Some((id, tmp)) = parse_segment_name(name) {
+            max_seg_id = max_seg_id.max(id);
+            if tmp {
+                tmp_files.push(path);
+            } else {
+                seg_files.push((id, path));
+            }
+        } else if let Some((shard, kind)) = parse_name(name) {
+            let f = wal_files.entry(shard).or_default();
+            match kind {
+                WalFileKind::Active => f.active = Some(path),
+                WalFileKind::Rotating => f.rotating = Some(path),
+                WalFileKind::New => f.new = Some(path),
+            }
+        } else if name.ends_with(".tmp") {
+            tmp_files.push(path);
+        }
+    }
+    seg_files.sort();
+
+    // Verify segments. A schema mismatch or an I/O error stops the open; corruption only
+    // excludes the segment.
+    let cache = SegmentCache::new(config.mmap_cache_capacity);
+    let mut report = RecoveryReport::default();
+    let mut segments: Vec<Arc<Segment>> = Vec::new();
+    for (id, path) in seg_files {
+        match Segment::open(path.clone(), id, &schema, &cache) {
+            Ok(s) => segments.push(s),
+            Err(e @ DbError::CorruptSegment { .. }) => {
+                tracing::error!(path = %path.display(), error = %e, "segment failed verification; it is kept out of queries");
+                report.corrupt_segments.push((path, e.to_string()));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+
+    // Read every WAL (this checks their schemas) before writing anything.
+    let mut images: BTreeMap<usize, (Option<WalRead>, Option<WalRead>)> = BTreeMap::new();
+    for (&shard, files) in &wal_files {
+        let read = |p: &Option<PathBuf>| p.as_deref().map(|p| read_wal(p, &schema, mode)).transpose();
+        images.insert(shard, (read(&files.active)?, read(&files.rotating)?));
+    }
+    let tombstones = Tombstones::load(&dir, &schema, mode, writable, &mut report.discarded)?;
+
+    let mut next_generation = segments.iter().map(|s| s.generation).max().unwrap_or(0);
+    for (a, r) in images.values() {
+        for img in [a, r].into_iter().flatten() {
+            if let WalRead::Image(i) = img {
+                next_generation = next_generation.max(i.header.generation);
+            }
+        }
+    }
+    let shard_count = config.wal_shard_count;
+    let posting_dims = posting_dims(&schema);
+    let limits = limits(&config);
+    let mut engine = DynEngine {
+        schema: schema.clone(),
+        dir: dir.clone(),
+        shards: Vec::new(),
+        next_shard: AtomicUsize::new(0),
+        next_generation: AtomicU64::new(next_generation + 1),
+        next_segment_id: AtomicU64::new(max_seg_id + 1),
+        view: ArcSwap::from_pointee(View::default()),
+        view_lock: Mutex::new(()),
+        cache,
+        tombstones,
+        durable_checkpoints: Mutex::new(BTreeMap::new()),
+        posting_dims,
+        ids: IdGen::new(),
+        counters: Counters::default(),
+        report: RecoveryReport::default(),
+        limits,
+        _lock: lock,
+        config,
+    };
+
+    // From here on the directory is modified (unless read-only).
+    if writable {
+        if schema_file.is_none() {
+            schema.write_to_dir(&dir)?;
+        }
+        for p in &tmp_files {
+            remove_if_exists(p)?;
+        }
+        for f in wal_files.values() {
+            if let Some(p) = &f.new {
+                // A prepared next WAL only holds a checkpoint snapshot, which the rotating WAL
+                // it was meant to replace also holds.
+                remove_if_exists(p)?;
+            }
+        }
+    }
+
+    let mut memtables: Vec<Arc<MemTable>> = Vec::new();
+    let mut all_checkpoints: BTreeMap<String, u64> = BTreeMap::new();
+    let mut inherited: BTreeMap<String, u64> = BTreeMap::new();
+    let mut shards: Vec<Option<Shard>> = (0..shard_count).map(|_| None).collect();
+    let mut to_unlink = Vec::new();
+
+    // Shards beyond the configured count (the count was lowered) are processed first: their
+    // events become segments and their checkpoints move to shard 0.
+    let order: Vec<usize> = {
+        let mut extra: Vec<usize> = images.keys().copied().filter(|&s| s >= shard_count).collect();
+        extra.extend(0..shard_count);
+        extra
+    };
+    for i in order {
+        let (active, rotating) = images.remove(&i).unwrap_or((None, None));
+        let mut cps: BTreeMap<String, u64> = BTreeMap::new();
+        let mut rewrote = false;
+
+        if let Some(read) = rotating {
+            match read {
+                WalRead::Image(mut img) => {
+                    let mem = replay(&mut img, &schema, &engine.tombstones, &mut cps, &mut report, mode)?;
+                    let generation = img.header.generation;
+                    let complete = complete_generation(&segments, generation);
+                    if complete {
+                        report.rotations_already_done += 1;
+                    } else if writable {
+                        segments.retain(|s| {
+                            let stale = s.generation == generation;
+                            if stale {
+                                let _ = remove_if_exists(&s.path);
+                            }
+                            !stale
+                        });
+                        segments.extend(engine.write_segments(&mem)?);
+                        report.rotations_completed += 1;
+                    } else if mem.read().len() > 0 {
+                        memtables.push(Arc::new(mem));
+                    }
+                    to_unlink.push(img.path.clone());
+                    rewrote = true;
+                }
+                WalRead::BadHeader { path, reason, .. } => {
+                    set_aside(&path, &reason, writable, &mut report)?;
+                }
+            }
+        }
+
+        let mut state_wal = None;
+        let mut state_mem = None;
+        match active {
+            Some(WalRead::Image(mut img)) => {
+                let mem = replay(&mut img, &schema, &engine.tombstones, &mut cps, &mut report, mode)?;
+                if writable && i < shard_count {
+                    state_wal = Some(WalWriter::open_at(&img.path, img.header, img.valid_len)?);
+                    state_mem = Some(Arc::new(mem));
+                } else if writable {
+                    // A shard that no longer exists: its events go to segments now.
+                    if mem.read().len() > 0 {
+                        segments.extend(engine.write_segments(&mem)?);
+                    }
+                    to_unlink.push(img.path.clone());
+                } else if mem.read().len() > 0 {
+                    memtables.push(Arc::new(mem));
+                }
+            }
+            Some(WalRead::BadHeader { path, reason, .. }) => {
+                set_aside(&path, &reason, writable, &mut report)?;
+            }
+            None => {}
+        }
+
+        for (k, p) in &cps {
+            let e = all_checkpoints.entry(k.clone()).or_insert(*p);
+            *e = (*e).max(*p);
+        }
+        if i >= shard_count {
+            for (k, p) in cps {
+                let e = inherited.entry(k).or_insert(p);
+                *e = (*e).max(p);
+            }
+            continue;
+        }
+        if !writable {
+            continue;
+        }
+        if i == 0 {
+            for (k, p) in std::mem::take(&mut inherited) {
+                let e = cps.entry(k).or_insert(p);
+                *e = (*e).max(p);
+                rewrote = true;
+            }
+        }
+        let (wal, mem) = match (state_wal, state_mem) {
+            (Some(mut w), Some(m)) => {
+                if rewrote && !cps.is_empty() {
+                    // The checkpoints of the rotating (or removed) WAL must live on in the
+                    // active one before that file is unlinked.
+                    super::rotate::append_snapshot(&mut w, &cps)?;
+                    w.sync()?;
+                }
+                (w, m)
+            }
+            _ => {
+                let generation = engine.next_generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let path = dir.join(active_name(i));
+                let w = engine.create_wal(&path, i, generation, &cps)?;
+                sync_dir(&dir)?;
+                (w, Arc::new(MemTable::new(i, generation, &schema)))
+            }
+        };
+        memtables.push(mem.clone());
+        shards[i] = Some(Shard::new(
+            i,
+            ShardState {
+                wal,
+                mem,
+                events_since_sync: 0,
+                bytes_since_sync: 0,
+                checkpoints: cps,
+                failed: None,
+            },
+        ));
+    }
+    if writable {
+        for p in &to_unlink {
+            remove_if_exists(p)?;
+        }
+        if !to_unlink.is_empty() {
+            sync_dir(&dir)?;
+        }
+        // Shard 0 may have been processed before checkpoints of removed shards existed only if
+        // there were none; `inherited` is empty here in every other case.
+        debug_assert!(inherited.is_empty());
+    }
+
+    engine.shards = shards.into_iter().flatten().collect();
+    if writable && engine.shards.len() != shard_count {
+        return Err(DbError::config("wal_shard_count", "internal: a shard was not initialised"));
+    }
+    let mut view = View {
+        segments: segments
+            .iter()
+            .map(|s| Ok(SegRef { seg: s.clone(), deleted: engine.deleted_rows_of(s)? }))
+            .collect::<Result<_>>()?,
+        memtables,
+    };
+    view.sort();
+    engine.view.store(Arc::new(view));
+    *engine.durable_checkpoints.lock().unwrap_or_else(|p| p.into_inner()) = all_checkpoints;
+    for d in &report.discarded {
+        tracing::warn!(path = %d.path.display(), offset = d.offset, bytes = d.bytes, reason = %d.reason, "WAL tail discarded during recovery");
+    }
+    engine.report = report;
+    Ok(engine)
+}
+
+/// True when every part of `generation` is among `segments`.
+fn complete_generation(segments: &[Arc<Segment>], generation: u64) -> bool {
+    let parts: Vec<&Arc<Segment>> = segments.iter().filter(|s| s.generation == generation).collect();
+    let Some(first) = parts.first() else { return false };
+    let count = first.part_count as usize;
+    let indexes: HashSet<u16> = parts.iter().map(|s| s.part_index).collect();
+    parts.iter().all(|s| s.part_count as usize == count) && indexes.len() == count && parts.len() == count
+}
+
+/// A WAL whose header cannot be read: renamed aside (kept for inspection) and reported.
+fn set_aside(path: &Path, reason: &str, writable: bool, report: &mut RecoveryReport) -> Result<()> {
+    tracing::error!(path = %path.display(), reason, "WAL header unreadable; file set aside");
+    if writable {
+        let mut aside = path.as_os_str().to_owned();
+        aside.push(".corrupt");
+        fs::rename(path, &aside).map_err(|e| DbError::io("set aside corrupt WAL", path, e))?;
+    }
+    report.corrupt_wals.push(path.to_path_buf());
+    Ok(())
+}
+
+/// Replays a WAL image into a new memtable, merging its checkpoints into `cps`. A frame that
+/// passed its checksum but does not decode is treated like a corrupt frame.
+fn replay(
+    img: &mut WalImage,
+    schema: &SchemaDef,
+    tombstones: &Tombstones,
+    cps: &mut BTreeMap<String, u64>,
+    report: &mut RecoveryReport,
+    mode: WalRecoveryMode,
+) -> Result<MemTable> {
+    let mem = MemTable::new(img.header.shard as usize, img.header.generation, schema);
+    let mut bad = None;
+    {
+        let mut data = mem.write();
+        let dead = tombstones.read();
+        let is_dead = |id: &str| dead.contains(id);
+        let mut merge = |k: &str, p: u64| {
+            let e = cps.entry(k.to_string()).or_insert(p);
+            *e = (*e).max(p);
+        };
+        for (at, frame) in img.frames() {
+            let result: std::result::Result<u64, String> = match frame.kind {
+                FrameKind::Events => (|| {
+                    // Validate the whole frame before applying any of it.
+                    let mut check = EventsDecoder::new(&frame, schema)?;
+                    let mut row = RawRow::default();
+                    while check.next_into(&mut row)? {}
+                    let dec = EventsDecoder::new(&frame, schema)?;
+                    if let Some((k, p)) = dec.checkpoint {
+                        merge(k, p);
+                    }
+                    let mut scratch = RawRow::default();
+                    Ok(data.push_frame(dec, &mut scratch, &is_dead)? as u64)
+                })(),
+                FrameKind::Checkpoints => decode_checkpoints(frame.payload).map(|entries| {
+                    for (k, p) in entries {
+                        merge(&k, p);
+                    }
+                    0
+                }),
+                FrameKind::Tombstones => Err("tombstone frame in a shard WAL".to_string()),
+            };
+            match result {
+                Ok(n) => {
+                    report.frames_replayed += 1;
+                    report.events_replayed += n;
+                }
+                Err(why) => {
+                    bad = Some((at, why));
+                    break;
+                }
+            }
+        }
+    }
+    if let Some((at, why)) = bad {
+        if mode == WalRecoveryMode::AbsoluteConsistency {
+            return Err(DbError::CorruptWal { path: img.path.clone(), offset: at, reason: why });
+        }
+        img.discard_from(at, why);
+    }
+    if let Some(d) = &img.discarded {
+        report.discarded.push(d.clone());
+    }
+    Ok(mem)
+}
+
+fn posting_dims(schema: &SchemaDef) -> Vec<usize> {
+    let mut dims: Vec<usize> = schema.bloom_dim.into_iter().chain(schema.rollup_dims.iter().copied()).collect();
+    dims.sort_unstable();
+    dims.dedup();
+    dims
+}
+
+fn limits(c: &EngineConfig) -> Limits {
+    let never = c.wal_sync_interval == u32::MAX;
+    Limits {
+        sync_events: if never { u64::MAX } else { c.wal_sync_interval as u64 },
+        sync_bytes: if never { u64::MAX } else { c.wal_sync_bytes },
+        max_events: c.wal_max_events,
+        max_bytes: c.wal_max_bytes,
+    }
+}

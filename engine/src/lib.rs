@@ -1,0 +1,37 @@
+//! KeplorDB: an embeddable, columnar, append-only engine for time-ordered events.
+//!
+//! A library, not a server: open an [`Engine`] in your program, append events from many
+//! threads, query them. No SQL, no network, no background threads.
+//!
+//! The typed [`Engine<D, C, L>`](Engine) stores [`LogEvent<D, C, L>`](LogEvent): `D` string
+//! dims, `C` u32 counters, `L` string labels. It is a thin layer over [`DynEngine`], whose
+//! schema is known only at run time (the Kafka agent uses it).
+//!
+//! See `ARCHITECTURE.md` for the design and `engine/FORMAT.md` for the on-disk formats.
+
+#![warn(missing_docs)]
+
+mod config;
+mod engine;
+mod error;
+mod event;
+mod fsutil;
+pub mod hash;
+mod memtable;
+mod read;
+mod schema;
+mod segment;
+mod shard;
+mod tombstone;
+mod typed;
+mod view;
+mod wal;
+
+pub use config::{EngineConfig, WalRecoveryMode, MAX_SHARDS, MAX_WAL_BYTES, MAX_WAL_EVENTS};
+pub use engine::{AppendTicket, DynEngine, EngineStats, GcStats, RecoveryReport, SourceCheckpoint};
+pub use error::{DbError, Result, SchemaSummary};
+pub use event::{DynEvent, EventFlags, LogEvent, Row};
+pub use schema::{SchemaDef, MAX_COUNTERS, MAX_DIMS, MAX_LABELS, SCHEMA_FILE};
+pub use typed::Engine;
+pub use wal::frame::{MAX_LABEL_LEN, MAX_SOURCE_KEY_LEN, MAX_VALUE_LEN};
+pub use wal::reader::DiscardedTail;

@@ -1,0 +1,242 @@
+//! The in-memory, columnar image of a shard's active WAL.
+//!
+//! Every event in a WAL file is also here, so queries see an append as soon as it returns
+//! (read-your-writes) without waiting for rotation. When the WAL rotates, the memtable is frozen
+//! and becomes the input of the segment writer.
+
+use std::sync::RwLock;
+
+use crate::hash::{hash64, FastMap};
+use crate::schema::SchemaDef;
+use crate::wal::frame::{EventsDecoder, RawRow};
+
+/// Rows per chunk, for zone maps and pre-aggregates (memtable and segments alike).
+pub(crate) const CHUNK_ROWS: usize = 256;
+const NO_ROW: u32 = u32::MAX;
+
+/// String interning for one dim.
+#[derive(Debug, Default)]
+pub(crate) struct Dict {
+    values: Vec<Box<str>>,
+    map: FastMap<Box<str>, u32>,
+}
+
+impl Dict {
+    #[inline]
+    pub(crate) fn intern(&mut self, s: &str) -> u32 {
+        if let Some(&c) = self.map.get(s) {
+            return c;
+        }
+        let code = self.values.len() as u32;
+        self.values.push(s.into());
+        self.map.insert(s.into(), code);
+        code
+    }
+    pub(crate) fn get(&self, s: &str) -> Option<u32> {
+        self.map.get(s).copied()
+    }
+    pub(crate) fn value(&self, code: u32) -> &str {
+        &self.values[code as usize]
+    }
+    pub(crate) fn len(&self) -> usize {
+        self.values.len()
+    }
+}
+
+/// A column of strings: one buffer and end offsets.
+#[derive(Debug, Default)]
+pub(crate) struct StrCol {
+    ends: Vec<usize>,
+    bytes: String,
+}
+
+impl StrCol {
+    #[inline]
+    pub(crate) fn push(&mut self, s: &str) {
+        self.bytes.push_str(s);
+        self.ends.push(self.bytes.len());
+    }
+    #[inline]
+    pub(crate) fn get(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i]]
+    }
+    pub(crate) fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+/// The columns of a memtable. Row `i` of every column is one event, in WAL order.
+#[derive(Debug)]
+pub(crate) struct MemData {
+    pub ts: Vec<i64>,
+    pub metric: Vec<i64>,
+    pub latency: Vec<u32>,
+    pub latency_detail: Vec<u32>,
+    pub counters: Vec<Vec<u32>>,
+    pub status: Vec<u16>,
+    pub flags: Vec<u16>,
+    /// Per dim, the code of each row in `dicts[d]`.
+    pub dims: Vec<Vec<u32>>,
+    pub dicts: Vec<Dict>,
+    pub ids: StrCol,
+    pub labels: Vec<StrCol>,
+    id_heads: FastMap<u64, u32>,
+    id_next: Vec<u32>,
+    /// Deleted rows (tombstones), one bit per row.
+    pub deleted: Vec<u64>,
+    pub deleted_count: usize,
+    /// Per 256-row chunk: min and max ts.
+    pub chunk_min_ts: Vec<i64>,
+    pub chunk_max_ts: Vec<i64>,
+}
+
+impl MemData {
+    pub(crate) fn new(schema: &SchemaDef) -> Self {
+        MemData {
+            ts: Vec::new(),
+            metric: Vec::new(),
+            latency: Vec::new(),
+            latency_detail: Vec::new(),
+            counters: vec![Vec::new(); schema.counters.len()],
+            status: Vec::new(),
+            flags: Vec::new(),
+            dims: vec![Vec::new(); schema.dims.len()],
+            dicts: (0..schema.dims.len()).map(|_| Dict::default()).collect(),
+            ids: StrCol::default(),
+            labels: (0..schema.labels.len()).map(|_| StrCol::default()).collect(),
+            id_heads: FastMap::default(),
+            id_next: Vec::new(),
+            deleted: Vec::new(),
+            deleted_count: 0,
+            chunk_min_ts: Vec::new(),
+            chunk_max_ts: Vec::new(),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.ts.len()
+    }
+
+    /// Rows not deleted.
+    pub(crate) fn live_len(&self) -> usize {
+        self.len() - self.deleted_count
+    }
+
+    #[inline]
+    pub(crate) fn is_deleted(&self, row: usize) -> bool {
+        self.deleted.get(row / 64).is_some_and(|w| w & (1 << (row % 64)) != 0)
+    }
+
+    /// Marks a row deleted; false if it already was.
+    pub(crate) fn mark_deleted(&mut self, row: usize) -> bool {
+        if row >= self.len() || self.is_deleted(row) {
+            return false;
+        }
+        let w = row / 64;
+        if self.deleted.len() <= w {
+            self.deleted.resize(w + 1, 0);
+        }
+        self.deleted[w] |= 1 << (row % 64);
+        self.deleted_count += 1;
+        true
+    }
+
+    /// Appends one decoded row.
+    #[inline]
+    pub(crate) fn push(&mut self, r: &RawRow<'_>) {
+        let row = self.ts.len();
+        self.ts.push(r.ts_ns);
+        self.metric.push(r.metric);
+        self.latency.push(r.latency_ms);
+        self.latency_detail.push(r.latency_detail_ms);
+        for (col, &v) in self.counters.iter_mut().zip(&r.counters) {
+            col.push(v);
+        }
+        self.status.push(r.status);
+        self.flags.push(r.flags);
+        for ((col, dict), v) in self.dims.iter_mut().zip(&mut self.dicts).zip(&r.dims) {
+            col.push(dict.intern(v));
+        }
+        self.ids.push(r.id);
+        for (col, v) in self.labels.iter_mut().zip(&r.labels) {
+            col.push(v);
+        }
+        let h = hash64(r.id.as_bytes());
+        let prev = self.id_heads.insert(h, row as u32).unwrap_or(NO_ROW);
+        self.id_next.push(prev);
+        if row % CHUNK_ROWS == 0 {
+            self.chunk_min_ts.push(r.ts_ns);
+            self.chunk_max_ts.push(r.ts_ns);
+        } else if let (Some(lo), Some(hi)) = (self.chunk_min_ts.last_mut(), self.chunk_max_ts.last_mut()) {
+            *lo = (*lo).min(r.ts_ns);
+            *hi = (*hi).max(r.ts_ns);
+        }
+    }
+
+    /// Appends every event of a frame. `is_dead` says whether an id is tombstoned.
+    pub(crate) fn push_frame<'a>(
+        &mut self,
+        mut dec: EventsDecoder<'a>,
+        scratch: &mut RawRow<'a>,
+        is_dead: &dyn Fn(&str) -> bool,
+    ) -> Result<usize, String> {
+        let mut n = 0;
+        while dec.next_into(scratch)? {
+            self.push(scratch);
+            if is_dead(scratch.id) {
+                self.mark_deleted(self.len() - 1);
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Rows whose id is `id`, newest first.
+    pub(crate) fn rows_with_id<'s>(&'s self, id: &'s str) -> impl Iterator<Item = usize> + 's {
+        let mut cur = self.id_heads.get(&hash64(id.as_bytes())).copied().unwrap_or(NO_ROW);
+        std::iter::from_fn(move || {
+            while cur != NO_ROW {
+                let row = cur as usize;
+                cur = self.id_next[row];
+                if self.ids.get(row) == id {
+                    return Some(row);
+                }
+            }
+            None
+        })
+    }
+
+    /// Approximate heap size, for `total_bytes`-style accounting.
+    pub(crate) fn approx_bytes(&self) -> usize {
+        let n = self.len();
+        n * (8 + 8 + 4 + 4 + 2 + 2 + 4 * self.counters.len() + 4 * self.dims.len() + 16)
+            + self.ids.byte_len()
+            + self.labels.iter().map(StrCol::byte_len).sum::<usize>()
+    }
+}
+
+/// A shard's memtable: the columns behind a lock, plus where they came from.
+#[derive(Debug)]
+pub(crate) struct MemTable {
+    pub shard: usize,
+    /// Generation of the WAL file these rows are in.
+    pub generation: u64,
+    pub data: RwLock<MemData>,
+}
+
+impl MemTable {
+    pub(crate) fn new(shard: usize, generation: u64, schema: &SchemaDef) -> Self {
+        MemTable { shard, generation, data: RwLock::new(MemData::new(schema)) }
+    }
+
+    /// Read access; a poisoned lock (a panic elsewhere) still yields the data, which is only
+    /// ever appended to.
+    pub(crate) fn read(&self) -> std::sync::RwLockReadGuard<'_, MemData> {
+        self.data.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn write(&self) -> std::sync::RwLockWriteGuard<'_, MemData> {
+        self.data.write().unwrap_or_else(|p| p.into_inner())
+    }
+}

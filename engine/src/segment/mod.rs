@@ -1,0 +1,279 @@
+//! Immutable columnar segment files (`seg-<id>.kseg`), made from a rotated WAL.
+//!
+//! A segment is written once (temp name, fsync, rename, fsync dir) and never modified. Its
+//! header, bloom filter and totals stay in memory; its columns are mapped on demand and kept in
+//! a bounded cache (`mmap_cache_capacity`).
+
+pub(crate) mod bloom;
+pub(crate) mod codec;
+pub(crate) mod header;
+pub(crate) mod reader;
+pub(crate) mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use arc_swap::ArcSwapOption;
+
+use crate::error::Result;
+use crate::schema::SchemaDef;
+use bloom::Bloom;
+use reader::SegmentData;
+
+/// The sections of a segment, in table order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Section {
+    Ts = 0,
+    Metric = 1,
+    U32Cols = 2,
+    U16Cols = 3,
+    Bloom = 4,
+    Status = 5,
+    Zones = 6,
+    ChunkAggs = 7,
+    Intern = 8,
+    Postings = 9,
+    Ids = 10,
+    Labels = 11,
+}
+
+/// Number of sections.
+pub(crate) const SECTION_COUNT: usize = 12;
+/// Sections start at multiples of this, so every column can be viewed in place.
+pub(crate) const SECTION_ALIGN: usize = 64;
+/// Most distinct values of one dim in one segment (u16 codes).
+pub(crate) const MAX_DIM_VALUES: usize = 1 << 16;
+/// Most rows in one segment.
+pub(crate) const MAX_SEGMENT_ROWS: usize = crate::config::MAX_WAL_EVENTS as usize;
+/// Most id and label bytes in one segment.
+pub(crate) const MAX_SEGMENT_STRING_BYTES: usize = 1 << 30;
+
+impl Section {
+    pub(crate) const ALL: [Section; SECTION_COUNT] = [
+        Section::Ts,
+        Section::Metric,
+        Section::U32Cols,
+        Section::U16Cols,
+        Section::Bloom,
+        Section::Status,
+        Section::Zones,
+        Section::ChunkAggs,
+        Section::Intern,
+        Section::Postings,
+        Section::Ids,
+        Section::Labels,
+    ];
+
+    /// Name used in error messages.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Section::Ts => "ts_ns column",
+            Section::Metric => "metric column",
+            Section::U32Cols => "u32 columns",
+            Section::U16Cols => "u16 columns",
+            Section::Bloom => "bloom filter",
+            Section::Status => "status bitmaps",
+            Section::Zones => "zone maps",
+            Section::ChunkAggs => "chunk aggregates",
+            Section::Intern => "intern tables",
+            Section::Postings => "posting lists",
+            Section::Ids => "ids",
+            Section::Labels => "labels",
+        }
+    }
+}
+
+/// File name of segment `id`.
+pub(crate) fn segment_name(id: u64) -> String {
+    format!("seg-{id:016x}.kseg")
+}
+
+/// Parses a segment file name; the flag says whether it is an unfinished temp file.
+pub(crate) fn parse_segment_name(name: &str) -> Option<(u64, bool)> {
+    let rest = name.strip_prefix("seg-")?;
+    let (hex, tmp) = if let Some(h) = rest.strip_suffix(".kseg") {
+        (h, false)
+    } else if let Some(h) = rest.strip_suffix(".kseg.tmp") {
+        (h, true)
+    } else {
+        return None;
+    };
+    if hex.len() != 16 {
+        return None;
+    }
+    Some((u64::from_str_radix(hex, 16).ok()?, tmp))
+}
+
+/// Sums of every column over a set of rows (whole segment, chunk, or query result).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Totals {
+    pub count: u64,
+    pub metric: i128,
+    pub latency: u64,
+    pub latency_detail: u64,
+    pub counters: Vec<u64>,
+    pub min_ts: i64,
+    pub max_ts: i64,
+}
+
+impl Totals {
+    pub(crate) fn new(counters: usize) -> Self {
+        Totals {
+            counters: vec![0; counters],
+            min_ts: i64::MAX,
+            max_ts: i64::MIN,
+            ..Default::default()
+        }
+    }
+
+    pub(crate) fn merge(&mut self, o: &Totals) {
+        self.count += o.count;
+        self.metric += o.metric;
+        self.latency += o.latency;
+        self.latency_detail += o.latency_detail;
+        for (a, b) in self.counters.iter_mut().zip(&o.counters) {
+            *a += b;
+        }
+        self.min_ts = self.min_ts.min(o.min_ts);
+        self.max_ts = self.max_ts.max(o.max_ts);
+    }
+}
+
+/// A segment on disk: what is always in memory, and its columns when mapped.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub id: u64,
+    pub path: PathBuf,
+    pub file_len: u64,
+    pub rows: usize,
+    pub min_ts: i64,
+    pub max_ts: i64,
+    pub generation: u64,
+    pub shard: usize,
+    pub part_index: u16,
+    pub part_count: u16,
+    pub bloom_dim: Option<usize>,
+    pub bloom: Option<Bloom>,
+    pub totals: Totals,
+    data: ArcSwapOption<SegmentData>,
+    last_used: AtomicU64,
+    load_lock: Mutex<()>,
+}
+
+impl Segment {
+    /// Opens and fully verifies a segment file. The mapped columns are kept (and registered
+    /// with the cache).
+    pub(crate) fn open(path: PathBuf, id: u64, schema: &SchemaDef, cache: &SegmentCache) -> Result<Arc<Segment>> {
+        let data = SegmentData::open(&path, schema)?;
+        let h = &data.header;
+        let seg = Arc::new(Segment {
+            id,
+            path,
+            file_len: data.file_len(),
+            rows: data.rows,
+            min_ts: h.min_ts.get(),
+            max_ts: h.max_ts.get(),
+            generation: h.generation.get(),
+            shard: h.shard.get() as usize,
+            part_index: h.part_index.get(),
+            part_count: h.part_count.get(),
+            bloom_dim: data.bloom_dim(),
+            bloom: data.bloom.clone(),
+            totals: data.totals(),
+            data: ArcSwapOption::from(Some(Arc::new(data))),
+            last_used: AtomicU64::new(cache.tick()),
+            load_lock: Mutex::new(()),
+        });
+        cache.register(&seg);
+        Ok(seg)
+    }
+
+    /// The mapped columns, mapping (and verifying) them again if the cache dropped them.
+    pub(crate) fn data(&self, schema: &SchemaDef, cache: &SegmentCache) -> Result<Arc<SegmentData>> {
+        self.last_used.store(cache.tick(), Ordering::Relaxed);
+        if let Some(d) = self.data.load_full() {
+            return Ok(d);
+        }
+        let _g = self.load_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(d) = self.data.load_full() {
+            return Ok(d);
+        }
+        let d = Arc::new(SegmentData::open(&self.path, schema)?);
+        self.data.store(Some(d.clone()));
+        cache.loaded_again(self);
+        Ok(d)
+    }
+
+    fn is_loaded(&self) -> bool {
+        self.data.load().is_some()
+    }
+
+    fn evict(&self) {
+        self.data.store(None);
+    }
+}
+
+/// Bounds how many segments have their columns mapped at once. Eviction picks the least
+/// recently used segment; readers that hold its columns keep them alive until they finish.
+#[derive(Debug)]
+pub(crate) struct SegmentCache {
+    capacity: usize,
+    clock: AtomicU64,
+    loaded: Mutex<Vec<Weak<Segment>>>,
+    loaded_count: AtomicUsize,
+}
+
+impl SegmentCache {
+    pub(crate) fn new(capacity: usize) -> Self {
+        SegmentCache {
+            capacity,
+            clock: AtomicU64::new(1),
+            loaded: Mutex::new(Vec::new()),
+            loaded_count: AtomicUsize::new(0),
+        }
+    }
+
+    fn tick(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn register(&self, seg: &Arc<Segment>) {
+        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        loaded.push(Arc::downgrade(seg));
+        self.evict_over_capacity(&mut loaded, Some(seg.id));
+    }
+
+    fn loaded_again(&self, _seg: &Segment) {
+        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        self.evict_over_capacity(&mut loaded, Some(_seg.id));
+    }
+
+    fn evict_over_capacity(&self, loaded: &mut Vec<Weak<Segment>>, keep: Option<u64>) {
+        let mut live: Vec<Arc<Segment>> = Vec::with_capacity(loaded.len());
+        loaded.retain(|w| match w.upgrade() {
+            Some(s) => {
+                live.push(s);
+                true
+            }
+            None => false,
+        });
+        let mut mapped: Vec<&Arc<Segment>> = live.iter().filter(|s| s.is_loaded()).collect();
+        if mapped.len() > self.capacity {
+            mapped.sort_by_key(|s| s.last_used.load(Ordering::Relaxed));
+            let excess = mapped.len() - self.capacity;
+            for s in mapped.iter().filter(|s| Some(s.id) != keep).take(excess) {
+                s.evict();
+            }
+        }
+        self.loaded_count.store(live.iter().filter(|s| s.is_loaded()).count(), Ordering::Relaxed);
+    }
+
+    /// Segments whose columns are currently mapped.
+    pub(crate) fn mapped(&self) -> usize {
+        self.loaded_count.load(Ordering::Relaxed)
+    }
+}

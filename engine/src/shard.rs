@@ -1,0 +1,202 @@
+//! One WAL shard: its file, its memtable, and the bookkeeping for group commit.
+//!
+//! Lock order (never taken the other way round): `rotation` → `state` → the engine's view
+//! lock → a memtable's lock → the tombstone set. `sync_lock` is never held together with
+//! `state` for longer than it takes to clone the file handle.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use crate::error::{DbError, Result};
+use crate::memtable::MemTable;
+use crate::schema::SchemaDef;
+use crate::wal::frame::{read_frame, EventsDecoder, FrameKind, RawRow};
+use crate::wal::writer::{AppendError, WalWriter};
+
+/// Mutable state of a shard, behind its lock.
+#[derive(Debug)]
+pub(crate) struct ShardState {
+    pub wal: WalWriter,
+    pub mem: Arc<MemTable>,
+    pub events_since_sync: u64,
+    pub bytes_since_sync: u64,
+    /// Latest position of every source key ever checkpointed on this shard; written as a
+    /// snapshot frame at the head of each new WAL so that rotation and gc never lose it.
+    pub checkpoints: BTreeMap<String, u64>,
+    /// Set when a write or fsync failed in a way that leaves the file state unknown.
+    pub failed: Option<String>,
+}
+
+/// Outcome of writing one frame.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Written {
+    pub lsn: u64,
+    pub need_sync: bool,
+    pub need_rotate: bool,
+}
+
+/// A shard.
+#[derive(Debug)]
+pub(crate) struct Shard {
+    pub index: usize,
+    state: Mutex<ShardState>,
+    /// Held for a whole rotation; holds the frozen memtable whose segment is still unwritten
+    /// (after a failed phase 2), which must be finished before the next rotation.
+    pub rotation: Mutex<Option<Arc<MemTable>>>,
+    sync_lock: Mutex<()>,
+    /// Sequence number of the last frame written (per process, starts at 0).
+    pub written_lsn: AtomicU64,
+    /// Every frame up to this sequence number is on stable storage.
+    pub synced_lsn: AtomicU64,
+    /// Checkpoints written but not yet known durable: (lsn, key, position).
+    pending: Mutex<Vec<(u64, String, u64)>>,
+}
+
+/// Thresholds from the config that the write path consults.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub sync_events: u64,
+    pub sync_bytes: u64,
+    pub max_events: u64,
+    pub max_bytes: u64,
+}
+
+/// What a sync did, for stats.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SyncOutcome {
+    pub fsynced: bool,
+    pub nanos: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shard {
+    pub(crate) fn new(index: usize, state: ShardState) -> Shard {
+        Shard {
+            index,
+            state: Mutex::new(state),
+            rotation: Mutex::new(None),
+            sync_lock: Mutex::new(()),
+            written_lsn: AtomicU64::new(0),
+            synced_lsn: AtomicU64::new(0),
+            pending: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, ShardState> {
+        lock(&self.state)
+    }
+
+    pub(crate) fn try_state(&self) -> Option<MutexGuard<'_, ShardState>> {
+        match self.state.try_lock() {
+            Ok(g) => Some(g),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Writes an events frame (already encoded) and applies it to the memtable.
+    pub(crate) fn write_events(
+        &self,
+        st: &mut ShardState,
+        frame: &[u8],
+        schema: &SchemaDef,
+        limits: Limits,
+        durable: bool,
+        is_dead: &dyn Fn(&str) -> bool,
+    ) -> Result<Written> {
+        if let Some(reason) = &st.failed {
+            return Err(DbError::ShardFailed { shard: self.index, reason: reason.clone() });
+        }
+        match st.wal.append(frame) {
+            Ok(()) => {}
+            Err(AppendError::RolledBack(e)) => return Err(e),
+            Err(AppendError::Poisoned(e)) => {
+                st.failed = Some(e.to_string());
+                return Err(e);
+            }
+        }
+        let lsn = self.written_lsn.load(Ordering::Relaxed) + 1;
+        self.written_lsn.store(lsn, Ordering::Release);
+
+        // The memtable is fed by decoding the very bytes just written, so it always agrees
+        // with what a replay of the WAL would produce.
+        let applied = read_frame(frame)
+            .map_err(|e| e.to_string())
+            .and_then(|(raw, _)| {
+                debug_assert_eq!(raw.kind, FrameKind::Events);
+                let dec = EventsDecoder::new(&raw, schema)?;
+                let checkpoint = dec.checkpoint;
+                let mut scratch = RawRow::default();
+                let n = st.mem.write().push_frame(dec, &mut scratch, is_dead)?;
+                Ok((n, checkpoint))
+            });
+        let (n, checkpoint) = match applied {
+            Ok(v) => v,
+            Err(why) => {
+                // Only a bug can get here: the frame was encoded by this process.
+                let reason = format!("frame just written does not decode: {why}");
+                st.failed = Some(reason.clone());
+                return Err(DbError::ShardFailed { shard: self.index, reason });
+            }
+        };
+        if let Some((key, pos)) = checkpoint {
+            st.checkpoints.insert(key.to_string(), pos);
+            lock(&self.pending).push((lsn, key.to_string(), pos));
+        }
+        st.events_since_sync += n as u64;
+        st.bytes_since_sync += frame.len() as u64;
+        let need_sync = durable
+            || st.events_since_sync >= limits.sync_events
+            || st.bytes_since_sync >= limits.sync_bytes;
+        if need_sync {
+            st.events_since_sync = 0;
+            st.bytes_since_sync = 0;
+        }
+        let need_rotate =
+            st.mem.read().len() as u64 >= limits.max_events || st.wal.len >= limits.max_bytes;
+        Ok(Written { lsn, need_sync, need_rotate })
+    }
+
+    /// Makes every frame up to `lsn` durable. Group commit: a caller whose frame was covered by
+    /// another caller's fsync returns without one of its own.
+    pub(crate) fn sync_to(&self, lsn: u64) -> Result<SyncOutcome> {
+        if self.synced_lsn.load(Ordering::Acquire) >= lsn {
+            return Ok(SyncOutcome::default());
+        }
+        let _g = lock(&self.sync_lock);
+        if self.synced_lsn.load(Ordering::Acquire) >= lsn {
+            return Ok(SyncOutcome::default());
+        }
+        let (file, path, upto) = {
+            let st = self.state();
+            if let Some(reason) = &st.failed {
+                return Err(DbError::ShardFailed { shard: self.index, reason: reason.clone() });
+            }
+            (st.wal.file.clone(), st.wal.path.clone(), self.written_lsn.load(Ordering::Acquire))
+        };
+        let start = Instant::now();
+        if let Err(e) = file.sync_data() {
+            // After a failed fsync the kernel may have dropped the dirty pages: the file's
+            // contents are unknown, so the shard stops accepting writes until reopened.
+            let err = DbError::io("fsync WAL", path, e);
+            self.state().failed = Some(err.to_string());
+            return Err(err);
+        }
+        let nanos = start.elapsed().as_nanos() as u64;
+        self.synced_lsn.fetch_max(upto, Ordering::AcqRel);
+        Ok(SyncOutcome { fsynced: true, nanos })
+    }
+
+    /// Removes and returns the checkpoints whose frames are now durable.
+    pub(crate) fn take_durable_checkpoints(&self) -> Vec<(String, u64)> {
+        let synced = self.synced_lsn.load(Ordering::Acquire);
+        let mut pending = lock(&self.pending);
+        let n = pending.iter().take_while(|(lsn, _, _)| *lsn <= synced).count();
+        pending.drain(..n).map(|(_, k, p)| (k, p)).collect()
+    }
+}

@@ -1,0 +1,131 @@
+//! Durable tombstones: ids deleted by `delete_event(s)`.
+//!
+//! `tombstones.log` has the WAL's file header (shard 0xFFFF, generation 0) followed by
+//! tombstone frames. Each delete is one frame, fsynced before the call returns. On open the
+//! whole log is read into a set; a deleted id stays deleted (events with that id, whenever
+//! appended, are invisible and are left out of new segments).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, RwLock, RwLockReadGuard};
+
+use crate::config::WalRecoveryMode;
+use crate::error::{DbError, Result};
+use crate::hash::FastBuild;
+use crate::schema::SchemaDef;
+use crate::wal::frame::{decode_tombstones, encode_tombstones, FrameBuf, FrameKind};
+use crate::wal::reader::{read_wal, DiscardedTail, WalRead};
+use crate::wal::writer::{AppendError, WalWriter};
+use crate::wal::WalHeader;
+
+/// File name of the tombstone log.
+pub(crate) const TOMBSTONE_FILE: &str = "tombstones.log";
+
+type IdSet = HashSet<Box<str>, FastBuild>;
+
+#[derive(Debug)]
+pub(crate) struct Tombstones {
+    set: RwLock<IdSet>,
+    len: AtomicUsize,
+    log: Mutex<Option<WalWriter>>,
+}
+
+impl Tombstones {
+    /// Loads the log (if any). `writable` opens it for appends, creating it lazily.
+    pub(crate) fn load(
+        dir: &Path,
+        schema: &SchemaDef,
+        mode: WalRecoveryMode,
+        writable: bool,
+        discarded: &mut Vec<DiscardedTail>,
+    ) -> Result<Tombstones> {
+        let path = dir.join(TOMBSTONE_FILE);
+        let mut set = IdSet::default();
+        let mut log = None;
+        if path.exists() {
+            match read_wal(&path, schema, mode)? {
+                WalRead::Image(mut img) => {
+                    let mut bad = None;
+                    for (at, frame) in img.frames() {
+                        match decode_tombstones(frame.payload) {
+                            Ok(ids) if frame.kind == FrameKind::Tombstones => {
+                                set.extend(ids.into_iter().map(String::into_boxed_str))
+                            }
+                            Ok(_) => {
+                                bad = Some((at, "unexpected frame kind in tombstone log".to_string()));
+                                break;
+                            }
+                            Err(e) => {
+                                bad = Some((at, e));
+                                break;
+                            }
+                        }
+                    }
+                    if let Some((at, why)) = bad {
+                        if mode == WalRecoveryMode::AbsoluteConsistency {
+                            return Err(DbError::CorruptWal { path, offset: at, reason: why });
+                        }
+                        img.discard_from(at, why);
+                    }
+                    if let Some(d) = img.discarded.clone() {
+                        tracing::warn!(path = %d.path.display(), offset = d.offset, bytes = d.bytes, reason = %d.reason, "tombstone log tail discarded");
+                        discarded.push(d);
+                    }
+                    if writable {
+                        log = Some(WalWriter::open_at(&path, img.header, img.valid_len)?);
+                    }
+                }
+                WalRead::BadHeader { reason, .. } => {
+                    return Err(DbError::CorruptWal { path, offset: 0, reason });
+                }
+            }
+        }
+        Ok(Tombstones { len: AtomicUsize::new(set.len()), set: RwLock::new(set), log: Mutex::new(log) })
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len.load(Ordering::Acquire) == 0
+    }
+
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, IdSet> {
+        self.set.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn contains(&self, id: &str) -> bool {
+        !self.is_empty() && self.read().contains(id)
+    }
+
+    /// Durably records `ids` (one frame, fsynced), then adds them to the set.
+    pub(crate) fn record(&self, dir: &Path, schema: &SchemaDef, ids: &[&str]) -> Result<()> {
+        let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        let path: PathBuf = dir.join(TOMBSTONE_FILE);
+        let w = match log.take() {
+            Some(w) => w,
+            None => {
+                let header = WalHeader {
+                    shard: u16::MAX,
+                    generation: 0,
+                    schema_id: schema.schema_id,
+                    fingerprint: schema.fingerprint(),
+                };
+                let w = WalWriter::create(&path, header)?;
+                w.sync()?;
+                crate::fsutil::sync_dir(dir)?;
+                w
+            }
+        };
+        let w = log.insert(w);
+        let mut frame = FrameBuf::new(FrameKind::Tombstones);
+        encode_tombstones(&mut frame, ids)?;
+        match w.append(frame.finish()?) {
+            Ok(()) => {}
+            Err(AppendError::RolledBack(e)) | Err(AppendError::Poisoned(e)) => return Err(e),
+        }
+        w.sync()?;
+        let mut set = self.set.write().unwrap_or_else(|p| p.into_inner());
+        set.extend(ids.iter().map(|s| Box::<str>::from(*s)));
+        self.len.store(set.len(), Ordering::Release);
+        Ok(())
+    }
+}

@@ -1,0 +1,174 @@
+//! `Engine<D, C, L>`: the typed face of [`DynEngine`].
+//!
+//! Every method forwards to the runtime engine; `LogEvent<D, C, L>` implements [`Row`], so an
+//! append reads the typed event in place with no conversion.
+
+use std::collections::BTreeMap;
+
+use crate::config::EngineConfig;
+use crate::engine::{AppendTicket, DynEngine, EngineStats, GcStats, RecoveryReport, SourceCheckpoint};
+use crate::error::{DbError, Result};
+use crate::event::LogEvent;
+use crate::schema::{SchemaDef, MAX_COUNTERS, MAX_DIMS, MAX_LABELS};
+
+/// An engine storing `LogEvent<D, C, L>`: `D` dims, `C` counters, `L` labels.
+///
+/// `Send + Sync`: share it behind an `Arc` and append from many threads.
+#[derive(Debug)]
+pub struct Engine<const D: usize, const C: usize, const L: usize> {
+    core: DynEngine,
+}
+
+fn fill_names(names: &mut Vec<String>, n: usize, prefix: &str, field: &'static str) -> Result<()> {
+    if names.is_empty() {
+        *names = (0..n).map(|i| format!("{prefix}_{i}")).collect();
+    }
+    if names.len() != n {
+        return Err(DbError::config(
+            field,
+            format!("{} names given, but the engine type declares {n} columns", names.len()),
+        ));
+    }
+    Ok(())
+}
+
+impl<const D: usize, const C: usize, const L: usize> Engine<D, C, L> {
+    /// Opens (creating if needed) a data directory. Empty column-name lists in `config` are
+    /// filled with `dim_0..`, `counter_0..`, `label_0..`; non-empty ones must have `D`, `C` and
+    /// `L` entries.
+    pub fn open(mut config: EngineConfig) -> Result<Self> {
+        for (n, max, field) in [(D, MAX_DIMS, "dim_names"), (C, MAX_COUNTERS, "counter_names"), (L, MAX_LABELS, "label_names")] {
+            if n > max {
+                return Err(DbError::config(field, format!("the engine type declares {n} columns, at most {max} are supported")));
+            }
+        }
+        fill_names(&mut config.dim_names, D, "dim", "dim_names")?;
+        fill_names(&mut config.counter_names, C, "counter", "counter_names")?;
+        fill_names(&mut config.label_names, L, "label", "label_names")?;
+        Ok(Engine { core: DynEngine::open(config)? })
+    }
+
+    /// The runtime engine underneath.
+    pub fn as_dyn(&self) -> &DynEngine {
+        &self.core
+    }
+
+    /// The schema.
+    pub fn schema(&self) -> &SchemaDef {
+        self.core.schema()
+    }
+
+    /// Appends one event (durable per `wal_sync_interval` / `wal_sync_bytes`).
+    pub fn append(&self, event: &LogEvent<D, C, L>) -> Result<AppendTicket> {
+        self.core.append(event)
+    }
+
+    /// Appends one event and fsyncs before returning.
+    pub fn append_durable(&self, event: &LogEvent<D, C, L>) -> Result<AppendTicket> {
+        self.core.append_durable(event)
+    }
+
+    /// Appends a batch as one WAL frame on one shard.
+    pub fn append_batch(&self, events: &[LogEvent<D, C, L>]) -> Result<AppendTicket> {
+        self.core.append_batch(events)
+    }
+
+    /// Appends a batch and fsyncs before returning.
+    pub fn append_batch_durable(&self, events: &[LogEvent<D, C, L>]) -> Result<AppendTicket> {
+        self.core.append_batch_durable(events)
+    }
+
+    /// Appends a batch to a chosen shard with an optional source checkpoint in the same frame.
+    pub fn append_batch_to(
+        &self,
+        shard: usize,
+        events: &[LogEvent<D, C, L>],
+        checkpoint: Option<SourceCheckpoint<'_>>,
+    ) -> Result<AppendTicket> {
+        self.core.append_batch_to(shard, events, checkpoint)
+    }
+
+    /// True once the append identified by `ticket` is on stable storage.
+    pub fn is_durable(&self, ticket: &AppendTicket) -> bool {
+        self.core.is_durable(ticket)
+    }
+
+    /// Makes the append identified by `ticket` durable.
+    pub fn wait_durable(&self, ticket: &AppendTicket) -> Result<()> {
+        self.core.wait_durable(ticket)
+    }
+
+    /// Largest durable position of every source key.
+    pub fn durable_checkpoints(&self) -> BTreeMap<String, u64> {
+        self.core.durable_checkpoints()
+    }
+
+    /// Rotates every shard's WAL into segments.
+    pub fn flush(&self) -> Result<()> {
+        self.core.flush()
+    }
+
+    /// fsyncs every shard.
+    pub fn sync(&self) -> Result<()> {
+        self.core.sync()
+    }
+
+    /// Drops whole segments whose newest event is older than `cutoff_ns`.
+    pub fn gc(&self, cutoff_ns: i64) -> Result<GcStats> {
+        self.core.gc(cutoff_ns)
+    }
+
+    /// Live events stored.
+    pub fn total_events(&self) -> u64 {
+        self.core.total_events()
+    }
+
+    /// Bytes on disk.
+    pub fn total_bytes(&self) -> u64 {
+        self.core.total_bytes()
+    }
+
+    /// Number of WAL shards.
+    pub fn shard_count(&self) -> usize {
+        self.core.shard_count()
+    }
+
+    /// Work counters since open.
+    pub fn stats(&self) -> EngineStats {
+        self.core.stats()
+    }
+
+    /// What open found and repaired.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        self.core.recovery_report()
+    }
+
+    /// Every live event, in no particular order (a full scan).
+    pub fn scan_events(&self, mut f: impl FnMut(LogEvent<D, C, L>)) -> Result<()> {
+        self.core.scan_events(|e| f(to_typed(e)))
+    }
+}
+
+/// Converts a runtime event of this engine's own shape into its typed form.
+pub(crate) fn to_typed<const D: usize, const C: usize, const L: usize>(
+    e: crate::event::DynEvent,
+) -> LogEvent<D, C, L> {
+    let mut counters = [0u32; C];
+    for (a, b) in counters.iter_mut().zip(e.counters) {
+        *a = b;
+    }
+    let mut dims = e.dims.into_iter();
+    let mut labels = e.labels.into_iter();
+    LogEvent {
+        id: e.id,
+        ts_ns: e.ts_ns,
+        metric: e.metric,
+        counters,
+        latency_ms: e.latency_ms,
+        latency_detail_ms: e.latency_detail_ms,
+        status: e.status,
+        flags: e.flags,
+        dims: std::array::from_fn(|_| dims.next().unwrap_or_default()),
+        labels: std::array::from_fn(|_| labels.next().unwrap_or_default()),
+    }
+}

@@ -1,0 +1,4 @@
+//! Integration tests of the engine, one binary (see STYLE.md).
+
+mod common;
+mod write_path;
