@@ -122,7 +122,10 @@ impl EngineConfig {
         if self.wal_shard_count == 0 || self.wal_shard_count > MAX_SHARDS {
             return Err(DbError::config(
                 "wal_shard_count",
-                format!("{} shards requested, use 1 to {MAX_SHARDS}", self.wal_shard_count),
+                format!(
+                    "{} shards requested, use 1 to {MAX_SHARDS}",
+                    self.wal_shard_count
+                ),
             ));
         }
         if self.wal_sync_interval == 0 {
@@ -137,13 +140,19 @@ impl EngineConfig {
         if self.wal_max_events == 0 || self.wal_max_events > MAX_WAL_EVENTS {
             return Err(DbError::config(
                 "wal_max_events",
-                format!("{} is out of range 1..={MAX_WAL_EVENTS}", self.wal_max_events),
+                format!(
+                    "{} is out of range 1..={MAX_WAL_EVENTS}",
+                    self.wal_max_events
+                ),
             ));
         }
         if self.wal_max_bytes < 4096 || self.wal_max_bytes > MAX_WAL_BYTES {
             return Err(DbError::config(
                 "wal_max_bytes",
-                format!("{} is out of range 4096..={MAX_WAL_BYTES}", self.wal_max_bytes),
+                format!(
+                    "{} is out of range 4096..={MAX_WAL_BYTES}",
+                    self.wal_max_bytes
+                ),
             ));
         }
         if self.mmap_cache_capacity == 0 {

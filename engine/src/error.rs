@@ -155,11 +155,18 @@ pub enum DbError {
 
 impl DbError {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        DbError::Io { op, path: path.into(), source }
+        DbError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
     }
 
     pub(crate) fn config(field: &'static str, reason: impl Into<String>) -> Self {
-        DbError::InvalidConfig { field, reason: reason.into() }
+        DbError::InvalidConfig {
+            field,
+            reason: reason.into(),
+        }
     }
 
     /// True when the error came from the disk filling up (`ENOSPC`) or a quota (`EDQUOT`).

@@ -9,7 +9,8 @@ use crate::error::{DbError, Result};
 /// fsyncs a directory so that renames and unlinks inside it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     let f = File::open(dir).map_err(|e| DbError::io("open directory", dir, e))?;
-    f.sync_all().map_err(|e| DbError::io("fsync directory", dir, e))
+    f.sync_all()
+        .map_err(|e| DbError::io("fsync directory", dir, e))
 }
 
 /// Writes `bytes` to `path` atomically: a temp file beside it, fsync, rename, fsync the dir.
@@ -21,7 +22,8 @@ pub(crate) fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> 
         .truncate(true)
         .open(&tmp)
         .map_err(|e| DbError::io("create", &tmp, e))?;
-    f.write_all(bytes).map_err(|e| DbError::io("write", &tmp, e))?;
+    f.write_all(bytes)
+        .map_err(|e| DbError::io("write", &tmp, e))?;
     f.sync_all().map_err(|e| DbError::io("fsync", &tmp, e))?;
     drop(f);
     fs::rename(&tmp, path).map_err(|e| DbError::io("rename", path, e))?;

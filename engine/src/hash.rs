@@ -22,7 +22,9 @@ fn fmix(mut h: u64) -> u64 {
 
 #[inline]
 fn absorb(state: u64, word: u64) -> u64 {
-    (state ^ word.wrapping_mul(K2)).rotate_left(31).wrapping_mul(K1)
+    (state ^ word.wrapping_mul(K2))
+        .rotate_left(31)
+        .wrapping_mul(K1)
 }
 
 #[inline]
@@ -107,7 +109,12 @@ mod tests {
     fn golden_values_do_not_change() {
         // These values are part of the segment format (bloom filters and id indexes).
         assert_eq!(hash64(b""), 0xeb63_515a_0778_78a0, "{:x}", hash64(b""));
-        assert_eq!(hash64(b"alice"), 0x61e9_92b9_e85b_af07, "{:x}", hash64(b"alice"));
+        assert_eq!(
+            hash64(b"alice"),
+            0x61e9_92b9_e85b_af07,
+            "{:x}",
+            hash64(b"alice")
+        );
         assert_eq!(hash64(b"alice"), hash64(b"alice"));
         assert_ne!(hash64(b"alice"), hash64(b"alicf"));
         assert_ne!(hash64(b"a"), hash64(b"a\0"));

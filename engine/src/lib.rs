@@ -18,6 +18,7 @@ mod event;
 mod fsutil;
 pub mod hash;
 mod memtable;
+mod query;
 mod read;
 mod schema;
 mod segment;
@@ -31,6 +32,10 @@ pub use config::{EngineConfig, WalRecoveryMode, MAX_SHARDS, MAX_WAL_BYTES, MAX_W
 pub use engine::{AppendTicket, DynEngine, EngineStats, GcStats, RecoveryReport, SourceCheckpoint};
 pub use error::{DbError, Result, SchemaSummary};
 pub use event::{DynEvent, EventFlags, LogEvent, Row};
+pub use query::{
+    day_of, kernel_name, Aggregate, Cursor, DynAggregate, DynFilter, EventRef, QueryFilter,
+    RollupKey, RollupValue, NANOS_PER_DAY,
+};
 pub use schema::{SchemaDef, MAX_COUNTERS, MAX_DIMS, MAX_LABELS, SCHEMA_FILE};
 pub use typed::Engine;
 pub use wal::frame::{MAX_LABEL_LEN, MAX_SOURCE_KEY_LEN, MAX_VALUE_LEN};

@@ -7,7 +7,9 @@
 use std::sync::RwLock;
 
 use crate::hash::{hash64, FastMap};
+use crate::query::day_of;
 use crate::schema::SchemaDef;
+use crate::schema::MAX_ROLLUP_DIMS;
 use crate::wal::frame::{EventsDecoder, RawRow};
 
 /// Rows per chunk, for zone maps and pre-aggregates (memtable and segments alike).
@@ -61,8 +63,37 @@ impl StrCol {
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
         &self.bytes[start..self.ends[i]]
     }
-    pub(crate) fn byte_len(&self) -> usize {
-        self.bytes.len()
+}
+
+/// Key of a memtable rollup bucket: day and the memtable codes of the rollup dims (unused
+/// slots zero).
+pub(crate) type RollKey = (i64, [u32; MAX_ROLLUP_DIMS]);
+
+/// Sums of a rollup bucket.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RollAcc {
+    pub count: u64,
+    pub metric: i128,
+    pub counters: Vec<u64>,
+}
+
+impl RollAcc {
+    pub(crate) fn add(&mut self, o: &RollAcc) {
+        self.count += o.count;
+        self.metric += o.metric;
+        if self.counters.len() < o.counters.len() {
+            self.counters.resize(o.counters.len(), 0);
+        }
+        for (a, b) in self.counters.iter_mut().zip(&o.counters) {
+            *a += b;
+        }
+    }
+    pub(crate) fn sub(&mut self, o: &RollAcc) {
+        self.count -= o.count;
+        self.metric -= o.metric;
+        for (a, b) in self.counters.iter_mut().zip(&o.counters) {
+            *a -= b;
+        }
     }
 }
 
@@ -89,6 +120,10 @@ pub(crate) struct MemData {
     /// Per 256-row chunk: min and max ts.
     pub chunk_min_ts: Vec<i64>,
     pub chunk_max_ts: Vec<i64>,
+    /// Dims keyed by the rollups.
+    pub rollup_dims: Vec<usize>,
+    /// Daily rollups of the live rows.
+    pub rollups: FastMap<RollKey, RollAcc>,
 }
 
 impl MemData {
@@ -104,13 +139,17 @@ impl MemData {
             dims: vec![Vec::new(); schema.dims.len()],
             dicts: (0..schema.dims.len()).map(|_| Dict::default()).collect(),
             ids: StrCol::default(),
-            labels: (0..schema.labels.len()).map(|_| StrCol::default()).collect(),
+            labels: (0..schema.labels.len())
+                .map(|_| StrCol::default())
+                .collect(),
             id_heads: FastMap::default(),
             id_next: Vec::new(),
             deleted: Vec::new(),
             deleted_count: 0,
             chunk_min_ts: Vec::new(),
             chunk_max_ts: Vec::new(),
+            rollup_dims: schema.rollup_dims.clone(),
+            rollups: FastMap::default(),
         }
     }
 
@@ -125,7 +164,9 @@ impl MemData {
 
     #[inline]
     pub(crate) fn is_deleted(&self, row: usize) -> bool {
-        self.deleted.get(row / 64).is_some_and(|w| w & (1 << (row % 64)) != 0)
+        self.deleted
+            .get(row / 64)
+            .is_some_and(|w| w & (1 << (row % 64)) != 0)
     }
 
     /// Marks a row deleted; false if it already was.
@@ -139,7 +180,27 @@ impl MemData {
         }
         self.deleted[w] |= 1 << (row % 64);
         self.deleted_count += 1;
+        let (key, acc) = self.roll_entry(row);
+        if let Some(e) = self.rollups.get_mut(&key) {
+            e.sub(&acc);
+            if e.count == 0 {
+                self.rollups.remove(&key);
+            }
+        }
         true
+    }
+
+    fn roll_entry(&self, row: usize) -> (RollKey, RollAcc) {
+        let mut codes = [0u32; MAX_ROLLUP_DIMS];
+        for (slot, &d) in codes.iter_mut().zip(&self.rollup_dims) {
+            *slot = self.dims[d][row];
+        }
+        let acc = RollAcc {
+            count: 1,
+            metric: self.metric[row] as i128,
+            counters: self.counters.iter().map(|c| c[row] as u64).collect(),
+        };
+        ((day_of(self.ts[row]), codes), acc)
     }
 
     /// Appends one decoded row.
@@ -165,10 +226,25 @@ impl MemData {
         let h = hash64(r.id.as_bytes());
         let prev = self.id_heads.insert(h, row as u32).unwrap_or(NO_ROW);
         self.id_next.push(prev);
-        if row % CHUNK_ROWS == 0 {
+        let mut codes = [0u32; MAX_ROLLUP_DIMS];
+        for (slot, &d) in codes.iter_mut().zip(&self.rollup_dims) {
+            *slot = self.dims[d][row];
+        }
+        let acc = self.rollups.entry((day_of(r.ts_ns), codes)).or_default();
+        acc.count += 1;
+        acc.metric += r.metric as i128;
+        if acc.counters.len() != r.counters.len() {
+            acc.counters.resize(r.counters.len(), 0);
+        }
+        for (a, &c) in acc.counters.iter_mut().zip(&r.counters) {
+            *a += c as u64;
+        }
+        if row.is_multiple_of(CHUNK_ROWS) {
             self.chunk_min_ts.push(r.ts_ns);
             self.chunk_max_ts.push(r.ts_ns);
-        } else if let (Some(lo), Some(hi)) = (self.chunk_min_ts.last_mut(), self.chunk_max_ts.last_mut()) {
+        } else if let (Some(lo), Some(hi)) =
+            (self.chunk_min_ts.last_mut(), self.chunk_max_ts.last_mut())
+        {
             *lo = (*lo).min(r.ts_ns);
             *hi = (*hi).max(r.ts_ns);
         }
@@ -194,7 +270,11 @@ impl MemData {
 
     /// Rows whose id is `id`, newest first.
     pub(crate) fn rows_with_id<'s>(&'s self, id: &'s str) -> impl Iterator<Item = usize> + 's {
-        let mut cur = self.id_heads.get(&hash64(id.as_bytes())).copied().unwrap_or(NO_ROW);
+        let mut cur = self
+            .id_heads
+            .get(&hash64(id.as_bytes()))
+            .copied()
+            .unwrap_or(NO_ROW);
         std::iter::from_fn(move || {
             while cur != NO_ROW {
                 let row = cur as usize;
@@ -205,14 +285,6 @@ impl MemData {
             }
             None
         })
-    }
-
-    /// Approximate heap size, for `total_bytes`-style accounting.
-    pub(crate) fn approx_bytes(&self) -> usize {
-        let n = self.len();
-        n * (8 + 8 + 4 + 4 + 2 + 2 + 4 * self.counters.len() + 4 * self.dims.len() + 16)
-            + self.ids.byte_len()
-            + self.labels.iter().map(StrCol::byte_len).sum::<usize>()
     }
 }
 
@@ -227,7 +299,11 @@ pub(crate) struct MemTable {
 
 impl MemTable {
     pub(crate) fn new(shard: usize, generation: u64, schema: &SchemaDef) -> Self {
-        MemTable { shard, generation, data: RwLock::new(MemData::new(schema)) }
+        MemTable {
+            shard,
+            generation,
+            data: RwLock::new(MemData::new(schema)),
+        }
     }
 
     /// Read access; a poisoned lock (a panic elsewhere) still yields the data, which is only

@@ -16,13 +16,23 @@ pub(crate) fn mem_event(m: &MemData, row: usize) -> DynEvent {
         latency_detail_ms: m.latency_detail[row],
         status: m.status[row],
         flags: EventFlags(m.flags[row]),
-        dims: m.dims.iter().zip(&m.dicts).map(|(c, d)| d.value(c[row]).to_string()).collect(),
+        dims: m
+            .dims
+            .iter()
+            .zip(&m.dicts)
+            .map(|(c, d)| d.value(c[row]).to_string())
+            .collect(),
         labels: m.labels.iter().map(|l| l.get(row).to_string()).collect(),
     }
 }
 
 /// Row `row` of a segment.
-pub(crate) fn seg_event(s: &SegmentData, row: usize, ncounters: usize, nlabels: usize) -> Result<DynEvent> {
+pub(crate) fn seg_event(
+    s: &SegmentData,
+    row: usize,
+    ncounters: usize,
+    nlabels: usize,
+) -> Result<DynEvent> {
     let intern = s.intern()?;
     let mut dims = Vec::with_capacity(intern.len());
     for (d, dict) in intern.iter().enumerate() {

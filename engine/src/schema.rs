@@ -18,6 +18,9 @@ pub const MAX_LABELS: usize = 64;
 /// Longest column name, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
 
+/// Most rollup dims.
+pub const MAX_ROLLUP_DIMS: usize = 8;
+
 /// File name of the schema description inside a data directory.
 pub const SCHEMA_FILE: &str = "keplordb.schema";
 
@@ -43,7 +46,11 @@ impl SchemaDef {
     /// Fingerprint of the column names and counts, recorded in every file.
     pub fn fingerprint(&self) -> u64 {
         let mut canon = String::new();
-        for (kind, names) in [("d", &self.dims), ("c", &self.counters), ("l", &self.labels)] {
+        for (kind, names) in [
+            ("d", &self.dims),
+            ("c", &self.counters),
+            ("l", &self.labels),
+        ] {
             for n in names.iter() {
                 // Names cannot hold control characters (validated), so '\n' separates safely.
                 let _ = writeln!(canon, "{kind}:{n}");
@@ -62,7 +69,13 @@ impl SchemaDef {
     }
 
     fn columns_text(&self) -> String {
-        let list = |v: &[String]| if v.is_empty() { "-".to_string() } else { v.join(", ") };
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "-".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
         format!(
             "dims: {} | counters: {} | labels: {}",
             list(&self.dims),
@@ -86,8 +99,12 @@ impl SchemaDef {
         check_names("dim_names", &self.dims, MAX_DIMS)?;
         check_names("counter_names", &self.counters, MAX_COUNTERS)?;
         check_names("label_names", &self.labels, MAX_LABELS)?;
-        let mut all: Vec<&String> =
-            self.dims.iter().chain(&self.counters).chain(&self.labels).collect();
+        let mut all: Vec<&String> = self
+            .dims
+            .iter()
+            .chain(&self.counters)
+            .chain(&self.labels)
+            .collect();
         all.sort();
         if let Some(w) = all.windows(2).find(|w| w[0] == w[1]) {
             return Err(DbError::config(
@@ -99,20 +116,38 @@ impl SchemaDef {
             if b >= self.dims.len() {
                 return Err(DbError::config(
                     "bloom_dim",
-                    format!("bloom_dim is {b} but the schema has {} dims", self.dims.len()),
+                    format!(
+                        "bloom_dim is {b} but the schema has {} dims",
+                        self.dims.len()
+                    ),
                 ));
             }
+        }
+        if self.rollup_dims.len() > MAX_ROLLUP_DIMS {
+            return Err(DbError::config(
+                "rollup_dims",
+                format!(
+                    "{} rollup dims, at most {MAX_ROLLUP_DIMS} are supported",
+                    self.rollup_dims.len()
+                ),
+            ));
         }
         let mut seen = Vec::new();
         for &r in &self.rollup_dims {
             if r >= self.dims.len() {
                 return Err(DbError::config(
                     "rollup_dims",
-                    format!("rollup dim {r} does not exist, the schema has {} dims", self.dims.len()),
+                    format!(
+                        "rollup dim {r} does not exist, the schema has {} dims",
+                        self.dims.len()
+                    ),
                 ));
             }
             if seen.contains(&r) {
-                return Err(DbError::config("rollup_dims", format!("rollup dim {r} is listed twice")));
+                return Err(DbError::config(
+                    "rollup_dims",
+                    format!("rollup dim {r} is listed twice"),
+                ));
             }
             seen.push(r);
         }
@@ -164,7 +199,9 @@ impl SchemaDef {
         let mut fingerprint = None;
         let mut have_id = false;
         for (i, line) in lines {
-            let (key, value) = line.split_once(' ').ok_or_else(|| bad(i + 1, "expected `key value`"))?;
+            let (key, value) = line
+                .split_once(' ')
+                .ok_or_else(|| bad(i + 1, "expected `key value`"))?;
             match key {
                 "id" => {
                     schema.schema_id = value.parse().map_err(|_| bad(i + 1, "id is not a u8"))?;
@@ -180,12 +217,17 @@ impl SchemaDef {
                 "counter" => schema.counters.push(value.to_string()),
                 "label" => schema.labels.push(value.to_string()),
                 "bloom" => {
-                    schema.bloom_dim =
-                        Some(value.parse().map_err(|_| bad(i + 1, "bloom is not an index"))?)
+                    schema.bloom_dim = Some(
+                        value
+                            .parse()
+                            .map_err(|_| bad(i + 1, "bloom is not an index"))?,
+                    )
                 }
-                "rollup" => schema
-                    .rollup_dims
-                    .push(value.parse().map_err(|_| bad(i + 1, "rollup is not an index"))?),
+                "rollup" => schema.rollup_dims.push(
+                    value
+                        .parse()
+                        .map_err(|_| bad(i + 1, "rollup is not an index"))?,
+                ),
                 _ => return Err(bad(i + 1, "unknown key")),
             }
         }
@@ -221,7 +263,10 @@ fn check_names(field: &'static str, names: &[String], max: usize) -> Result<()> 
     if names.len() > max {
         return Err(DbError::config(
             field,
-            format!("{} columns declared, at most {max} are supported", names.len()),
+            format!(
+                "{} columns declared, at most {max} are supported",
+                names.len()
+            ),
         ));
     }
     for n in names {
@@ -231,10 +276,14 @@ fn check_names(field: &'static str, names: &[String], max: usize) -> Result<()> 
                 format!("column name {n:?} must be 1 to {MAX_NAME_LEN} bytes long"),
             ));
         }
-        if n.chars().any(|c| c.is_control() || c.is_whitespace() || c == '=' || c == ',') {
+        if n.chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '=' || c == ',')
+        {
             return Err(DbError::config(
                 field,
-                format!("column name {n:?} may not contain whitespace, control characters, '=' or ','"),
+                format!(
+                    "column name {n:?} may not contain whitespace, control characters, '=' or ','"
+                ),
             ));
         }
     }
@@ -286,13 +335,25 @@ mod tests {
     fn validation_names_the_problem() {
         let mut s = schema();
         s.labels = vec!["user".into()];
-        assert!(s.validate().unwrap_err().to_string().contains("\"user\" is used twice"));
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("\"user\" is used twice"));
         let mut s = schema();
         s.bloom_dim = Some(5);
-        assert!(s.validate().unwrap_err().to_string().contains("bloom_dim is 5"));
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("bloom_dim is 5"));
         let mut s = schema();
         s.dims = (0..257).map(|i| format!("d{i}")).collect();
-        assert!(s.validate().unwrap_err().to_string().contains("257 columns"));
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("257 columns"));
         let mut s = schema();
         s.dims[0] = "a b".into();
         assert!(s.validate().is_err());

@@ -110,7 +110,10 @@ impl Shard {
         is_dead: &dyn Fn(&str) -> bool,
     ) -> Result<Written> {
         if let Some(reason) = &st.failed {
-            return Err(DbError::ShardFailed { shard: self.index, reason: reason.clone() });
+            return Err(DbError::ShardFailed {
+                shard: self.index,
+                reason: reason.clone(),
+            });
         }
         match st.wal.append(frame) {
             Ok(()) => {}
@@ -141,11 +144,15 @@ impl Shard {
                 // Only a bug can get here: the frame was encoded by this process.
                 let reason = format!("frame just written does not decode: {why}");
                 st.failed = Some(reason.clone());
-                return Err(DbError::ShardFailed { shard: self.index, reason });
+                return Err(DbError::ShardFailed {
+                    shard: self.index,
+                    reason,
+                });
             }
         };
         if let Some((key, pos)) = checkpoint {
-            st.checkpoints.insert(key.to_string(), pos);
+            let e = st.checkpoints.entry(key.to_string()).or_insert(pos);
+            *e = (*e).max(pos);
             lock(&self.pending).push((lsn, key.to_string(), pos));
         }
         st.events_since_sync += n as u64;
@@ -159,7 +166,11 @@ impl Shard {
         }
         let need_rotate =
             st.mem.read().len() as u64 >= limits.max_events || st.wal.len >= limits.max_bytes;
-        Ok(Written { lsn, need_sync, need_rotate })
+        Ok(Written {
+            lsn,
+            need_sync,
+            need_rotate,
+        })
     }
 
     /// Makes every frame up to `lsn` durable. Group commit: a caller whose frame was covered by
@@ -175,9 +186,16 @@ impl Shard {
         let (file, path, upto) = {
             let st = self.state();
             if let Some(reason) = &st.failed {
-                return Err(DbError::ShardFailed { shard: self.index, reason: reason.clone() });
+                return Err(DbError::ShardFailed {
+                    shard: self.index,
+                    reason: reason.clone(),
+                });
             }
-            (st.wal.file.clone(), st.wal.path.clone(), self.written_lsn.load(Ordering::Acquire))
+            (
+                st.wal.file.clone(),
+                st.wal.path.clone(),
+                self.written_lsn.load(Ordering::Acquire),
+            )
         };
         let start = Instant::now();
         if let Err(e) = file.sync_data() {
@@ -189,14 +207,20 @@ impl Shard {
         }
         let nanos = start.elapsed().as_nanos() as u64;
         self.synced_lsn.fetch_max(upto, Ordering::AcqRel);
-        Ok(SyncOutcome { fsynced: true, nanos })
+        Ok(SyncOutcome {
+            fsynced: true,
+            nanos,
+        })
     }
 
     /// Removes and returns the checkpoints whose frames are now durable.
     pub(crate) fn take_durable_checkpoints(&self) -> Vec<(String, u64)> {
         let synced = self.synced_lsn.load(Ordering::Acquire);
         let mut pending = lock(&self.pending);
-        let n = pending.iter().take_while(|(lsn, _, _)| *lsn <= synced).count();
+        let n = pending
+            .iter()
+            .take_while(|(lsn, _, _)| *lsn <= synced)
+            .count();
         pending.drain(..n).map(|(_, k, p)| (k, p)).collect()
     }
 }

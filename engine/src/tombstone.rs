@@ -53,7 +53,10 @@ impl Tombstones {
                                 set.extend(ids.into_iter().map(String::into_boxed_str))
                             }
                             Ok(_) => {
-                                bad = Some((at, "unexpected frame kind in tombstone log".to_string()));
+                                bad = Some((
+                                    at,
+                                    "unexpected frame kind in tombstone log".to_string(),
+                                ));
                                 break;
                             }
                             Err(e) => {
@@ -64,7 +67,11 @@ impl Tombstones {
                     }
                     if let Some((at, why)) = bad {
                         if mode == WalRecoveryMode::AbsoluteConsistency {
-                            return Err(DbError::CorruptWal { path, offset: at, reason: why });
+                            return Err(DbError::CorruptWal {
+                                path,
+                                offset: at,
+                                reason: why,
+                            });
                         }
                         img.discard_from(at, why);
                     }
@@ -73,15 +80,23 @@ impl Tombstones {
                         discarded.push(d);
                     }
                     if writable {
-                        log = Some(WalWriter::open_at(&path, img.header, img.valid_len)?);
+                        log = Some(WalWriter::open_at(&path, img.valid_len)?);
                     }
                 }
                 WalRead::BadHeader { reason, .. } => {
-                    return Err(DbError::CorruptWal { path, offset: 0, reason });
+                    return Err(DbError::CorruptWal {
+                        path,
+                        offset: 0,
+                        reason,
+                    });
                 }
             }
         }
-        Ok(Tombstones { len: AtomicUsize::new(set.len()), set: RwLock::new(set), log: Mutex::new(log) })
+        Ok(Tombstones {
+            len: AtomicUsize::new(set.len()),
+            set: RwLock::new(set),
+            log: Mutex::new(log),
+        })
     }
 
     pub(crate) fn is_empty(&self) -> bool {

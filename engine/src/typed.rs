@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 
 use crate::config::EngineConfig;
-use crate::engine::{AppendTicket, DynEngine, EngineStats, GcStats, RecoveryReport, SourceCheckpoint};
+use crate::engine::{
+    AppendTicket, DynEngine, EngineStats, GcStats, RecoveryReport, SourceCheckpoint,
+};
 use crate::error::{DbError, Result};
 use crate::event::LogEvent;
 use crate::schema::{SchemaDef, MAX_COUNTERS, MAX_DIMS, MAX_LABELS};
@@ -26,7 +28,10 @@ fn fill_names(names: &mut Vec<String>, n: usize, prefix: &str, field: &'static s
     if names.len() != n {
         return Err(DbError::config(
             field,
-            format!("{} names given, but the engine type declares {n} columns", names.len()),
+            format!(
+                "{} names given, but the engine type declares {n} columns",
+                names.len()
+            ),
         ));
     }
     Ok(())
@@ -37,15 +42,24 @@ impl<const D: usize, const C: usize, const L: usize> Engine<D, C, L> {
     /// filled with `dim_0..`, `counter_0..`, `label_0..`; non-empty ones must have `D`, `C` and
     /// `L` entries.
     pub fn open(mut config: EngineConfig) -> Result<Self> {
-        for (n, max, field) in [(D, MAX_DIMS, "dim_names"), (C, MAX_COUNTERS, "counter_names"), (L, MAX_LABELS, "label_names")] {
+        for (n, max, field) in [
+            (D, MAX_DIMS, "dim_names"),
+            (C, MAX_COUNTERS, "counter_names"),
+            (L, MAX_LABELS, "label_names"),
+        ] {
             if n > max {
-                return Err(DbError::config(field, format!("the engine type declares {n} columns, at most {max} are supported")));
+                return Err(DbError::config(
+                    field,
+                    format!("the engine type declares {n} columns, at most {max} are supported"),
+                ));
             }
         }
         fill_names(&mut config.dim_names, D, "dim", "dim_names")?;
         fill_names(&mut config.counter_names, C, "counter", "counter_names")?;
         fill_names(&mut config.label_names, L, "label", "label_names")?;
-        Ok(Engine { core: DynEngine::open(config)? })
+        Ok(Engine {
+            core: DynEngine::open(config)?,
+        })
     }
 
     /// The runtime engine underneath.
@@ -170,5 +184,54 @@ pub(crate) fn to_typed<const D: usize, const C: usize, const L: usize>(
         flags: e.flags,
         dims: std::array::from_fn(|_| dims.next().unwrap_or_default()),
         labels: std::array::from_fn(|_| labels.next().unwrap_or_default()),
+    }
+}
+
+use crate::query::{Aggregate, EventRef, QueryFilter, RollupKey, RollupValue};
+
+impl<const D: usize, const C: usize, const L: usize> Engine<D, C, L> {
+    /// Exact sums over the events matching `filter`.
+    pub fn aggregate(&self, filter: &QueryFilter<D>) -> Result<Aggregate<C>> {
+        Ok(self.core.aggregate_filter(&filter.as_ref())?.typed::<C>())
+    }
+
+    /// The newest `limit` events matching `filter`, newest first. Page on with
+    /// `filter.cursor = Some(Cursor::from(&page[page.len() - 1]))`.
+    pub fn query_recent(
+        &self,
+        filter: &QueryFilter<D>,
+        limit: usize,
+    ) -> Result<Vec<EventRef<D, C, L>>> {
+        Ok(self
+            .core
+            .query_recent_ref(&filter.as_ref(), limit)?
+            .into_iter()
+            .map(EventRef::from_dyn)
+            .collect())
+    }
+
+    /// The event with id `id` (the newest, if several share it).
+    pub fn get_event(&self, id: &str) -> Result<Option<EventRef<D, C, L>>> {
+        Ok(self.core.get_event(id)?.map(EventRef::from_dyn))
+    }
+
+    /// Deletes every event with id `id`; false when none was live.
+    pub fn delete_event(&self, id: &str) -> Result<bool> {
+        self.core.delete_event(id)
+    }
+
+    /// Deletes every event carrying one of `ids`; returns how many ids matched.
+    pub fn delete_events(&self, ids: &[&str]) -> Result<usize> {
+        self.core.delete_events(ids)
+    }
+
+    /// Rollup buckets of UTC days `from_day..=to_day`, one optional filter per rollup dim.
+    pub fn query_rollups(
+        &self,
+        from_day: i64,
+        to_day: i64,
+        filters: &[Option<&str>],
+    ) -> Result<Vec<(RollupKey, RollupValue)>> {
+        self.core.query_rollups(from_day, to_day, filters)
     }
 }

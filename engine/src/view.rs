@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use crate::memtable::MemTable;
+use crate::query::rollup::RollupStore;
 use crate::segment::Segment;
 
 /// Rows of a segment hidden by tombstones.
@@ -20,7 +21,9 @@ pub(crate) struct DeletedRows {
 impl DeletedRows {
     #[inline]
     pub(crate) fn contains(&self, row: usize) -> bool {
-        self.words.get(row / 64).is_some_and(|w| w & (1 << (row % 64)) != 0)
+        self.words
+            .get(row / 64)
+            .is_some_and(|w| w & (1 << (row % 64)) != 0)
     }
 
     pub(crate) fn insert(&mut self, row: usize) -> bool {
@@ -57,10 +60,27 @@ pub(crate) struct View {
     /// Sorted by max_ts, newest first.
     pub segments: Vec<SegRef>,
     pub memtables: Vec<Arc<MemTable>>,
+    /// Rollups of the segments' rows (recent days).
+    pub rollups: Arc<RollupStore>,
 }
 
 impl View {
+    /// Newest day with data in the view, if any.
+    pub(crate) fn newest_day(&self) -> Option<i64> {
+        let segs = self.segments.iter().map(|s| s.seg.max_ts);
+        let mems = self
+            .memtables
+            .iter()
+            .filter_map(|m| m.read().chunk_max_ts.iter().copied().max());
+        segs.chain(mems).max().map(crate::query::day_of)
+    }
+
     pub(crate) fn sort(&mut self) {
-        self.segments.sort_by(|a, b| b.seg.max_ts.cmp(&a.seg.max_ts).then(b.seg.id.cmp(&a.seg.id)));
+        self.segments.sort_by(|a, b| {
+            b.seg
+                .max_ts
+                .cmp(&a.seg.max_ts)
+                .then(b.seg.id.cmp(&a.seg.id))
+        });
     }
 }

@@ -1,6 +1,8 @@
 //! `DynEngine`: the runtime-schema engine every other API is built on.
 
+mod delete;
 mod open;
+mod query;
 mod rotate;
 
 use std::cell::RefCell;
@@ -23,7 +25,6 @@ use crate::shard::{Limits, Shard};
 use crate::tombstone::Tombstones;
 use crate::view::View;
 use crate::wal::frame::{encode_events, FrameBuf, FrameKind, IdSource};
-use crate::wal::reader::DiscardedTail;
 
 pub use open::RecoveryReport;
 
@@ -112,7 +113,10 @@ impl IdGen {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
         let seed = format!("{now}/{}", std::process::id());
-        IdGen { prefix: crate::hash::hash64(seed.as_bytes()), next: AtomicU64::new(0) }
+        IdGen {
+            prefix: crate::hash::hash64(seed.as_bytes()),
+            next: AtomicU64::new(0),
+        }
     }
 }
 
@@ -121,7 +125,7 @@ impl IdGen {
 /// `Send + Sync`: share it with an `Arc` and append from many threads.
 #[derive(Debug)]
 pub struct DynEngine {
-    schema: Arc<SchemaDef>,
+    pub(crate) schema: Arc<SchemaDef>,
     config: EngineConfig,
     dir: PathBuf,
     shards: Vec<Shard>,
@@ -130,7 +134,7 @@ pub struct DynEngine {
     next_segment_id: AtomicU64,
     view: ArcSwap<View>,
     view_lock: Mutex<()>,
-    cache: SegmentCache,
+    pub(crate) cache: SegmentCache,
     tombstones: Tombstones,
     durable_checkpoints: Mutex<BTreeMap<String, u64>>,
     posting_dims: Vec<usize>,
@@ -160,7 +164,10 @@ impl DynEngine {
             DbError::io(
                 "read schema file",
                 dir.join(crate::schema::SCHEMA_FILE),
-                std::io::Error::new(std::io::ErrorKind::NotFound, "not a keplordb data directory"),
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "not a keplordb data directory",
+                ),
             )
         })?;
         let mut config = EngineConfig::new(dir);
@@ -239,7 +246,10 @@ impl DynEngine {
         checkpoint: Option<SourceCheckpoint<'_>>,
     ) -> Result<AppendTicket> {
         if shard >= self.shards.len() {
-            return Err(DbError::ShardOutOfRange { shard, shards: self.shards.len() });
+            return Err(DbError::ShardOutOfRange {
+                shard,
+                shards: self.shards.len(),
+            });
         }
         self.append_impl(rows, Some(shard), checkpoint, false)
     }
@@ -273,21 +283,34 @@ impl DynEngine {
         result
     }
 
-    fn write_frame(&self, frame: &[u8], n: usize, shard: Option<usize>, durable: bool) -> Result<AppendTicket> {
+    fn write_frame(
+        &self,
+        frame: &[u8],
+        n: usize,
+        shard: Option<usize>,
+        durable: bool,
+    ) -> Result<AppendTicket> {
         let (shard, mut st) = match shard {
             Some(i) => (&self.shards[i], self.shards[i].state()),
             None => self.claim_shard(),
         };
         let written = if self.tombstones.is_empty() {
-            shard.write_events(&mut st, frame, &self.schema, self.limits, durable, &|_| false)
+            shard.write_events(&mut st, frame, &self.schema, self.limits, durable, &|_| {
+                false
+            })
         } else {
             let dead = self.tombstones.read();
-            shard.write_events(&mut st, frame, &self.schema, self.limits, durable, &|id| dead.contains(id))
+            shard.write_events(&mut st, frame, &self.schema, self.limits, durable, &|id| {
+                dead.contains(id)
+            })
         }?;
         drop(st);
         self.counters.events.fetch_add(n as u64, Ordering::Relaxed);
         self.counters.frames.fetch_add(1, Ordering::Relaxed);
-        let ticket = AppendTicket { shard: shard.index, lsn: written.lsn };
+        let ticket = AppendTicket {
+            shard: shard.index,
+            lsn: written.lsn,
+        };
         if written.need_sync {
             self.sync_shard(shard, written.lsn)?;
         }
@@ -295,7 +318,9 @@ impl DynEngine {
             // The append itself succeeded; a failed rotation is logged and retried later, never
             // reported as a failed append (the caller would retry and duplicate the batch).
             if let Err(e) = self.rotate(shard, false) {
-                self.counters.rotation_failures.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .rotation_failures
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::error!(shard = shard.index, error = %e, "rotation failed; will retry");
             }
         }
@@ -320,7 +345,9 @@ impl DynEngine {
         let out = shard.sync_to(lsn)?;
         if out.fsynced {
             self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
-            self.counters.fsync_nanos.fetch_add(out.nanos, Ordering::Relaxed);
+            self.counters
+                .fsync_nanos
+                .fetch_add(out.nanos, Ordering::Relaxed);
         }
         self.promote_checkpoints(shard);
         Ok(())
@@ -331,7 +358,10 @@ impl DynEngine {
         if durable.is_empty() {
             return;
         }
-        let mut map = self.durable_checkpoints.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self
+            .durable_checkpoints
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         for (k, p) in durable {
             let e = map.entry(k).or_insert(p);
             *e = (*e).max(p);
@@ -340,7 +370,9 @@ impl DynEngine {
 
     /// True once the append identified by `ticket` is on stable storage.
     pub fn is_durable(&self, ticket: &AppendTicket) -> bool {
-        self.shards.get(ticket.shard).is_some_and(|s| s.synced_lsn.load(Ordering::Acquire) >= ticket.lsn)
+        self.shards
+            .get(ticket.shard)
+            .is_some_and(|s| s.synced_lsn.load(Ordering::Acquire) >= ticket.lsn)
     }
 
     /// Makes the append identified by `ticket` durable (an fsync unless one already covered it).
@@ -348,7 +380,10 @@ impl DynEngine {
         let shard = self
             .shards
             .get(ticket.shard)
-            .ok_or(DbError::ShardOutOfRange { shard: ticket.shard, shards: self.shards.len() })?;
+            .ok_or(DbError::ShardOutOfRange {
+                shard: ticket.shard,
+                shards: self.shards.len(),
+            })?;
         self.sync_shard(shard, ticket.lsn)
     }
 
@@ -358,7 +393,10 @@ impl DynEngine {
         for s in &self.shards {
             self.promote_checkpoints(s);
         }
-        self.durable_checkpoints.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.durable_checkpoints
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The largest durable position of one source key.
@@ -393,13 +431,30 @@ impl DynEngine {
         self.writable("gc")?;
         let _v = self.lock_view();
         let current = self.view.load_full();
-        let (drop, keep): (Vec<_>, Vec<_>) =
-            current.segments.iter().cloned().partition(|s| s.seg.max_ts < cutoff_ns);
+        let (drop, keep): (Vec<_>, Vec<_>) = current
+            .segments
+            .iter()
+            .cloned()
+            .partition(|s| s.seg.max_ts < cutoff_ns);
         if drop.is_empty() {
             return Ok(GcStats::default());
         }
         let mut next = (*current).clone();
         next.segments = keep;
+        let mut rollups = (*next.rollups).clone();
+        for s in &drop {
+            if crate::query::day_of(s.seg.max_ts) >= rollups.floor {
+                let data = s.seg.data(&self.schema, &self.cache)?;
+                rollups.apply_segment(
+                    &data,
+                    s.deleted.as_deref(),
+                    &self.schema.rollup_dims,
+                    self.schema.counters.len(),
+                    true,
+                )?;
+            }
+        }
+        next.rollups = Arc::new(rollups);
         self.view.store(Arc::new(next));
         let mut stats = GcStats::default();
         for s in &drop {
@@ -473,12 +528,15 @@ impl DynEngine {
 /// Fills in the segment path of a corruption error raised below the segment level.
 pub(crate) fn with_path(e: DbError, path: &Path) -> DbError {
     match e {
-        DbError::CorruptSegment { path: p, section, reason } if p.as_os_str().is_empty() => {
-            DbError::CorruptSegment { path: path.to_path_buf(), section, reason }
-        }
+        DbError::CorruptSegment {
+            path: p,
+            section,
+            reason,
+        } if p.as_os_str().is_empty() => DbError::CorruptSegment {
+            path: path.to_path_buf(),
+            section,
+            reason,
+        },
         e => e,
     }
 }
-
-
-

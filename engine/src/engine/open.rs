@@ -9,11 +9,13 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
-use super::{Counters, DynEngine, IdGen};
+use super::{with_path, Counters, DynEngine, IdGen};
 use crate::config::{EngineConfig, WalRecoveryMode};
 use crate::error::{DbError, Result};
 use crate::fsutil::{remove_if_exists, sync_dir};
 use crate::memtable::MemTable;
+use crate::query::day_of;
+use crate::query::rollup::RollupStore;
 use crate::schema::{SchemaDef, SCHEMA_FILE};
 use crate::segment::{parse_segment_name, Segment, SegmentCache};
 use crate::shard::{Limits, Shard, ShardState};
@@ -73,7 +75,9 @@ pub(super) fn open(config: EngineConfig) -> Result<DynEngine> {
         match f.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => return Err(DbError::Locked { path: dir.clone() }),
-            Err(fs::TryLockError::Error(e)) => return Err(DbError::io("lock data directory", &path, e)),
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(DbError::io("lock data directory", &path, e))
+            }
         }
         Some(f)
     } else {
@@ -142,7 +146,8 @@ pub(super) fn open(config: EngineConfig) -> Result<DynEngine> {
     // Read every WAL (this checks their schemas) before writing anything.
     let mut images: BTreeMap<usize, (Option<WalRead>, Option<WalRead>)> = BTreeMap::new();
     for (&shard, files) in &wal_files {
-        let read = |p: &Option<PathBuf>| p.as_deref().map(|p| read_wal(p, &schema, mode)).transpose();
+        let read =
+            |p: &Option<PathBuf>| p.as_deref().map(|p| read_wal(p, &schema, mode)).transpose();
         images.insert(shard, (read(&files.active)?, read(&files.rotating)?));
     }
     let tombstones = Tombstones::load(&dir, &schema, mode, writable, &mut report.discarded)?;
@@ -205,7 +210,11 @@ pub(super) fn open(config: EngineConfig) -> Result<DynEngine> {
     // Shards beyond the configured count (the count was lowered) are processed first: their
     // events become segments and their checkpoints move to shard 0.
     let order: Vec<usize> = {
-        let mut extra: Vec<usize> = images.keys().copied().filter(|&s| s >= shard_count).collect();
+        let mut extra: Vec<usize> = images
+            .keys()
+            .copied()
+            .filter(|&s| s >= shard_count)
+            .collect();
         extra.extend(0..shard_count);
         extra
     };
@@ -217,7 +226,14 @@ pub(super) fn open(config: EngineConfig) -> Result<DynEngine> {
         if let Some(read) = rotating {
             match read {
                 WalRead::Image(mut img) => {
-                    let mem = replay(&mut img, &schema, &engine.tombstones, &mut cps, &mut report, mode)?;
+                    let mem = replay(
+                        &mut img,
+                        &schema,
+                        &engine.tombstones,
+                        &mut cps,
+                        &mut report,
+                        mode,
+                    )?;
                     let generation = img.header.generation;
                     let complete = complete_generation(&segments, generation);
                     if complete {
@@ -248,9 +264,16 @@ pub(super) fn open(config: EngineConfig) -> Result<DynEngine> {
         let mut state_mem = None;
         match active {
             Some(WalRead::Image(mut img)) => {
-                let mem = replay(&mut img, &schema, &engine.tombstones, &mut cps, &mut report, mode)?;
+                let mem = replay(
+                    &mut img,
+                    &schema,
+                    &engine.tombstones,
+                    &mut cps,
+                    &mut report,
+                    mode,
+                )?;
                 if writable && i < shard_count {
-                    state_wal = Some(WalWriter::open_at(&img.path, img.header, img.valid_len)?);
+                    state_wal = Some(WalWriter::open_at(&img.path, img.valid_len)?);
                     state_mem = Some(Arc::new(mem));
                 } else if writable {
                     // A shard that no longer exists: its events go to segments now.
@@ -300,7 +323,9 @@ pub(super) fn open(config: EngineConfig) -> Result<DynEngine> {
                 (w, m)
             }
             _ => {
-                let generation = engine.next_generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let generation = engine
+                    .next_generation
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let path = dir.join(active_name(i));
                 let w = engine.create_wal(&path, i, generation, &cps)?;
                 sync_dir(&dir)?;
@@ -334,18 +359,49 @@ pub(super) fn open(config: EngineConfig) -> Result<DynEngine> {
 
     engine.shards = shards.into_iter().flatten().collect();
     if writable && engine.shards.len() != shard_count {
-        return Err(DbError::config("wal_shard_count", "internal: a shard was not initialised"));
+        return Err(DbError::config(
+            "wal_shard_count",
+            "internal: a shard was not initialised",
+        ));
     }
     let mut view = View {
         segments: segments
             .iter()
-            .map(|s| Ok(SegRef { seg: s.clone(), deleted: engine.deleted_rows_of(s)? }))
+            .map(|s| {
+                Ok(SegRef {
+                    seg: s.clone(),
+                    deleted: engine.deleted_rows_of(s)?,
+                })
+            })
             .collect::<Result<_>>()?,
         memtables,
+        rollups: Default::default(),
     };
     view.sort();
+    let mut rollups = RollupStore::default();
+    if let Some(day) = view.newest_day() {
+        rollups.advance_floor(day, engine.config.rollup_replay_days);
+    }
+    for s in &view.segments {
+        if day_of(s.seg.max_ts) >= rollups.floor {
+            let data = s.seg.data(&schema, &engine.cache)?;
+            rollups
+                .apply_segment(
+                    &data,
+                    s.deleted.as_deref(),
+                    &schema.rollup_dims,
+                    schema.counters.len(),
+                    false,
+                )
+                .map_err(|e| with_path(e, &s.seg.path))?;
+        }
+    }
+    view.rollups = Arc::new(rollups);
     engine.view.store(Arc::new(view));
-    *engine.durable_checkpoints.lock().unwrap_or_else(|p| p.into_inner()) = all_checkpoints;
+    *engine
+        .durable_checkpoints
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = all_checkpoints;
     for d in &report.discarded {
         tracing::warn!(path = %d.path.display(), offset = d.offset, bytes = d.bytes, reason = %d.reason, "WAL tail discarded during recovery");
     }
@@ -355,11 +411,18 @@ pub(super) fn open(config: EngineConfig) -> Result<DynEngine> {
 
 /// True when every part of `generation` is among `segments`.
 fn complete_generation(segments: &[Arc<Segment>], generation: u64) -> bool {
-    let parts: Vec<&Arc<Segment>> = segments.iter().filter(|s| s.generation == generation).collect();
-    let Some(first) = parts.first() else { return false };
+    let parts: Vec<&Arc<Segment>> = segments
+        .iter()
+        .filter(|s| s.generation == generation)
+        .collect();
+    let Some(first) = parts.first() else {
+        return false;
+    };
     let count = first.part_count as usize;
     let indexes: HashSet<u16> = parts.iter().map(|s| s.part_index).collect();
-    parts.iter().all(|s| s.part_count as usize == count) && indexes.len() == count && parts.len() == count
+    parts.iter().all(|s| s.part_count as usize == count)
+        && indexes.len() == count
+        && parts.len() == count
 }
 
 /// A WAL whose header cannot be read: renamed aside (kept for inspection) and reported.
@@ -430,7 +493,11 @@ fn replay(
     }
     if let Some((at, why)) = bad {
         if mode == WalRecoveryMode::AbsoluteConsistency {
-            return Err(DbError::CorruptWal { path: img.path.clone(), offset: at, reason: why });
+            return Err(DbError::CorruptWal {
+                path: img.path.clone(),
+                offset: at,
+                reason: why,
+            });
         }
         img.discard_from(at, why);
     }
@@ -441,7 +508,11 @@ fn replay(
 }
 
 fn posting_dims(schema: &SchemaDef) -> Vec<usize> {
-    let mut dims: Vec<usize> = schema.bloom_dim.into_iter().chain(schema.rollup_dims.iter().copied()).collect();
+    let mut dims: Vec<usize> = schema
+        .bloom_dim
+        .into_iter()
+        .chain(schema.rollup_dims.iter().copied())
+        .collect();
     dims.sort_unstable();
     dims.dedup();
     dims
@@ -450,7 +521,11 @@ fn posting_dims(schema: &SchemaDef) -> Vec<usize> {
 fn limits(c: &EngineConfig) -> Limits {
     let never = c.wal_sync_interval == u32::MAX;
     Limits {
-        sync_events: if never { u64::MAX } else { c.wal_sync_interval as u64 },
+        sync_events: if never {
+            u64::MAX
+        } else {
+            c.wal_sync_interval as u64
+        },
         sync_bytes: if never { u64::MAX } else { c.wal_sync_bytes },
         max_events: c.wal_max_events,
         max_bytes: c.wal_max_bytes,

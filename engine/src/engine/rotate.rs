@@ -42,7 +42,9 @@ impl DynEngine {
             self.finish_rotation(shard, &frozen)?;
             *pending = None;
         }
-        let Some(frozen) = self.begin_rotation(shard)? else { return Ok(()) };
+        let Some(frozen) = self.begin_rotation(shard)? else {
+            return Ok(());
+        };
         *pending = Some(frozen.clone());
         self.finish_rotation(shard, &frozen)?;
         *pending = None;
@@ -53,7 +55,10 @@ impl DynEngine {
     fn begin_rotation(&self, shard: &Shard) -> Result<Option<Arc<MemTable>>> {
         let mut st = shard.state();
         if let Some(reason) = &st.failed {
-            return Err(DbError::ShardFailed { shard: shard.index, reason: reason.clone() });
+            return Err(DbError::ShardFailed {
+                shard: shard.index,
+                reason: reason.clone(),
+            });
         }
         if st.mem.read().len() == 0 {
             return Ok(None);
@@ -182,16 +187,36 @@ impl DynEngine {
     }
 
     /// Publishes new segments (replacing `frozen` if given), hiding rows deleted meanwhile.
-    pub(super) fn publish_segments(&self, segments: &[Arc<Segment>], frozen: Option<&Arc<MemTable>>) -> Result<()> {
+    pub(super) fn publish_segments(
+        &self,
+        segments: &[Arc<Segment>],
+        frozen: Option<&Arc<MemTable>>,
+    ) -> Result<()> {
         let _v = self.lock_view();
         let mut view = (**self.view.load()).clone();
         if let Some(m) = frozen {
             view.memtables.retain(|x| !Arc::ptr_eq(x, m));
         }
+        let mut rollups = (*view.rollups).clone();
         for s in segments {
             let deleted = self.deleted_rows_of(s)?;
-            view.segments.push(SegRef { seg: s.clone(), deleted });
+            let data = s.data(&self.schema, &self.cache)?;
+            rollups.apply_segment(
+                &data,
+                deleted.as_deref(),
+                &self.schema.rollup_dims,
+                self.schema.counters.len(),
+                false,
+            )?;
+            view.segments.push(SegRef {
+                seg: s.clone(),
+                deleted,
+            });
         }
+        if let Some(day) = view.newest_day() {
+            rollups.advance_floor(day, self.config.rollup_replay_days);
+        }
+        view.rollups = Arc::new(rollups);
         view.sort();
         self.view.store(Arc::new(view));
         Ok(())
@@ -228,7 +253,10 @@ pub(super) fn append_snapshot(
     checkpoints: &std::collections::BTreeMap<String, u64>,
 ) -> Result<()> {
     let mut frame = FrameBuf::new(FrameKind::Checkpoints);
-    encode_checkpoints(&mut frame, checkpoints.iter().map(|(k, v)| (k.as_str(), *v)));
+    encode_checkpoints(
+        &mut frame,
+        checkpoints.iter().map(|(k, v)| (k.as_str(), *v)),
+    );
     match w.append(frame.finish()?) {
         Ok(()) => Ok(()),
         Err(AppendError::RolledBack(e)) | Err(AppendError::Poisoned(e)) => Err(e),

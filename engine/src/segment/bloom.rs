@@ -32,7 +32,9 @@ fn positions(value: &str, mask: u64, probes: u32) -> impl Iterator<Item = u64> {
 impl Bloom {
     /// Builds the section bytes for the given distinct values.
     pub(crate) fn build<'a>(values: impl ExactSizeIterator<Item = &'a str>) -> Vec<u8> {
-        let bits = (values.len() * BITS_PER_VALUE).max(MIN_BITS).next_power_of_two();
+        let bits = (values.len() * BITS_PER_VALUE)
+            .max(MIN_BITS)
+            .next_power_of_two();
         let mask = bits as u64 - 1;
         let mut words = vec![0u64; bits / 64];
         for v in values {
@@ -60,10 +62,16 @@ impl Bloom {
         let bits = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
         let probes = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
         if !bits.is_power_of_two() || bits < 64 || probes == 0 || probes > 32 {
-            return Err(format!("bloom header invalid: {bits} bits, {probes} probes"));
+            return Err(format!(
+                "bloom header invalid: {bits} bits, {probes} probes"
+            ));
         }
         if bytes.len() != 8 + bits / 8 {
-            return Err(format!("bloom section is {} bytes, expected {}", bytes.len(), 8 + bits / 8));
+            return Err(format!(
+                "bloom section is {} bytes, expected {}",
+                bytes.len(),
+                8 + bits / 8
+            ));
         }
         let words = bytes[8..]
             .chunks_exact(8)
@@ -73,14 +81,21 @@ impl Bloom {
                 u64::from_le_bytes(a)
             })
             .collect();
-        Ok(Some(Bloom { words, mask: bits as u64 - 1, probes }))
+        Ok(Some(Bloom {
+            words,
+            mask: bits as u64 - 1,
+            probes,
+        }))
     }
 
     /// False means `value` is certainly absent.
     #[inline]
     pub(crate) fn may_contain(&self, value: &str) -> bool {
-        positions(value, self.mask, self.probes)
-            .all(|p| self.words.get((p / 64) as usize).is_some_and(|w| w & (1 << (p % 64)) != 0))
+        positions(value, self.mask, self.probes).all(|p| {
+            self.words
+                .get((p / 64) as usize)
+                .is_some_and(|w| w & (1 << (p % 64)) != 0)
+        })
     }
 }
 
@@ -94,7 +109,9 @@ mod tests {
         let bytes = Bloom::build(values.iter().map(String::as_str));
         let bloom = Bloom::parse(&bytes).unwrap().unwrap();
         assert!(values.iter().all(|v| bloom.may_contain(v)));
-        let fp = (0..10_000).filter(|i| bloom.may_contain(&format!("other-{i}"))).count();
+        let fp = (0..10_000)
+            .filter(|i| bloom.may_contain(&format!("other-{i}")))
+            .count();
         assert!(fp < 300, "false positive rate too high: {fp}/10000");
     }
 

@@ -28,7 +28,11 @@ pub(crate) fn encode_i64(values: &[i64]) -> std::io::Result<Vec<u8>> {
 pub(crate) fn decode_i64(bytes: &[u8], rows: usize) -> Result<Vec<i64>, String> {
     let raw = decompress(bytes, rows * 8)?;
     if raw.len() != rows * 8 {
-        return Err(format!("decoded {} bytes, expected {}", raw.len(), rows * 8));
+        return Err(format!(
+            "decoded {} bytes, expected {}",
+            raw.len(),
+            rows * 8
+        ));
     }
     let mut out = Vec::with_capacity(rows);
     let mut prev = 0i64;
@@ -70,7 +74,11 @@ pub(crate) fn decode_bitset(bytes: &[u8], rows: usize) -> Result<Vec<u64>, Strin
     let n = bitset_words(rows);
     let raw = decompress(bytes, n * 8)?;
     if raw.len() != n * 8 {
-        return Err(format!("bitset has {} bytes, expected {}", raw.len(), n * 8));
+        return Err(format!(
+            "bitset has {} bytes, expected {}",
+            raw.len(),
+            n * 8
+        ));
     }
     Ok(raw
         .chunks_exact(8)

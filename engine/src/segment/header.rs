@@ -76,10 +76,6 @@ pub(crate) struct SegmentHeader {
 }
 
 const _: () = assert!(std::mem::size_of::<SegmentHeader>() == HEADER_LEN);
-/// Offset of `header_crc`, derived from the layout.
-pub(crate) const HEADER_CRC_OFFSET: usize = std::mem::offset_of!(SegmentHeader, header_crc);
-/// Offset of the section table.
-pub(crate) const SECTION_TABLE_OFFSET: usize = std::mem::offset_of!(SegmentHeader, sections);
 
 impl SegmentHeader {
     /// Checksum of the header bytes with the checksum field zeroed.
@@ -94,7 +90,8 @@ impl SegmentHeader {
         let raw = bytes
             .get(..HEADER_LEN)
             .ok_or_else(|| format!("file is {} bytes, shorter than the header", bytes.len()))?;
-        let h = SegmentHeader::read_from_bytes(raw).map_err(|_| "header does not parse".to_string())?;
+        let h =
+            SegmentHeader::read_from_bytes(raw).map_err(|_| "header does not parse".to_string())?;
         if h.magic != SEGMENT_MAGIC {
             return Err(format!("bad magic {:?}, expected \"KSEG\"", h.magic));
         }
@@ -132,8 +129,8 @@ mod tests {
         assert_eq!(std::mem::offset_of!(SegmentHeader, rows), 24);
         assert_eq!(std::mem::offset_of!(SegmentHeader, min_ts), 32);
         assert_eq!(std::mem::offset_of!(SegmentHeader, generation), 48);
-        assert_eq!(HEADER_CRC_OFFSET, 60);
-        assert_eq!(SECTION_TABLE_OFFSET, 64);
+        assert_eq!(std::mem::offset_of!(SegmentHeader, header_crc), 60);
+        assert_eq!(std::mem::offset_of!(SegmentHeader, sections), 64);
         assert_eq!(std::mem::size_of::<SectionEntry>(), 16);
     }
 }

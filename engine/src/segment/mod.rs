@@ -153,11 +153,12 @@ pub(crate) struct Segment {
     pub min_ts: i64,
     pub max_ts: i64,
     pub generation: u64,
-    pub shard: usize,
     pub part_index: u16,
     pub part_count: u16,
     pub bloom_dim: Option<usize>,
     pub bloom: Option<Bloom>,
+    /// Dims with posting lists.
+    pub posting_dims: Vec<usize>,
     pub totals: Totals,
     data: ArcSwapOption<SegmentData>,
     last_used: AtomicU64,
@@ -167,7 +168,12 @@ pub(crate) struct Segment {
 impl Segment {
     /// Opens and fully verifies a segment file. The mapped columns are kept (and registered
     /// with the cache).
-    pub(crate) fn open(path: PathBuf, id: u64, schema: &SchemaDef, cache: &SegmentCache) -> Result<Arc<Segment>> {
+    pub(crate) fn open(
+        path: PathBuf,
+        id: u64,
+        schema: &SchemaDef,
+        cache: &SegmentCache,
+    ) -> Result<Arc<Segment>> {
         let data = SegmentData::open(&path, schema)?;
         let h = &data.header;
         let seg = Arc::new(Segment {
@@ -178,11 +184,11 @@ impl Segment {
             min_ts: h.min_ts.get(),
             max_ts: h.max_ts.get(),
             generation: h.generation.get(),
-            shard: h.shard.get() as usize,
             part_index: h.part_index.get(),
             part_count: h.part_count.get(),
             bloom_dim: data.bloom_dim(),
             bloom: data.bloom.clone(),
+            posting_dims: data.posting_dims(),
             totals: data.totals(),
             data: ArcSwapOption::from(Some(Arc::new(data))),
             last_used: AtomicU64::new(cache.tick()),
@@ -193,7 +199,11 @@ impl Segment {
     }
 
     /// The mapped columns, mapping (and verifying) them again if the cache dropped them.
-    pub(crate) fn data(&self, schema: &SchemaDef, cache: &SegmentCache) -> Result<Arc<SegmentData>> {
+    pub(crate) fn data(
+        &self,
+        schema: &SchemaDef,
+        cache: &SegmentCache,
+    ) -> Result<Arc<SegmentData>> {
         self.last_used.store(cache.tick(), Ordering::Relaxed);
         if let Some(d) = self.data.load_full() {
             return Ok(d);
@@ -269,7 +279,10 @@ impl SegmentCache {
                 s.evict();
             }
         }
-        self.loaded_count.store(live.iter().filter(|s| s.is_loaded()).count(), Ordering::Relaxed);
+        self.loaded_count.store(
+            live.iter().filter(|s| s.is_loaded()).count(),
+            Ordering::Relaxed,
+        );
     }
 
     /// Segments whose columns are currently mapped.

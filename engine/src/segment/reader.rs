@@ -18,7 +18,9 @@ use crate::memtable::CHUNK_ROWS;
 use crate::schema::SchemaDef;
 
 #[cfg(not(target_endian = "little"))]
-compile_error!("keplordb maps little-endian columns in place and supports little-endian targets only");
+compile_error!(
+    "keplordb maps little-endian columns in place and supports little-endian targets only"
+);
 
 /// The decoded intern table of one dim.
 #[derive(Debug, Default)]
@@ -73,9 +75,13 @@ struct LabelCol {
 #[derive(Clone, Copy, Debug)]
 struct StatusEntry {
     value: u16,
+    count: usize,
     blob_at: usize,
     blob_len: usize,
 }
+
+/// Per status value, the bitset of rows holding it.
+type StatusBitmaps = Vec<(u16, Vec<u64>)>;
 
 /// A mapped, verified segment.
 #[derive(Debug)]
@@ -100,7 +106,6 @@ pub(crate) struct SegmentData {
     ids_table_at: usize,
     ids_table_size: usize,
     ids_bytes_at: usize,
-    ids_bytes_len: usize,
     postings: Vec<PostingEntry>,
     labels: Vec<LabelCol>,
     status_entries: Vec<StatusEntry>,
@@ -108,11 +113,12 @@ pub(crate) struct SegmentData {
     intern_at: usize,
     intern_len: usize,
     intern: OnceLock<std::result::Result<Vec<SegDict>, String>>,
-    status: OnceLock<std::result::Result<Vec<(u16, Vec<u64>)>, String>>,
+    status: OnceLock<std::result::Result<StatusBitmaps, String>>,
 }
 
 fn rd_u32(b: &[u8], at: usize) -> Option<u32> {
-    b.get(at..at + 4).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    b.get(at..at + 4)
+        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 fn rd_u16(b: &[u8], at: usize) -> Option<u16> {
     b.get(at..at + 2).map(|s| u16::from_le_bytes([s[0], s[1]]))
@@ -134,7 +140,8 @@ impl SegmentData {
             reason,
         };
         let header = SegmentHeader::parse(&mmap).map_err(|r| corrupt("header", r))?;
-        if header.schema_id != schema.schema_id || header.fingerprint.get() != schema.fingerprint() {
+        if header.schema_id != schema.schema_id || header.fingerprint.get() != schema.fingerprint()
+        {
             return Err(DbError::SchemaMismatch {
                 expected: schema.summary(),
                 found: SchemaSummary {
@@ -152,7 +159,10 @@ impl SegmentData {
             || header.counters as usize != counters
             || header.labels as usize != labels
         {
-            return Err(corrupt("header", "column counts disagree with the fingerprint".into()));
+            return Err(corrupt(
+                "header",
+                "column counts disagree with the fingerprint".into(),
+            ));
         }
         let rows = header.rows.get() as usize;
         let nchunks = rows.div_ceil(CHUNK_ROWS);
@@ -160,9 +170,15 @@ impl SegmentData {
         for s in Section::ALIGN_CHECKED {
             let e = header.section(s);
             let (off, len) = (e.offset.get(), e.len.get() as u64);
-            let end = off.checked_add(len).unwrap_or(u64::MAX);
-            if off < HEADER_LEN as u64 || end > mmap.len() as u64 || off % super::SECTION_ALIGN as u64 != 0 {
-                return Err(corrupt(s.name(), format!("section [{off}, {end}) is outside the file")));
+            let end = off.saturating_add(len);
+            if off < HEADER_LEN as u64
+                || end > mmap.len() as u64
+                || off % super::SECTION_ALIGN as u64 != 0
+            {
+                return Err(corrupt(
+                    s.name(),
+                    format!("section [{off}, {end}) is outside the file"),
+                ));
             }
             let bytes = &mmap[off as usize..end as usize];
             if crc32fast::hash(bytes) != e.crc.get() {
@@ -184,12 +200,19 @@ impl SegmentData {
 
         let ts = decode_i64(sect(Section::Ts), rows).map_err(|r| corrupt("ts_ns column", r))?;
         if ts.windows(2).any(|w| w[0] > w[1]) {
-            return Err(corrupt("ts_ns column", "rows are not sorted by time".into()));
+            return Err(corrupt(
+                "ts_ns column",
+                "rows are not sorted by time".into(),
+            ));
         }
         if rows > 0 && (ts[0] != header.min_ts.get() || ts[rows - 1] != header.max_ts.get()) {
-            return Err(corrupt("ts_ns column", "min/max disagree with the header".into()));
+            return Err(corrupt(
+                "ts_ns column",
+                "min/max disagree with the header".into(),
+            ));
         }
-        let metric = decode_i64(sect(Section::Metric), rows).map_err(|r| corrupt("metric column", r))?;
+        let metric =
+            decode_i64(sect(Section::Metric), rows).map_err(|r| corrupt("metric column", r))?;
         let u32_at = expect_len(Section::U32Cols, (2 + counters) * rows * 4)?;
         let u16_at = expect_len(Section::U16Cols, (2 + dims) * rows * 2)?;
         let zones_at = expect_len(Section::Zones, nchunks * (8 + 8 + 2 + 2 + 4 * dims))?;
@@ -197,42 +220,67 @@ impl SegmentData {
 
         let bloom = Bloom::parse(sect(Section::Bloom)).map_err(|r| corrupt("bloom filter", r))?;
         let bloom_dim = header.bloom_dim.get();
-        if (bloom_dim == NO_BLOOM) != bloom.is_none() || (bloom_dim != NO_BLOOM && bloom_dim as usize >= dims) {
-            return Err(corrupt("bloom filter", "bloom dim and bloom section disagree".into()));
+        if (bloom_dim == NO_BLOOM) != bloom.is_none()
+            || (bloom_dim != NO_BLOOM && bloom_dim as usize >= dims)
+        {
+            return Err(corrupt(
+                "bloom filter",
+                "bloom dim and bloom section disagree".into(),
+            ));
         }
 
         // Status directory.
         let sb = sect(Section::Status);
-        let nstatus = rd_u32(sb, 0).ok_or_else(|| corrupt("status bitmaps", "empty section".into()))? as usize;
+        let nstatus = rd_u32(sb, 0)
+            .ok_or_else(|| corrupt("status bitmaps", "empty section".into()))?
+            as usize;
         let mut status_entries = Vec::with_capacity(nstatus.min(1 << 16));
         let mut status_rows = 0u64;
         for i in 0..nstatus {
             let at = 4 + 16 * i;
-            let (Some(value), Some(count), Some(blob_at), Some(blob_len)) =
-                (rd_u16(sb, at), rd_u32(sb, at + 4), rd_u32(sb, at + 8), rd_u32(sb, at + 12))
-            else {
+            let (Some(value), Some(count), Some(blob_at), Some(blob_len)) = (
+                rd_u16(sb, at),
+                rd_u32(sb, at + 4),
+                rd_u32(sb, at + 8),
+                rd_u32(sb, at + 12),
+            ) else {
                 return Err(corrupt("status bitmaps", "directory is cut short".into()));
             };
             let (blob_at, blob_len) = (blob_at as usize, blob_len as usize);
             if blob_at.checked_add(blob_len).is_none_or(|e| e > sb.len()) {
-                return Err(corrupt("status bitmaps", format!("bitmap {i} is outside the section")));
+                return Err(corrupt(
+                    "status bitmaps",
+                    format!("bitmap {i} is outside the section"),
+                ));
             }
             status_rows += count as u64;
-            status_entries.push(StatusEntry { value, blob_at, blob_len });
+            status_entries.push(StatusEntry {
+                value,
+                count: count as usize,
+                blob_at,
+                blob_len,
+            });
         }
         if status_rows != rows as u64 {
-            return Err(corrupt("status bitmaps", format!("bitmaps cover {status_rows} rows, segment has {rows}")));
+            return Err(corrupt(
+                "status bitmaps",
+                format!("bitmaps cover {status_rows} rows, segment has {rows}"),
+            ));
         }
 
         // Posting directory and lists.
         let pb = sect(Section::Postings);
-        let npost = rd_u32(pb, 0).ok_or_else(|| corrupt("posting lists", "empty section".into()))? as usize;
+        let npost =
+            rd_u32(pb, 0).ok_or_else(|| corrupt("posting lists", "empty section".into()))? as usize;
         let mut postings = Vec::new();
         for i in 0..npost {
             let at = 4 + 16 * i;
-            let (Some(dim), Some(ncodes), Some(offsets_at), Some(rows_at)) =
-                (rd_u16(pb, at), rd_u32(pb, at + 4), rd_u32(pb, at + 8), rd_u32(pb, at + 12))
-            else {
+            let (Some(dim), Some(ncodes), Some(offsets_at), Some(rows_at)) = (
+                rd_u16(pb, at),
+                rd_u32(pb, at + 4),
+                rd_u32(pb, at + 8),
+                rd_u32(pb, at + 12),
+            ) else {
                 return Err(corrupt("posting lists", "directory is cut short".into()));
             };
             let e = PostingEntry {
@@ -242,7 +290,10 @@ impl SegmentData {
                 rows_at: rows_at as usize,
             };
             if e.dim >= dims || e.ncodes > MAX_DIM_VALUES {
-                return Err(corrupt("posting lists", format!("entry {i} names dim {} of {dims}", e.dim)));
+                return Err(corrupt(
+                    "posting lists",
+                    format!("entry {i} names dim {} of {dims}", e.dim),
+                ));
             }
             let offsets = slice_in::<u32>(pb, e.offsets_at, e.ncodes + 1)
                 .ok_or_else(|| corrupt("posting lists", "offsets outside the section".into()))?;
@@ -253,7 +304,10 @@ impl SegmentData {
                 || offsets.windows(2).any(|w| w[0] > w[1])
                 || list.iter().any(|&r| r as usize >= rows)
             {
-                return Err(corrupt("posting lists", format!("lists of dim {} are malformed", e.dim)));
+                return Err(corrupt(
+                    "posting lists",
+                    format!("lists of dim {} are malformed", e.dim),
+                ));
             }
             postings.push(PostingEntry {
                 offsets_at: ranges[Section::Postings as usize].0 + e.offsets_at,
@@ -269,9 +323,13 @@ impl SegmentData {
         };
         let table_size = table_size as usize;
         if id_rows as usize != rows || !table_size.is_power_of_two() || table_size < rows {
-            return Err(corrupt("ids", format!("{id_rows} ids, table of {table_size} slots")));
+            return Err(corrupt(
+                "ids",
+                format!("{id_rows} ids, table of {table_size} slots"),
+            ));
         }
-        let ends = slice_in::<u32>(ib, 8, rows).ok_or_else(|| corrupt("ids", "offsets cut short".into()))?;
+        let ends = slice_in::<u32>(ib, 8, rows)
+            .ok_or_else(|| corrupt("ids", "offsets cut short".into()))?;
         let table = slice_in::<u32>(ib, 8 + 4 * rows, table_size)
             .ok_or_else(|| corrupt("ids", "hash table cut short".into()))?;
         let ids_bytes_rel = 8 + 4 * (rows + table_size);
@@ -288,13 +346,17 @@ impl SegmentData {
         let lb = sect(Section::Labels);
         let mut label_cols = Vec::with_capacity(labels);
         for l in 0..labels {
-            let (Some(ends_at), Some(bytes_at), Some(bytes_len)) =
-                (rd_u32(lb, 12 * l), rd_u32(lb, 12 * l + 4), rd_u32(lb, 12 * l + 8))
-            else {
+            let (Some(ends_at), Some(bytes_at), Some(bytes_len)) = (
+                rd_u32(lb, 12 * l),
+                rd_u32(lb, 12 * l + 4),
+                rd_u32(lb, 12 * l + 8),
+            ) else {
                 return Err(corrupt("labels", "directory is cut short".into()));
             };
-            let (ends_at, bytes_at, bytes_len) = (ends_at as usize, bytes_at as usize, bytes_len as usize);
-            let ends = slice_in::<u32>(lb, ends_at, rows).ok_or_else(|| corrupt("labels", "offsets cut short".into()))?;
+            let (ends_at, bytes_at, bytes_len) =
+                (ends_at as usize, bytes_at as usize, bytes_len as usize);
+            let ends = slice_in::<u32>(lb, ends_at, rows)
+                .ok_or_else(|| corrupt("labels", "offsets cut short".into()))?;
             if bytes_at.checked_add(bytes_len).is_none_or(|e| e > lb.len())
                 || ends.windows(2).any(|w| w[0] > w[1])
                 || ends.last().is_some_and(|&e| e as usize != bytes_len)
@@ -302,7 +364,11 @@ impl SegmentData {
                 return Err(corrupt("labels", format!("label column {l} is malformed")));
             }
             let base = ranges[Section::Labels as usize].0;
-            label_cols.push(LabelCol { ends_at: base + ends_at, bytes_at: base + bytes_at, bytes_len });
+            label_cols.push(LabelCol {
+                ends_at: base + ends_at,
+                bytes_at: base + bytes_at,
+                bytes_len,
+            });
         }
 
         Ok(SegmentData {
@@ -323,7 +389,6 @@ impl SegmentData {
             ids_table_at: ids_at + 8 + 4 * rows,
             ids_table_size: table_size,
             ids_bytes_at: ids_at + ids_bytes_rel,
-            ids_bytes_len,
             postings,
             labels: label_cols,
             status_entries,
@@ -346,7 +411,11 @@ impl SegmentData {
     }
 
     fn corrupt(&self, section: &'static str, reason: String) -> DbError {
-        DbError::CorruptSegment { path: self.path.clone(), section, reason }
+        DbError::CorruptSegment {
+            path: self.path.clone(),
+            section,
+            reason,
+        }
     }
 
     /// `n` values of type `T` at byte `at` of the file (validated at open).
@@ -433,6 +502,11 @@ impl SegmentData {
         t
     }
 
+    /// Dims that have posting lists.
+    pub(crate) fn posting_dims(&self) -> Vec<usize> {
+        self.postings.iter().map(|e| e.dim).collect()
+    }
+
     /// Posting lists of dim `d`, if the segment has them.
     pub(crate) fn postings(&self, d: usize) -> Option<Postings<'_>> {
         let e = self.postings.iter().find(|e| e.dim == d)?;
@@ -445,9 +519,16 @@ impl SegmentData {
     /// The id of `row`.
     pub(crate) fn id(&self, row: usize) -> &str {
         let ends: &[u32] = self.slice(self.ids_ends_at, self.rows);
-        let start = if row == 0 { 0 } else { ends.get(row - 1).copied().unwrap_or(0) as usize };
+        let start = if row == 0 {
+            0
+        } else {
+            ends.get(row - 1).copied().unwrap_or(0) as usize
+        };
         let end = ends.get(row).copied().unwrap_or(0) as usize;
-        let bytes = self.mmap.get(self.ids_bytes_at + start..self.ids_bytes_at + end).unwrap_or(&[]);
+        let bytes = self
+            .mmap
+            .get(self.ids_bytes_at + start..self.ids_bytes_at + end)
+            .unwrap_or(&[]);
         std::str::from_utf8(bytes).unwrap_or("")
     }
 
@@ -474,22 +555,35 @@ impl SegmentData {
 
     /// Label `l` of `row`.
     pub(crate) fn label(&self, l: usize, row: usize) -> &str {
-        let Some(col) = self.labels.get(l) else { return "" };
+        let Some(col) = self.labels.get(l) else {
+            return "";
+        };
         let ends: &[u32] = self.slice(col.ends_at, self.rows);
-        let start = if row == 0 { 0 } else { ends.get(row - 1).copied().unwrap_or(0) as usize };
+        let start = if row == 0 {
+            0
+        } else {
+            ends.get(row - 1).copied().unwrap_or(0) as usize
+        };
         let end = (ends.get(row).copied().unwrap_or(0) as usize).min(col.bytes_len);
-        let bytes = self.mmap.get(col.bytes_at + start.min(end)..col.bytes_at + end).unwrap_or(&[]);
+        let bytes = self
+            .mmap
+            .get(col.bytes_at + start.min(end)..col.bytes_at + end)
+            .unwrap_or(&[]);
         std::str::from_utf8(bytes).unwrap_or("")
     }
 
     /// Intern tables, decompressed on first use and cached.
     pub(crate) fn intern(&self) -> Result<&[SegDict]> {
         let r = self.intern.get_or_init(|| self.decode_intern());
-        r.as_deref().map_err(|e| self.corrupt("intern tables", e.clone()))
+        r.as_deref()
+            .map_err(|e| self.corrupt("intern tables", e.clone()))
     }
 
     fn decode_intern(&self) -> std::result::Result<Vec<SegDict>, String> {
-        let src = self.mmap.get(self.intern_at..self.intern_at + self.intern_len).unwrap_or(&[]);
+        let src = self
+            .mmap
+            .get(self.intern_at..self.intern_at + self.intern_len)
+            .unwrap_or(&[]);
         let (len, body) = src.split_at_checked(8).ok_or("intern section cut short")?;
         let mut a = [0u8; 8];
         a.copy_from_slice(len);
@@ -501,7 +595,10 @@ impl SegmentData {
         }
         let raw = decompress(body, raw_len as usize)?;
         if raw.len() as u64 != raw_len {
-            return Err(format!("intern tables decode to {} bytes, expected {raw_len}", raw.len()));
+            return Err(format!(
+                "intern tables decode to {} bytes, expected {raw_len}",
+                raw.len()
+            ));
         }
         let mut at = 0usize;
         let mut dicts = Vec::with_capacity(self.dims);
@@ -513,7 +610,10 @@ impl SegmentData {
             }
             let lens_at = at;
             at += 4 * n;
-            let mut dict = SegDict { values: Vec::with_capacity(n), map: FastMap::default() };
+            let mut dict = SegDict {
+                values: Vec::with_capacity(n),
+                map: FastMap::default(),
+            };
             for i in 0..n {
                 let len = rd_u32(&raw, lens_at + 4 * i).ok_or("intern lengths cut short")? as usize;
                 let bytes = raw.get(at..at + len).ok_or("intern values cut short")?;
@@ -546,12 +646,13 @@ impl SegmentData {
                 })
                 .collect()
         });
-        r.as_deref().map_err(|e| self.corrupt("status bitmaps", e.clone()))
+        r.as_deref()
+            .map_err(|e| self.corrupt("status bitmaps", e.clone()))
     }
 
-    /// Distinct status values present.
-    pub(crate) fn status_values(&self) -> impl Iterator<Item = u16> + '_ {
-        self.status_entries.iter().map(|e| e.value)
+    /// Distinct status values present, with their row counts.
+    pub(crate) fn status_values(&self) -> impl Iterator<Item = (u16, usize)> + '_ {
+        self.status_entries.iter().map(|e| (e.value, e.count))
     }
 }
 

@@ -10,7 +10,9 @@ use zerocopy::IntoBytes;
 
 use super::bloom::Bloom;
 use super::codec::{bitset_words, compress, encode_bitset, encode_i64};
-use super::header::{SectionEntry, SegmentHeader, HEADER_LEN, NO_BLOOM, SEGMENT_MAGIC, SEGMENT_VERSION};
+use super::header::{
+    SectionEntry, SegmentHeader, HEADER_LEN, NO_BLOOM, SEGMENT_MAGIC, SEGMENT_VERSION,
+};
 use super::{
     segment_name, Section, MAX_DIM_VALUES, MAX_SEGMENT_ROWS, MAX_SEGMENT_STRING_BYTES,
     SECTION_ALIGN, SECTION_COUNT,
@@ -51,12 +53,19 @@ pub(crate) fn plan_parts(mem: &MemData, is_dead: &dyn Fn(&str) -> bool) -> Vec<V
     let mut seen: Vec<Vec<u32>> = mem.dicts.iter().map(|d| vec![u32::MAX; d.len()]).collect();
     let mut distinct = vec![0usize; mem.dims.len()];
     let mut string_bytes = 0usize;
-    let row_bytes = |r: usize| mem.ids.get(r).len() + mem.labels.iter().map(|l| l.get(r).len()).sum::<usize>();
+    let row_bytes =
+        |r: usize| mem.ids.get(r).len() + mem.labels.iter().map(|l| l.get(r).len()).sum::<usize>();
     for r in rows {
         let ru = r as usize;
         let part_no = parts.len() as u32;
-        let new_values = mem.dims.iter().enumerate().map(|(d, col)| (seen[d][col[ru] as usize] != part_no) as usize);
-        let overflow = new_values.zip(&distinct).any(|(n, &have)| have + n > MAX_DIM_VALUES)
+        let new_values = mem
+            .dims
+            .iter()
+            .enumerate()
+            .map(|(d, col)| (seen[d][col[ru] as usize] != part_no) as usize);
+        let overflow = new_values
+            .zip(&distinct)
+            .any(|(n, &have)| have + n > MAX_DIM_VALUES)
             || current.len() >= MAX_SEGMENT_ROWS
             || string_bytes + row_bytes(ru) > MAX_SEGMENT_STRING_BYTES;
         if overflow && !current.is_empty() {
@@ -89,7 +98,10 @@ struct Assembler {
 
 impl Assembler {
     fn new() -> Self {
-        Assembler { out: vec![0u8; HEADER_LEN], sections: [SectionEntry::default(); SECTION_COUNT] }
+        Assembler {
+            out: vec![0u8; HEADER_LEN],
+            sections: [SectionEntry::default(); SECTION_COUNT],
+        }
     }
 
     fn add(&mut self, s: Section, bytes: &[u8]) -> Result<()> {
@@ -152,8 +164,14 @@ pub(crate) fn encode_segment(
     // ts and metric: delta + zigzag + zstd.
     let ts: Vec<i64> = rows.iter().map(|r| mem.ts[at(r)]).collect();
     let metric: Vec<i64> = rows.iter().map(|r| mem.metric[at(r)]).collect();
-    asm.add(Section::Ts, &encode_i64(&ts).map_err(io_err("compress ts"))?)?;
-    asm.add(Section::Metric, &encode_i64(&metric).map_err(io_err("compress metric"))?)?;
+    asm.add(
+        Section::Ts,
+        &encode_i64(&ts).map_err(io_err("compress ts"))?,
+    )?;
+    asm.add(
+        Section::Metric,
+        &encode_i64(&metric).map_err(io_err("compress metric"))?,
+    )?;
 
     // u32 columns: latency, latency detail, counters.
     let mut u32s = Vec::with_capacity((2 + mem.counters.len()) * n * 4);
@@ -173,7 +191,9 @@ pub(crate) fn encode_segment(
         for r in rows {
             used[col[at(r)] as usize] = true;
         }
-        let mut codes: Vec<u32> = (0..dict.len() as u32).filter(|&c| used[c as usize]).collect();
+        let mut codes: Vec<u32> = (0..dict.len() as u32)
+            .filter(|&c| used[c as usize])
+            .collect();
         codes.sort_unstable_by(|&a, &b| dict.value(a).cmp(dict.value(b)));
         let mut remap = vec![0u16; dict.len()];
         for (i, &c) in codes.iter().enumerate() {
@@ -203,7 +223,9 @@ pub(crate) fn encode_segment(
     // Status bitmaps: one compressed bitset per distinct status value.
     let mut by_status: BTreeMap<u16, (u32, Vec<u64>)> = BTreeMap::new();
     for (i, r) in rows.iter().enumerate() {
-        let e = by_status.entry(mem.status[at(r)]).or_insert_with(|| (0, vec![0u64; bitset_words(n)]));
+        let e = by_status
+            .entry(mem.status[at(r)])
+            .or_insert_with(|| (0, vec![0u64; bitset_words(n)]));
         e.0 += 1;
         e.1[i / 64] |= 1 << (i % 64);
     }
@@ -231,11 +253,23 @@ pub(crate) fn encode_segment(
     put_i64s(&mut zones, chunks().map(|r| ts[r.start]));
     put_i64s(&mut zones, chunks().map(|r| ts[r.end - 1]));
     let status_of = |i: usize| mem.status[rows[i] as usize];
-    put_u16s(&mut zones, chunks().map(|r| r.map(status_of).min().unwrap_or(0)));
-    put_u16s(&mut zones, chunks().map(|r| r.map(status_of).max().unwrap_or(0)));
+    put_u16s(
+        &mut zones,
+        chunks().map(|r| r.map(status_of).min().unwrap_or(0)),
+    );
+    put_u16s(
+        &mut zones,
+        chunks().map(|r| r.map(status_of).max().unwrap_or(0)),
+    );
     for codes in &seg_codes {
-        put_u16s(&mut zones, chunks().map(|r| codes[r].iter().copied().min().unwrap_or(0)));
-        put_u16s(&mut zones, chunks().map(|r| codes[r].iter().copied().max().unwrap_or(0)));
+        put_u16s(
+            &mut zones,
+            chunks().map(|r| codes[r].iter().copied().min().unwrap_or(0)),
+        );
+        put_u16s(
+            &mut zones,
+            chunks().map(|r| codes[r].iter().copied().max().unwrap_or(0)),
+        );
     }
     asm.add(Section::Zones, &zones)?;
     drop(zones);
@@ -243,10 +277,14 @@ pub(crate) fn encode_segment(
     // Chunk pre-aggregates: metric sum as i128 (low u64 words, then high i64 words), latency
     // sums, counter sums.
     let mut aggs = Vec::new();
-    let metric_sums: Vec<i128> = chunks().map(|r| metric[r].iter().map(|&m| m as i128).sum()).collect();
+    let metric_sums: Vec<i128> = chunks()
+        .map(|r| metric[r].iter().map(|&m| m as i128).sum())
+        .collect();
     put_u64s(&mut aggs, metric_sums.iter().map(|&s| s as u64));
     put_i64s(&mut aggs, metric_sums.iter().map(|&s| (s >> 64) as i64));
-    let sum_u32 = |col: &Vec<u32>, r: std::ops::Range<usize>| rows[r].iter().map(|&x| col[x as usize] as u64).sum::<u64>();
+    let sum_u32 = |col: &Vec<u32>, r: std::ops::Range<usize>| {
+        rows[r].iter().map(|&x| col[x as usize] as u64).sum::<u64>()
+    };
     put_u64s(&mut aggs, chunks().map(|r| sum_u32(&mem.latency, r)));
     put_u64s(&mut aggs, chunks().map(|r| sum_u32(&mem.latency_detail, r)));
     for col in &mem.counters {
@@ -294,7 +332,10 @@ pub(crate) fn encode_segment(
         let rows_at = dir_len + body.len();
         put_u32s(&mut body, list);
         put_u16s(&mut postings, [d as u16, 0]);
-        put_u32s(&mut postings, [ncodes as u32, offsets_at as u32, rows_at as u32]);
+        put_u32s(
+            &mut postings,
+            [ncodes as u32, offsets_at as u32, rows_at as u32],
+        );
     }
     postings.extend_from_slice(&body);
     asm.add(Section::Postings, &postings)?;
@@ -341,7 +382,10 @@ pub(crate) fn encode_segment(
         let bytes_at = dir_len + body.len();
         body.extend_from_slice(&bytes);
         body.resize(body.len().next_multiple_of(4), 0);
-        put_u32s(&mut labels, [ends_at as u32, bytes_at as u32, bytes.len() as u32]);
+        put_u32s(
+            &mut labels,
+            [ends_at as u32, bytes_at as u32, bytes.len() as u32],
+        );
     }
     labels.extend_from_slice(&body);
     asm.add(Section::Labels, &labels)?;
@@ -385,8 +429,10 @@ pub(crate) fn write_segment_file(dir: &Path, id: u64, bytes: &[u8]) -> Result<Pa
             .truncate(true)
             .open(&tmp)
             .map_err(|e| DbError::io("create segment", &tmp, e))?;
-        f.write_all(bytes).map_err(|e| DbError::io("write segment", &tmp, e))?;
-        f.sync_all().map_err(|e| DbError::io("fsync segment", &tmp, e))?;
+        f.write_all(bytes)
+            .map_err(|e| DbError::io("write segment", &tmp, e))?;
+        f.sync_all()
+            .map_err(|e| DbError::io("fsync segment", &tmp, e))?;
         drop(f);
         fs::rename(&tmp, &path).map_err(|e| DbError::io("rename segment", &path, e))?;
         sync_dir(dir)

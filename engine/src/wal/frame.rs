@@ -66,7 +66,12 @@ impl FrameBuf {
     pub(crate) fn with_buffer(mut buf: Vec<u8>, kind: FrameKind) -> Self {
         buf.clear();
         buf.resize(FRAME_HEADER_LEN, 0);
-        FrameBuf { buf, kind, flags: 0, count: 0 }
+        FrameBuf {
+            buf,
+            kind,
+            flags: 0,
+            count: 0,
+        }
     }
 
     pub(crate) fn put_u16(&mut self, v: u16) {
@@ -150,12 +155,20 @@ pub(crate) fn encode_events<R: Row>(
         frame.put_str16(key);
         frame.put_u64(pos);
     }
-    let (nd, nc, nl) = (schema.dims.len(), schema.counters.len(), schema.labels.len());
+    let (nd, nc, nl) = (
+        schema.dims.len(),
+        schema.counters.len(),
+        schema.labels.len(),
+    );
     let mut generated = String::new();
     for row in rows {
         let (dims, counters, labels) = (row.dims(), row.counters(), row.labels());
         if dims.len() != nd {
-            return Err(DbError::ArityMismatch { column: "dims", expected: nd, found: dims.len() });
+            return Err(DbError::ArityMismatch {
+                column: "dims",
+                expected: nd,
+                found: dims.len(),
+            });
         }
         if counters.len() != nc {
             return Err(DbError::ArityMismatch {
@@ -191,13 +204,21 @@ pub(crate) fn encode_events<R: Row>(
         }
         for (i, d) in dims.iter().enumerate() {
             if d.len() > MAX_VALUE_LEN {
-                return Err(too_large(format!("dim {}", schema.dims[i]), d.len(), MAX_VALUE_LEN));
+                return Err(too_large(
+                    format!("dim {}", schema.dims[i]),
+                    d.len(),
+                    MAX_VALUE_LEN,
+                ));
             }
             frame.put_str16(d);
         }
         for (i, l) in labels.iter().enumerate() {
             if l.len() > MAX_LABEL_LEN {
-                return Err(too_large(format!("label {}", schema.labels[i]), l.len(), MAX_LABEL_LEN));
+                return Err(too_large(
+                    format!("label {}", schema.labels[i]),
+                    l.len(),
+                    MAX_LABEL_LEN,
+                ));
             }
             frame.put_str32(l);
         }
@@ -262,7 +283,10 @@ impl std::fmt::Display for FrameError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FrameError::Truncated { needed, available } => {
-                write!(f, "frame cut short: {needed} bytes needed, {available} in the file")
+                write!(
+                    f,
+                    "frame cut short: {needed} bytes needed, {available} in the file"
+                )
             }
             FrameError::Invalid(why) => f.write_str(why),
         }
@@ -283,11 +307,16 @@ pub(crate) fn read_frame(bytes: &[u8]) -> std::result::Result<(RawFrame<'_>, usi
     let flags = h[9];
     let stored_crc = u32::from_le_bytes([h[12], h[13], h[14], h[15]]);
     if len > MAX_FRAME_PAYLOAD {
-        return Err(FrameError::Invalid(format!("frame length {len} exceeds the maximum")));
+        return Err(FrameError::Invalid(format!(
+            "frame length {len} exceeds the maximum"
+        )));
     }
     let total = FRAME_HEADER_LEN + len;
     let Some(payload) = bytes.get(FRAME_HEADER_LEN..total) else {
-        return Err(FrameError::Truncated { needed: total as u64, available: bytes.len() as u64 });
+        return Err(FrameError::Truncated {
+            needed: total as u64,
+            available: bytes.len() as u64,
+        });
     };
     let mut crc = crc32fast::Hasher::new();
     crc.update(&h[..CRC_OFFSET]);
@@ -301,9 +330,19 @@ pub(crate) fn read_frame(bytes: &[u8]) -> std::result::Result<(RawFrame<'_>, usi
     let kind = FrameKind::from_u8(kind)
         .ok_or_else(|| FrameError::Invalid(format!("unknown frame kind {kind}")))?;
     if h[10] != 0 || h[11] != 0 {
-        return Err(FrameError::Invalid("reserved header bytes are not zero".into()));
+        return Err(FrameError::Invalid(
+            "reserved header bytes are not zero".into(),
+        ));
     }
-    Ok((RawFrame { kind, flags, count, payload }, total))
+    Ok((
+        RawFrame {
+            kind,
+            flags,
+            count,
+            payload,
+        },
+        total,
+    ))
 }
 
 /// Bounds-checked little-endian reader over a payload.
@@ -317,9 +356,17 @@ impl<'a> Cursor<'a> {
         Cursor { bytes, pos: 0 }
     }
     fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], String> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or_else(|| {
-            format!("payload ends at byte {} but {} more were needed", self.bytes.len(), n)
-        })?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or_else(|| {
+                format!(
+                    "payload ends at byte {} but {} more were needed",
+                    self.bytes.len(),
+                    n
+                )
+            })?;
         let s = &self.bytes[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -381,7 +428,10 @@ pub(crate) struct EventsDecoder<'a> {
 }
 
 impl<'a> EventsDecoder<'a> {
-    pub(crate) fn new(frame: &RawFrame<'a>, schema: &SchemaDef) -> std::result::Result<Self, String> {
+    pub(crate) fn new(
+        frame: &RawFrame<'a>,
+        schema: &SchemaDef,
+    ) -> std::result::Result<Self, String> {
         let mut cur = Cursor::new(frame.payload);
         let checkpoint = if frame.flags & FLAG_CHECKPOINT != 0 {
             let k = cur.str16()?;
@@ -434,7 +484,9 @@ impl<'a> EventsDecoder<'a> {
 }
 
 /// Decodes a checkpoint snapshot frame.
-pub(crate) fn decode_checkpoints(payload: &[u8]) -> std::result::Result<Vec<(String, u64)>, String> {
+pub(crate) fn decode_checkpoints(
+    payload: &[u8],
+) -> std::result::Result<Vec<(String, u64)>, String> {
     let mut c = Cursor::new(payload);
     let n = c.u32()?;
     let mut out = Vec::new();

@@ -78,7 +78,9 @@ impl WalHeader {
         };
         let version = u16_at(OFF_VERSION);
         if version != WAL_VERSION {
-            return Err(format!("WAL format version {version} is not supported (this build reads {WAL_VERSION})"));
+            return Err(format!(
+                "WAL format version {version} is not supported (this build reads {WAL_VERSION})"
+            ));
         }
         Ok(WalHeader {
             shard: u16_at(OFF_SHARD),

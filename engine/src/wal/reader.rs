@@ -37,7 +37,10 @@ pub(crate) struct WalImage {
 pub(crate) enum WalRead {
     Image(WalImage),
     /// The header itself is unreadable; nothing in the file can be trusted.
-    BadHeader { path: PathBuf, reason: String, len: u64 },
+    BadHeader {
+        path: PathBuf,
+        reason: String,
+    },
 }
 
 impl WalImage {
@@ -65,12 +68,15 @@ pub(crate) fn read_wal(path: &Path, schema: &SchemaDef, mode: WalRecoveryMode) -
         Ok(h) => h,
         Err(reason) => {
             if mode == WalRecoveryMode::AbsoluteConsistency {
-                return Err(DbError::CorruptWal { path: path.to_path_buf(), offset: 0, reason });
+                return Err(DbError::CorruptWal {
+                    path: path.to_path_buf(),
+                    offset: 0,
+                    reason,
+                });
             }
             return Ok(WalRead::BadHeader {
                 path: path.to_path_buf(),
                 reason,
-                len: bytes.len() as u64,
             });
         }
     };
@@ -93,7 +99,11 @@ pub(crate) fn read_wal(path: &Path, schema: &SchemaDef, mode: WalRecoveryMode) -
             Err(err) => {
                 let reason = err.to_string();
                 if mode == WalRecoveryMode::AbsoluteConsistency {
-                    return Err(DbError::CorruptWal { path: path.to_path_buf(), offset: pos as u64, reason });
+                    return Err(DbError::CorruptWal {
+                        path: path.to_path_buf(),
+                        offset: pos as u64,
+                        reason,
+                    });
                 }
                 discarded = Some(DiscardedTail {
                     path: path.to_path_buf(),
@@ -119,6 +129,11 @@ impl WalImage {
     pub(crate) fn discard_from(&mut self, offset: u64, reason: String) {
         let end = self.bytes.len() as u64;
         self.valid_len = offset;
-        self.discarded = Some(DiscardedTail { path: self.path.clone(), offset, bytes: end - offset, reason });
+        self.discarded = Some(DiscardedTail {
+            path: self.path.clone(),
+            offset,
+            bytes: end - offset,
+            reason,
+        });
     }
 }

@@ -14,7 +14,6 @@ pub(crate) struct WalWriter {
     pub path: PathBuf,
     pub file: Arc<File>,
     pub len: u64,
-    pub header: WalHeader,
 }
 
 impl WalWriter {
@@ -27,28 +26,37 @@ impl WalWriter {
             .truncate(true)
             .open(path)
             .map_err(|e| DbError::io("create WAL", path, e))?;
-        file.write_all_at(&header.encode(), 0).map_err(|e| DbError::io("write WAL header", path, e))?;
+        file.write_all_at(&header.encode(), 0)
+            .map_err(|e| DbError::io("write WAL header", path, e))?;
         Ok(WalWriter {
             path: path.to_path_buf(),
             file: Arc::new(file),
             len: WAL_HEADER_LEN as u64,
-            header,
         })
     }
 
     /// Opens an existing WAL whose valid prefix is `valid_len` bytes, truncating anything after.
-    pub(crate) fn open_at(path: &Path, header: WalHeader, valid_len: u64) -> Result<WalWriter> {
+    pub(crate) fn open_at(path: &Path, valid_len: u64) -> Result<WalWriter> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(path)
             .map_err(|e| DbError::io("open WAL", path, e))?;
-        let actual = file.metadata().map_err(|e| DbError::io("stat WAL", path, e))?.len();
+        let actual = file
+            .metadata()
+            .map_err(|e| DbError::io("stat WAL", path, e))?
+            .len();
         if actual != valid_len {
-            file.set_len(valid_len).map_err(|e| DbError::io("truncate WAL tail", path, e))?;
-            file.sync_all().map_err(|e| DbError::io("fsync WAL", path, e))?;
+            file.set_len(valid_len)
+                .map_err(|e| DbError::io("truncate WAL tail", path, e))?;
+            file.sync_all()
+                .map_err(|e| DbError::io("fsync WAL", path, e))?;
         }
-        Ok(WalWriter { path: path.to_path_buf(), file: Arc::new(file), len: valid_len, header })
+        Ok(WalWriter {
+            path: path.to_path_buf(),
+            file: Arc::new(file),
+            len: valid_len,
+        })
     }
 
     /// Appends one frame with a single positional write. On failure the file is cut back to its
@@ -72,7 +80,9 @@ impl WalWriter {
 
     /// fdatasync.
     pub(crate) fn sync(&self) -> Result<()> {
-        self.file.sync_data().map_err(|e| DbError::io("fsync WAL", &self.path, e))
+        self.file
+            .sync_data()
+            .map_err(|e| DbError::io("fsync WAL", &self.path, e))
     }
 }
 

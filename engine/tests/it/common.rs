@@ -28,7 +28,9 @@ pub fn event(i: u64) -> Ev {
     e
 }
 
-pub fn all_events<const D: usize, const C: usize, const L: usize>(engine: &Engine<D, C, L>) -> Vec<LogEvent<D, C, L>> {
+pub fn all_events<const D: usize, const C: usize, const L: usize>(
+    engine: &Engine<D, C, L>,
+) -> Vec<LogEvent<D, C, L>> {
     let mut v = Vec::new();
     engine.scan_events(|e| v.push(e)).unwrap();
     v.sort_by(|a, b| a.id.cmp(&b.id));

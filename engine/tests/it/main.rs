@@ -1,4 +1,5 @@
 //! Integration tests of the engine, one binary (see STYLE.md).
 
 mod common;
+mod model;
 mod write_path;

@@ -1,0 +1,348 @@
+//! The read path: filters, aggregates, newest-first pages, point lookups and rollups.
+//!
+//! Architecture invariant: this module reads storage (segments, memtables, the view) through
+//! their public-in-crate accessors; nothing in `wal/` or `segment/` depends on it.
+
+pub(crate) mod exec;
+pub(crate) mod kernels;
+pub(crate) mod plan;
+pub(crate) mod recent;
+pub(crate) mod rollup;
+
+use crate::event::{DynEvent, EventFlags, LogEvent};
+
+pub use kernels::kernel_name;
+
+/// A position in the newest-first order of events: `(ts_ns, id)`. A filter carrying a cursor
+/// matches only events strictly after it in that order, i.e. with `(ts_ns, id)` smaller.
+///
+/// Build it from the last event of a page: `Cursor::from(&events[events.len() - 1])`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Cursor {
+    /// Timestamp of the last event seen.
+    pub ts_ns: i64,
+    /// Id of the last event seen (breaks ties between events of one timestamp).
+    pub id: String,
+}
+
+impl Cursor {
+    /// A cursor at `(ts_ns, id)`.
+    pub fn new(ts_ns: i64, id: impl Into<String>) -> Self {
+        Cursor {
+            ts_ns,
+            id: id.into(),
+        }
+    }
+
+    /// True when `(ts, id)` comes strictly after the cursor in newest-first order.
+    #[inline]
+    pub(crate) fn admits(&self, ts: i64, id: &str) -> bool {
+        ts < self.ts_ns || (ts == self.ts_ns && id < self.id.as_str())
+    }
+}
+
+impl<const D: usize, const C: usize, const L: usize> From<&EventRef<D, C, L>> for Cursor {
+    fn from(e: &EventRef<D, C, L>) -> Self {
+        Cursor {
+            ts_ns: e.ts_ns,
+            id: e.id.clone(),
+        }
+    }
+}
+
+impl From<&DynEvent> for Cursor {
+    fn from(e: &DynEvent) -> Self {
+        Cursor {
+            ts_ns: e.ts_ns,
+            id: e.id.clone(),
+        }
+    }
+}
+
+/// Which events a query reads. Every set field must match (AND).
+#[derive(Clone, Debug)]
+pub struct QueryFilter<const D: usize> {
+    /// Equality on each dim (`None`: any value).
+    pub dims: [Option<String>; D],
+    /// Inclusive lower bound on `ts_ns`.
+    pub from_ts_ns: Option<i64>,
+    /// Exclusive upper bound on `ts_ns`.
+    pub to_ts_ns: Option<i64>,
+    /// Inclusive lower bound on `status`.
+    pub status_min: Option<u16>,
+    /// Exclusive upper bound on `status`.
+    pub status_max: Option<u16>,
+    /// Continue strictly after this event (newest-first order).
+    pub cursor: Option<Cursor>,
+}
+
+impl<const D: usize> Default for QueryFilter<D> {
+    fn default() -> Self {
+        QueryFilter {
+            dims: std::array::from_fn(|_| None),
+            from_ts_ns: None,
+            to_ts_ns: None,
+            status_min: None,
+            status_max: None,
+            cursor: None,
+        }
+    }
+}
+
+impl<const D: usize> QueryFilter<D> {
+    /// Matches everything.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub(crate) fn as_ref(&self) -> FilterRef<'_> {
+        FilterRef {
+            dims: &self.dims,
+            from: self.from_ts_ns,
+            to: self.to_ts_ns,
+            status_min: self.status_min,
+            status_max: self.status_max,
+            cursor: self.cursor.as_ref(),
+        }
+    }
+}
+
+/// A filter for the runtime-schema engine; `dims` holds one entry per schema dim (or is empty).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DynFilter {
+    /// Equality on each dim, in schema order (missing trailing entries mean "any").
+    pub dims: Vec<Option<String>>,
+    /// Inclusive lower bound on `ts_ns`.
+    pub from_ts_ns: Option<i64>,
+    /// Exclusive upper bound on `ts_ns`.
+    pub to_ts_ns: Option<i64>,
+    /// Inclusive lower bound on `status`.
+    pub status_min: Option<u16>,
+    /// Exclusive upper bound on `status`.
+    pub status_max: Option<u16>,
+    /// Continue strictly after this event.
+    pub cursor: Option<Cursor>,
+}
+
+impl DynFilter {
+    pub(crate) fn as_ref(&self) -> FilterRef<'_> {
+        FilterRef {
+            dims: &self.dims,
+            from: self.from_ts_ns,
+            to: self.to_ts_ns,
+            status_min: self.status_min,
+            status_max: self.status_max,
+            cursor: self.cursor.as_ref(),
+        }
+    }
+}
+
+/// A borrowed filter, the form the executor takes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FilterRef<'a> {
+    pub dims: &'a [Option<String>],
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub status_min: Option<u16>,
+    pub status_max: Option<u16>,
+    pub cursor: Option<&'a Cursor>,
+}
+
+impl FilterRef<'_> {
+    /// Equality filters as (dim, value).
+    pub(crate) fn dim_filters(&self) -> impl Iterator<Item = (usize, &str)> + '_ {
+        self.dims
+            .iter()
+            .enumerate()
+            .filter_map(|(d, v)| v.as_deref().map(|v| (d, v)))
+    }
+
+    /// Status range as inclusive bounds; `None` when unrestricted. Check `matches_nothing`
+    /// first: an empty range has no inclusive form.
+    pub(crate) fn status_range(&self) -> Option<(u16, u16)> {
+        if self.status_min.is_none() && self.status_max.is_none() {
+            return None;
+        }
+        let hi = self.status_max.map_or(u16::MAX, |m| m.saturating_sub(1));
+        Some((self.status_min.unwrap_or(0), hi))
+    }
+
+    /// True when the bounds exclude everything (an empty time or status range).
+    pub(crate) fn matches_nothing(&self) -> bool {
+        self.from.zip(self.to).is_some_and(|(a, b)| a >= b)
+            || self.status_max == Some(0)
+            || self
+                .status_min
+                .zip(self.status_max)
+                .is_some_and(|(a, b)| a >= b)
+    }
+
+    /// True when `ts` is inside the time bounds.
+    #[inline]
+    pub(crate) fn ts_ok(&self, ts: i64) -> bool {
+        self.from.is_none_or(|f| ts >= f) && self.to.is_none_or(|t| ts < t)
+    }
+}
+
+/// Exact sums over the matching events of a typed engine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Aggregate<const C: usize> {
+    /// Matching events.
+    pub event_count: u64,
+    /// Sum of `metric`, saturating at the i64 range.
+    pub metric: i64,
+    /// Sum of each counter.
+    pub counters: [u64; C],
+    /// Sum of `latency_ms`.
+    pub latency_ms_sum: u64,
+    /// Sum of `latency_detail_ms`.
+    pub latency_detail_ms_sum: u64,
+    /// Oldest matching timestamp.
+    pub min_ts_ns: Option<i64>,
+    /// Newest matching timestamp.
+    pub max_ts_ns: Option<i64>,
+}
+
+/// Exact sums over the matching events of the runtime-schema engine.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DynAggregate {
+    /// Matching events.
+    pub event_count: u64,
+    /// Sum of `metric`, saturating at the i64 range.
+    pub metric: i64,
+    /// Sum of each counter, in schema order.
+    pub counters: Vec<u64>,
+    /// Sum of `latency_ms`.
+    pub latency_ms_sum: u64,
+    /// Sum of `latency_detail_ms`.
+    pub latency_detail_ms_sum: u64,
+    /// Oldest matching timestamp.
+    pub min_ts_ns: Option<i64>,
+    /// Newest matching timestamp.
+    pub max_ts_ns: Option<i64>,
+}
+
+impl DynAggregate {
+    pub(crate) fn from_totals(t: crate::segment::Totals) -> Self {
+        DynAggregate {
+            event_count: t.count,
+            metric: t.metric.clamp(i64::MIN as i128, i64::MAX as i128) as i64,
+            counters: t.counters,
+            latency_ms_sum: t.latency,
+            latency_detail_ms_sum: t.latency_detail,
+            min_ts_ns: (t.count > 0).then_some(t.min_ts),
+            max_ts_ns: (t.count > 0).then_some(t.max_ts),
+        }
+    }
+
+    /// The typed form (`C` must be the schema's counter count).
+    pub(crate) fn typed<const C: usize>(self) -> Aggregate<C> {
+        let mut counters = [0u64; C];
+        for (a, b) in counters.iter_mut().zip(self.counters) {
+            *a = b;
+        }
+        Aggregate {
+            event_count: self.event_count,
+            metric: self.metric,
+            counters,
+            latency_ms_sum: self.latency_ms_sum,
+            latency_detail_ms_sum: self.latency_detail_ms_sum,
+            min_ts_ns: self.min_ts_ns,
+            max_ts_ns: self.max_ts_ns,
+        }
+    }
+}
+
+/// An event read back by a query. Same fields as [`LogEvent`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventRef<const D: usize, const C: usize, const L: usize> {
+    /// Event id.
+    pub id: String,
+    /// Timestamp in nanoseconds.
+    pub ts_ns: i64,
+    /// Primary metric.
+    pub metric: i64,
+    /// Counters.
+    pub counters: [u32; C],
+    /// Latency in milliseconds.
+    pub latency_ms: u32,
+    /// Detailed latency in milliseconds.
+    pub latency_detail_ms: u32,
+    /// Status code.
+    pub status: u16,
+    /// Flags.
+    pub flags: EventFlags,
+    /// Dims.
+    pub dims: [String; D],
+    /// Labels.
+    pub labels: [String; L],
+}
+
+impl<const D: usize, const C: usize, const L: usize> EventRef<D, C, L> {
+    /// The event as a `LogEvent` (e.g. to append it elsewhere).
+    pub fn into_log_event(self) -> LogEvent<D, C, L> {
+        LogEvent {
+            id: self.id,
+            ts_ns: self.ts_ns,
+            metric: self.metric,
+            counters: self.counters,
+            latency_ms: self.latency_ms,
+            latency_detail_ms: self.latency_detail_ms,
+            status: self.status,
+            flags: self.flags,
+            dims: self.dims,
+            labels: self.labels,
+        }
+    }
+
+    pub(crate) fn from_dyn(e: DynEvent) -> Self {
+        let l = crate::typed::to_typed::<D, C, L>(e);
+        EventRef {
+            id: l.id,
+            ts_ns: l.ts_ns,
+            metric: l.metric,
+            counters: l.counters,
+            latency_ms: l.latency_ms,
+            latency_detail_ms: l.latency_detail_ms,
+            status: l.status,
+            flags: l.flags,
+            dims: l.dims,
+            labels: l.labels,
+        }
+    }
+}
+
+impl<const D: usize, const C: usize, const L: usize> From<EventRef<D, C, L>> for LogEvent<D, C, L> {
+    fn from(e: EventRef<D, C, L>) -> Self {
+        e.into_log_event()
+    }
+}
+
+/// Key of a daily rollup bucket.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RollupKey {
+    /// UTC day: `ts_ns.div_euclid(86_400 * 10^9)`.
+    pub day: i64,
+    /// Values of the rollup dims, in `rollup_dims` order.
+    pub dims: Vec<String>,
+}
+
+/// Sums of one rollup bucket.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RollupValue {
+    /// Events in the bucket.
+    pub event_count: u64,
+    /// Sum of `metric`, saturating.
+    pub metric: i64,
+    /// Sum of each counter.
+    pub counters: Vec<u64>,
+}
+
+/// Nanoseconds in a day.
+pub const NANOS_PER_DAY: i64 = 86_400_000_000_000;
+
+/// The UTC day of a timestamp.
+#[inline]
+pub fn day_of(ts_ns: i64) -> i64 {
+    ts_ns.div_euclid(NANOS_PER_DAY)
+}

@@ -1,0 +1,247 @@
+//! Per-source query plans: what a filter means for one segment or memtable, with values
+//! resolved to codes, the time range turned into a row range, and the cheapest row source
+//! chosen (posting list, status bitmap, or a chunked scan).
+
+use super::FilterRef;
+use crate::error::Result;
+use crate::memtable::MemData;
+use crate::segment::reader::SegmentData;
+use crate::view::DeletedRows;
+
+/// Where a segment plan's candidate rows come from.
+#[derive(Debug)]
+pub(crate) enum Rows<'a> {
+    /// Ascending rows of a posting list, already cut to the row range.
+    Posting(&'a [u32]),
+    /// Union of the status bitmaps of the values in range (rows outside the range may be set).
+    Bitmap(Vec<u64>),
+    /// Every row of the range, chunk by chunk.
+    Scan,
+}
+
+/// A filter resolved against one segment.
+#[derive(Debug)]
+pub(crate) struct SegPlan<'a> {
+    pub data: &'a SegmentData,
+    pub deleted: Option<&'a DeletedRows>,
+    /// Row range after time and cursor bounds.
+    pub lo: usize,
+    pub hi: usize,
+    /// Equality predicates still to check per row: (dim, code).
+    pub dims: Vec<(usize, u16)>,
+    /// Status predicate [lo, hi) still to check per row.
+    pub status: Option<(u16, u16)>,
+    pub rows: Rows<'a>,
+}
+
+/// Status bitmaps are used when the values in range cover at most this fraction of the rows.
+const BITMAP_SELECTIVITY: usize = 16;
+
+/// Resolves `f` against a segment; `None` when no row can match.
+pub(crate) fn plan_segment<'a>(
+    data: &'a SegmentData,
+    deleted: Option<&'a DeletedRows>,
+    f: &FilterRef<'_>,
+) -> Result<Option<SegPlan<'a>>> {
+    if f.matches_nothing() {
+        return Ok(None);
+    }
+    let ts = &data.ts;
+    let lo = f.from.map_or(0, |from| ts.partition_point(|&t| t < from));
+    let mut hi = f.to.map_or(ts.len(), |to| ts.partition_point(|&t| t < to));
+    if let Some(c) = f.cursor {
+        // Rows are sorted by (ts, id); keep those strictly before the cursor.
+        let start = lo;
+        let first_ge = ts[start..hi].partition_point(|&t| t < c.ts_ns) + start;
+        let first_gt = ts[first_ge..hi].partition_point(|&t| t <= c.ts_ns) + first_ge;
+        let cut = (first_ge..first_gt)
+            .find(|&r| data.id(r) >= c.id.as_str())
+            .unwrap_or(first_gt);
+        hi = hi.min(cut);
+    }
+    if lo >= hi {
+        return Ok(None);
+    }
+    let mut dims = Vec::new();
+    if f.dims.iter().any(Option::is_some) {
+        let intern = data.intern()?;
+        for (d, v) in f.dim_filters() {
+            let Some(dict) = intern.get(d) else {
+                return Ok(None);
+            };
+            match dict.code(v) {
+                Some(code) => dims.push((d, code)),
+                None => return Ok(None),
+            }
+        }
+    }
+    let mut status = None;
+    let mut status_selected = 0usize;
+    if let Some((slo, shi)) = f.status_range() {
+        let (mut any, mut all) = (false, true);
+        for (v, n) in data.status_values() {
+            let inside = v >= slo && v <= shi;
+            any |= inside;
+            all &= inside;
+            if inside {
+                status_selected += n;
+            }
+        }
+        if !any {
+            return Ok(None);
+        }
+        if !all {
+            status = Some((slo, shi));
+        }
+    }
+    // Cheapest row source: the shortest posting list among filtered dims, else the status
+    // bitmaps when selective, else a scan.
+    let mut rows = Rows::Scan;
+    let mut best = usize::MAX;
+    let mut posting_dim = None;
+    for &(d, code) in &dims {
+        if let Some(p) = data.postings(d) {
+            let list = p.rows(code);
+            if list.len() < best {
+                best = list.len();
+                let a = list.partition_point(|&r| (r as usize) < lo);
+                let b = list.partition_point(|&r| (r as usize) < hi);
+                rows = Rows::Posting(&list[a..b]);
+                posting_dim = Some(d);
+            }
+        }
+    }
+    if let Some(pd) = posting_dim {
+        dims.retain(|&(d, _)| d != pd);
+    } else if let Some((slo, shi)) = status {
+        if status_selected * BITMAP_SELECTIVITY <= data.rows {
+            let mut union = vec![0u64; data.rows.div_ceil(64)];
+            for (v, bits) in data.status_bitmaps()? {
+                if *v >= slo && *v <= shi {
+                    for (u, b) in union.iter_mut().zip(bits) {
+                        *u |= b;
+                    }
+                }
+            }
+            rows = Rows::Bitmap(union);
+            status = None;
+        }
+    }
+    Ok(Some(SegPlan {
+        data,
+        deleted,
+        lo,
+        hi,
+        dims,
+        status,
+        rows,
+    }))
+}
+
+impl SegPlan<'_> {
+    /// Checks the per-row predicates left after choosing the row source.
+    #[inline]
+    pub(crate) fn row_ok(&self, r: usize) -> bool {
+        if self.deleted.is_some_and(|d| d.contains(r)) {
+            return false;
+        }
+        for &(d, code) in &self.dims {
+            if self.data.dim(d)[r] != code {
+                return false;
+            }
+        }
+        if let Some((lo, hi)) = self.status {
+            let s = self.data.status()[r];
+            if s < lo || s > hi {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// True when chunk `c` cannot hold a match, judged by its zone maps.
+    #[inline]
+    pub(crate) fn chunk_excluded(&self, c: usize) -> bool {
+        for &(d, code) in &self.dims {
+            if code < self.data.zone_dim_min(d)[c] || code > self.data.zone_dim_max(d)[c] {
+                return true;
+            }
+        }
+        if let Some((lo, hi)) = self.status {
+            if self.data.zone_status_max()[c] < lo || self.data.zone_status_min()[c] > hi {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// True when every row of chunk `c` satisfies the dim and status predicates.
+    #[inline]
+    pub(crate) fn chunk_all_match(&self, c: usize) -> bool {
+        for &(d, code) in &self.dims {
+            if self.data.zone_dim_min(d)[c] != code || self.data.zone_dim_max(d)[c] != code {
+                return false;
+            }
+        }
+        if let Some((lo, hi)) = self.status {
+            if self.data.zone_status_min()[c] < lo || self.data.zone_status_max()[c] > hi {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// A filter resolved against one memtable.
+#[derive(Debug)]
+pub(crate) struct MemPlan {
+    pub dims: Vec<(usize, u32)>,
+    pub status: Option<(u16, u16)>,
+}
+
+/// Resolves `f` against a memtable; `None` when no row can match.
+pub(crate) fn plan_mem(m: &MemData, f: &FilterRef<'_>) -> Option<MemPlan> {
+    let mut dims = Vec::new();
+    for (d, v) in f.dim_filters() {
+        dims.push((d, m.dicts.get(d)?.get(v)?));
+    }
+    if f.matches_nothing() {
+        return None;
+    }
+    Some(MemPlan {
+        dims,
+        status: f.status_range(),
+    })
+}
+
+impl MemPlan {
+    /// Full predicate for memtable row `r`.
+    #[inline]
+    pub(crate) fn row_ok(&self, m: &MemData, f: &FilterRef<'_>, r: usize) -> bool {
+        let ts = m.ts[r];
+        if !f.ts_ok(ts) || m.is_deleted(r) {
+            return false;
+        }
+        for &(d, code) in &self.dims {
+            if m.dims[d][r] != code {
+                return false;
+            }
+        }
+        if let Some((lo, hi)) = self.status {
+            let s = m.status[r];
+            if s < lo || s > hi {
+                return false;
+            }
+        }
+        f.cursor.is_none_or(|c| c.admits(ts, m.ids.get(r)))
+    }
+
+    /// True when chunk `c` of the memtable is outside the time bounds.
+    #[inline]
+    pub(crate) fn chunk_excluded(m: &MemData, f: &FilterRef<'_>, c: usize) -> bool {
+        let (lo, hi) = (m.chunk_min_ts[c], m.chunk_max_ts[c]);
+        f.from.is_some_and(|from| hi < from)
+            || f.to.is_some_and(|to| lo >= to)
+            || f.cursor.is_some_and(|cur| lo > cur.ts_ns)
+    }
+}

@@ -1,0 +1,297 @@
+//! Newest-first pages, merged globally across segments and memtables, and point lookups.
+//!
+//! Sources are visited in order of their newest timestamp. Each yields its best `limit`
+//! matches in descending `(ts_ns, id)` order; candidates are merged after every wave, and the
+//! walk stops once the next source's newest event cannot beat the current `limit`-th result.
+//! Waves are one source wide when a source is cheap to read (no filter, or a posting list),
+//! and as wide as the rayon pool when filters force scans.
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use super::kernels::{fill_mask, kernels};
+use super::plan::{plan_mem, plan_segment, Rows, SegPlan};
+use super::FilterRef;
+use crate::engine::{with_path, DynEngine};
+use crate::error::Result;
+use crate::event::DynEvent;
+use crate::memtable::{MemData, CHUNK_ROWS};
+use crate::read::{mem_event, seg_event};
+use crate::segment::reader::SegmentData;
+use crate::view::SegRef;
+
+use super::exec::segment_excluded;
+
+/// Up to `limit` matching rows of a planned segment, newest first.
+fn top_rows(p: &SegPlan<'_>, limit: usize) -> Vec<u32> {
+    let mut out = Vec::with_capacity(limit.min(p.hi - p.lo));
+    match &p.rows {
+        Rows::Posting(rows) => {
+            for &r in rows.iter().rev() {
+                if p.row_ok(r as usize) {
+                    out.push(r);
+                    if out.len() == limit {
+                        break;
+                    }
+                }
+            }
+        }
+        Rows::Bitmap(bits) => {
+            let mut w = (p.hi - 1) / 64;
+            'outer: loop {
+                let mut m = bits.get(w).copied().unwrap_or(0);
+                while m != 0 {
+                    let r = w * 64 + 63 - m.leading_zeros() as usize;
+                    m &= !(1u64 << (r % 64));
+                    if r < p.lo {
+                        break 'outer;
+                    }
+                    if r < p.hi && p.row_ok(r) {
+                        out.push(r as u32);
+                        if out.len() == limit {
+                            break 'outer;
+                        }
+                    }
+                }
+                if w == 0 || w * 64 <= p.lo {
+                    break;
+                }
+                w -= 1;
+            }
+        }
+        Rows::Scan => {
+            let k = kernels();
+            let simple = p.dims.is_empty() && p.status.is_none() && p.deleted.is_none();
+            let first = p.lo / CHUNK_ROWS;
+            let last = (p.hi - 1) / CHUNK_ROWS;
+            for c in (first..=last).rev() {
+                if p.chunk_excluded(c) {
+                    continue;
+                }
+                let lo = p.lo.max(c * CHUNK_ROWS);
+                let hi = p.hi.min((c + 1) * CHUNK_ROWS);
+                if simple {
+                    for r in (lo..hi).rev() {
+                        out.push(r as u32);
+                        if out.len() == limit {
+                            return out;
+                        }
+                    }
+                    continue;
+                }
+                let n = hi - lo;
+                let mut mask = [0u64; CHUNK_ROWS / 64];
+                let mask = &mut mask[..n.div_ceil(64)];
+                fill_mask(mask, n);
+                for &(d, code) in &p.dims {
+                    (k.and_eq_u16)(&p.data.dim(d)[lo..hi], code, mask);
+                }
+                if let Some((slo, shi)) = p.status {
+                    (k.and_range_u16)(&p.data.status()[lo..hi], slo, shi, mask);
+                }
+                for (w, &word) in mask.iter().enumerate().rev() {
+                    let mut m = word;
+                    while m != 0 {
+                        let i = w * 64 + 63 - m.leading_zeros() as usize;
+                        m &= !(1u64 << (i % 64));
+                        let r = lo + i;
+                        if p.deleted.is_some_and(|d| d.contains(r)) {
+                            continue;
+                        }
+                        out.push(r as u32);
+                        if out.len() == limit {
+                            return out;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Up to `limit` matching events of a memtable, newest first.
+fn mem_top(m: &MemData, f: &FilterRef<'_>, limit: usize) -> Vec<DynEvent> {
+    let Some(plan) = plan_mem(m, f) else {
+        return Vec::new();
+    };
+    let mut rows: Vec<usize> = Vec::new();
+    for c in 0..m.chunk_min_ts.len() {
+        if super::plan::MemPlan::chunk_excluded(m, f, c) {
+            continue;
+        }
+        let end = ((c + 1) * CHUNK_ROWS).min(m.len());
+        rows.extend((c * CHUNK_ROWS..end).filter(|&r| plan.row_ok(m, f, r)));
+    }
+    let newest_first = |a: &usize, b: &usize| {
+        m.ts[*b]
+            .cmp(&m.ts[*a])
+            .then_with(|| m.ids.get(*b).cmp(m.ids.get(*a)))
+    };
+    if rows.len() > limit {
+        rows.select_nth_unstable_by(limit - 1, newest_first);
+        rows.truncate(limit);
+    }
+    rows.sort_unstable_by(newest_first);
+    rows.into_iter().map(|r| mem_event(m, r)).collect()
+}
+
+/// One source of a merge.
+enum Source {
+    Seg {
+        data: Arc<SegmentData>,
+        rows: Vec<u32>,
+        path: std::path::PathBuf,
+    },
+    Mem(Vec<DynEvent>),
+}
+
+impl Source {
+    fn key(&self, i: usize) -> (i64, &str) {
+        match self {
+            Source::Seg { data, rows, .. } => {
+                let r = rows[i] as usize;
+                (data.ts[r], data.id(r))
+            }
+            Source::Mem(evs) => (evs[i].ts_ns, evs[i].id.as_str()),
+        }
+    }
+    fn len(&self) -> usize {
+        match self {
+            Source::Seg { rows, .. } => rows.len(),
+            Source::Mem(evs) => evs.len(),
+        }
+    }
+}
+
+/// Whether a segment is cheap enough to read on its own (no scan needed).
+fn cheap(s: &SegRef, f: &FilterRef<'_>) -> bool {
+    let filtered: Vec<usize> = f.dim_filters().map(|(d, _)| d).collect();
+    if filtered.is_empty() && f.status_range().is_none() {
+        return true;
+    }
+    filtered.iter().any(|&d| s.seg.posting_dims.contains(&d))
+}
+
+impl DynEngine {
+    /// The newest `limit` events matching `f`, newest first.
+    pub(crate) fn query_recent_ref(
+        &self,
+        f: &FilterRef<'_>,
+        limit: usize,
+    ) -> Result<Vec<DynEvent>> {
+        if limit == 0 || f.matches_nothing() {
+            return Ok(Vec::new());
+        }
+        let view = self.view();
+        let (nc, nl) = (self.schema.counters.len(), self.schema.labels.len());
+        // Memtables first: they are small and usually hold the newest events.
+        let mut sources: Vec<Source> = Vec::new();
+        let mut max_ts: Vec<i64> = Vec::new();
+        for m in &view.memtables {
+            let data = m.read();
+            let evs = mem_top(&data, f, limit);
+            if !evs.is_empty() {
+                sources.push(Source::Mem(evs));
+            }
+        }
+        let segs: Vec<&SegRef> = view
+            .segments
+            .iter()
+            .filter(|s| !segment_excluded(s, f))
+            .collect();
+        // (source index, position) of the merged candidates, best first.
+        let mut merged: Vec<(usize, usize)> = Vec::new();
+        for (i, s) in sources.iter().enumerate() {
+            merged.extend((0..s.len()).map(|p| (i, p)));
+        }
+        let cmp = |sources: &[Source], a: &(usize, usize), b: &(usize, usize)| -> Ordering {
+            let (ka, kb) = (sources[a.0].key(a.1), sources[b.0].key(b.1));
+            kb.cmp(&ka)
+        };
+        merged.sort_by(|a, b| cmp(&sources, a, b));
+        merged.truncate(limit);
+        max_ts.extend(segs.iter().map(|s| s.seg.max_ts));
+
+        let wide = rayon::current_num_threads().max(1) * 2;
+        let mut next = 0;
+        while next < segs.len() {
+            if merged.len() >= limit {
+                let (kth_ts, _) = sources[merged[limit - 1].0].key(merged[limit - 1].1);
+                if max_ts[next] < kth_ts {
+                    break;
+                }
+            }
+            let width = if cheap(segs[next], f) { 1 } else { wide };
+            let wave = &segs[next..(next + width).min(segs.len())];
+            next += wave.len();
+            let run = |s: &&SegRef| -> Result<Option<Source>> {
+                let data = s.seg.data(&self.schema, &self.cache)?;
+                let plan = plan_segment(&data, s.deleted.as_deref(), f)
+                    .map_err(|e| with_path(e, &s.seg.path))?;
+                let rows = plan.map(|p| top_rows(&p, limit)).unwrap_or_default();
+                Ok((!rows.is_empty()).then(|| Source::Seg {
+                    data: data.clone(),
+                    rows,
+                    path: s.seg.path.clone(),
+                }))
+            };
+            let found: Vec<Option<Source>> = if wave.len() > 1 {
+                wave.par_iter().map(run).collect::<Result<_>>()?
+            } else {
+                wave.iter().map(run).collect::<Result<_>>()?
+            };
+            for src in found.into_iter().flatten() {
+                let i = sources.len();
+                merged.extend((0..src.len()).map(|p| (i, p)));
+                sources.push(src);
+            }
+            merged.sort_by(|a, b| cmp(&sources, a, b));
+            merged.truncate(limit);
+        }
+        let mut out = Vec::with_capacity(merged.len());
+        for (i, p) in merged {
+            match &sources[i] {
+                Source::Seg { data, rows, path } => out.push(
+                    seg_event(data, rows[p] as usize, nc, nl).map_err(|e| with_path(e, path))?,
+                ),
+                Source::Mem(evs) => out.push(evs[p].clone()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The newest live event with id `id`.
+    pub(crate) fn get_event_dyn(&self, id: &str) -> Result<Option<DynEvent>> {
+        let view = self.view();
+        let (nc, nl) = (self.schema.counters.len(), self.schema.labels.len());
+        let mut best: Option<DynEvent> = None;
+        let mut consider = |e: DynEvent| {
+            if best.as_ref().is_none_or(|b| e.ts_ns > b.ts_ns) {
+                best = Some(e);
+            }
+        };
+        for m in &view.memtables {
+            let data = m.read();
+            let rows: Vec<usize> = data
+                .rows_with_id(id)
+                .filter(|&r| !data.is_deleted(r))
+                .collect();
+            for r in rows {
+                consider(mem_event(&data, r));
+            }
+        }
+        for s in &view.segments {
+            let data = s.seg.data(&self.schema, &self.cache)?;
+            for r in data.rows_with_id(id) {
+                if s.deleted.as_ref().is_some_and(|d| d.contains(r)) {
+                    continue;
+                }
+                consider(seg_event(&data, r, nc, nl).map_err(|e| with_path(e, &s.seg.path))?);
+            }
+        }
+        Ok(best)
+    }
+}
