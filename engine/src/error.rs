@@ -119,6 +119,27 @@ pub enum DbError {
         reason: String,
     },
 
+    /// A file was written by a newer (or unknown) version of the format. Nothing was changed:
+    /// open it with a build that reads that version.
+    #[error("{path} uses format version {found}; this build reads version {supported}")]
+    UnsupportedFormat {
+        /// The file.
+        path: PathBuf,
+        /// The version in the file.
+        found: u16,
+        /// The version this build reads.
+        supported: u16,
+    },
+
+    /// The schema file of a data directory does not parse.
+    #[error("schema file {path} is invalid: {reason}")]
+    CorruptSchemaFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the line number where there is one.
+        reason: String,
+    },
+
     /// The data directory is in use by another engine in this or another process.
     #[error("data directory {path} is locked by another engine; only one writer may open it")]
     Locked {
@@ -131,6 +152,16 @@ pub enum DbError {
     ReadOnly {
         /// The rejected operation.
         op: &'static str,
+    },
+
+    /// An earlier write or fsync of the tombstone log failed; deletes are refused until the
+    /// engine is reopened.
+    #[error(
+        "the tombstone log is unusable after an earlier failure ({reason}); reopen the engine"
+    )]
+    TombstoneLogFailed {
+        /// The earlier failure.
+        reason: String,
     },
 
     /// A shard index outside `0..wal_shard_count`.

@@ -178,10 +178,13 @@ impl SchemaDef {
     }
 
     fn from_file_text(text: &str, path: &Path) -> Result<SchemaDef> {
-        let bad = |line: usize, why: &str| DbError::CorruptSegment {
+        let bad = |line: usize, why: &str| DbError::CorruptSchemaFile {
             path: path.to_path_buf(),
-            section: "schema file",
-            reason: format!("line {line}: {why}"),
+            reason: if line == 0 {
+                why.to_string()
+            } else {
+                format!("line {line}: {why}")
+            },
         };
         let mut lines = text.lines().enumerate();
         match lines.next() {

@@ -28,7 +28,14 @@ type IdSet = HashSet<Box<str>, FastBuild>;
 pub(crate) struct Tombstones {
     set: RwLock<IdSet>,
     len: AtomicUsize,
-    log: Mutex<Option<WalWriter>>,
+    log: Mutex<LogState>,
+}
+
+/// The log file, once created, and whether a failed write left it in an unknown state.
+#[derive(Debug, Default)]
+struct LogState {
+    writer: Option<WalWriter>,
+    failed: Option<String>,
 }
 
 impl Tombstones {
@@ -95,7 +102,10 @@ impl Tombstones {
         Ok(Tombstones {
             len: AtomicUsize::new(set.len()),
             set: RwLock::new(set),
-            log: Mutex::new(log),
+            log: Mutex::new(LogState {
+                writer: log,
+                failed: None,
+            }),
         })
     }
 
@@ -114,8 +124,13 @@ impl Tombstones {
     /// Durably records `ids` (one frame, fsynced), then adds them to the set.
     pub(crate) fn record(&self, dir: &Path, schema: &SchemaDef, ids: &[&str]) -> Result<()> {
         let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(reason) = &log.failed {
+            return Err(DbError::TombstoneLogFailed {
+                reason: reason.clone(),
+            });
+        }
         let path: PathBuf = dir.join(TOMBSTONE_FILE);
-        let w = match log.take() {
+        let w = match log.writer.take() {
             Some(w) => w,
             None => {
                 let header = WalHeader {
@@ -130,14 +145,24 @@ impl Tombstones {
                 w
             }
         };
-        let w = log.insert(w);
+        let state = &mut *log;
+        let w = state.writer.insert(w);
         let mut frame = FrameBuf::new(FrameKind::Tombstones);
         encode_tombstones(&mut frame, ids)?;
         match w.append(frame.finish()?) {
             Ok(()) => {}
-            Err(AppendError::RolledBack(e)) | Err(AppendError::Poisoned(e)) => return Err(e),
+            Err(AppendError::RolledBack(e)) => return Err(e),
+            Err(AppendError::Poisoned(e)) => {
+                state.failed = Some(e.to_string());
+                return Err(e);
+            }
         }
-        w.sync()?;
+        if let Err(e) = w.sync() {
+            // The frame may or may not be durable: refuse further deletes until reopened, when
+            // the log is read back and the set rebuilt from what is really there.
+            state.failed = Some(e.to_string());
+            return Err(e);
+        }
         let mut set = self.set.write().unwrap_or_else(|p| p.into_inner());
         set.extend(ids.iter().map(|s| Box::<str>::from(*s)));
         self.len.store(set.len(), Ordering::Release);

@@ -24,7 +24,7 @@ use crate::view::{SegRef, View};
 use crate::wal::frame::{decode_checkpoints, EventsDecoder, FrameKind, RawRow};
 use crate::wal::reader::{read_wal, DiscardedTail, WalImage, WalRead};
 use crate::wal::writer::WalWriter;
-use crate::wal::{active_name, parse_name, WalFileKind};
+use crate::wal::{active_name, new_name, parse_name, WalFileKind};
 
 /// What `open` found and repaired.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -150,6 +150,16 @@ pub(super) fn open(config: EngineConfig) -> Result<DynEngine> {
             |p: &Option<PathBuf>| p.as_deref().map(|p| read_wal(p, &schema, mode)).transpose();
         images.insert(shard, (read(&files.active)?, read(&files.rotating)?));
     }
+    if mode == WalRecoveryMode::AbsoluteConsistency {
+        // Every frame must decode before anything in the directory is touched.
+        for (a, r) in images.values() {
+            for img in [a, r].into_iter().flatten() {
+                if let WalRead::Image(img) = img {
+                    validate_frames(img, &schema)?;
+                }
+            }
+        }
+    }
     let tombstones = Tombstones::load(&dir, &schema, mode, writable, &mut report.discarded)?;
 
     let mut next_generation = segments.iter().map(|s| s.generation).max().unwrap_or(0);
@@ -239,17 +249,19 @@ pub(super) fn open(config: EngineConfig) -> Result<DynEngine> {
                     if complete {
                         report.rotations_already_done += 1;
                     } else if writable {
-                        segments.retain(|s| {
-                            let stale = s.generation == generation;
-                            if stale {
-                                let _ = remove_if_exists(&s.path);
-                            }
-                            !stale
-                        });
+                        // Parts of an interrupted phase 2: removed, then written again whole.
+                        for s in segments.iter().filter(|s| s.generation == generation) {
+                            remove_if_exists(&s.path)?;
+                        }
+                        segments.retain(|s| s.generation != generation);
                         segments.extend(engine.write_segments(&mem)?);
                         report.rotations_completed += 1;
-                    } else if mem.read().len() > 0 {
-                        memtables.push(Arc::new(mem));
+                    } else {
+                        // Read-only: serve the WAL, not the incomplete parts.
+                        segments.retain(|s| s.generation != generation);
+                        if mem.read().len() > 0 {
+                            memtables.push(Arc::new(mem));
+                        }
                     }
                     to_unlink.push(img.path.clone());
                     rewrote = true;
@@ -326,9 +338,14 @@ pub(super) fn open(config: EngineConfig) -> Result<DynEngine> {
                 let generation = engine
                     .next_generation
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                // Prepared under the `.new` name and renamed, so a crash never leaves a
+                // half-written header under the active name.
+                let new = dir.join(new_name(i));
                 let path = dir.join(active_name(i));
-                let w = engine.create_wal(&path, i, generation, &cps)?;
+                let mut w = engine.create_wal(&new, i, generation, &cps)?;
+                fs::rename(&new, &path).map_err(|e| DbError::io("install new WAL", &path, e))?;
                 sync_dir(&dir)?;
+                w.path = path;
                 (w, Arc::new(MemTable::new(i, generation, &schema)))
             }
         };
@@ -420,7 +437,9 @@ fn complete_generation(segments: &[Arc<Segment>], generation: u64) -> bool {
     };
     let count = first.part_count as usize;
     let indexes: HashSet<u16> = parts.iter().map(|s| s.part_index).collect();
-    parts.iter().all(|s| s.part_count as usize == count)
+    parts
+        .iter()
+        .all(|s| s.part_count as usize == count && (s.part_index as usize) < count)
         && indexes.len() == count
         && parts.len() == count
 }
@@ -430,10 +449,38 @@ fn set_aside(path: &Path, reason: &str, writable: bool, report: &mut RecoveryRep
     tracing::error!(path = %path.display(), reason, "WAL header unreadable; file set aside");
     if writable {
         let mut aside = path.as_os_str().to_owned();
-        aside.push(".corrupt");
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        aside.push(format!(".{stamp}.corrupt"));
         fs::rename(path, &aside).map_err(|e| DbError::io("set aside corrupt WAL", path, e))?;
     }
     report.corrupt_wals.push(path.to_path_buf());
+    Ok(())
+}
+
+/// Decodes every frame of `img` without applying it.
+fn validate_frames(img: &WalImage, schema: &SchemaDef) -> Result<()> {
+    for (at, frame) in img.frames() {
+        let checked: std::result::Result<(), String> = match frame.kind {
+            FrameKind::Events => (|| {
+                let mut dec = EventsDecoder::new(&frame, schema)?;
+                let mut row = RawRow::default();
+                while dec.next_into(&mut row)? {}
+                Ok(())
+            })(),
+            FrameKind::Checkpoints => decode_checkpoints(frame.payload).map(|_| ()),
+            FrameKind::Tombstones => Err("tombstone frame in a shard WAL".to_string()),
+        };
+        if let Err(reason) = checked {
+            return Err(DbError::CorruptWal {
+                path: img.path.clone(),
+                offset: at,
+                reason,
+            });
+        }
+    }
     Ok(())
 }
 

@@ -39,16 +39,13 @@ impl DynEngine {
             }
         };
         if let Some(frozen) = pending.clone() {
-            self.finish_rotation(shard, &frozen)?;
-            *pending = None;
+            self.finish_rotation(shard, &frozen, &mut pending)?;
         }
         let Some(frozen) = self.begin_rotation(shard)? else {
             return Ok(());
         };
         *pending = Some(frozen.clone());
-        self.finish_rotation(shard, &frozen)?;
-        *pending = None;
-        Ok(())
+        self.finish_rotation(shard, &frozen, &mut pending)
     }
 
     /// Phase 1. Returns the frozen memtable, or `None` if the WAL holds no events.
@@ -135,10 +132,18 @@ impl DynEngine {
         Ok(w)
     }
 
-    /// Phases 2 and 3.
-    fn finish_rotation(&self, shard: &Shard, frozen: &Arc<MemTable>) -> Result<()> {
+    /// Phases 2 and 3. Once the segments are published the rotation is done as far as a retry
+    /// is concerned (`pending` is cleared): a failed unlink leaves a `.rotating` file whose
+    /// generation is complete, which the next rotation's rename replaces and open discards.
+    fn finish_rotation(
+        &self,
+        shard: &Shard,
+        frozen: &Arc<MemTable>,
+        pending: &mut Option<Arc<MemTable>>,
+    ) -> Result<()> {
         let segments = self.write_segments(frozen)?;
         self.publish_segments(&segments, Some(frozen))?;
+        *pending = None;
         remove_if_exists(&self.dir.join(rotating_name(shard.index)))?;
         sync_dir(&self.dir)?;
         self.counters.rotations.fetch_add(1, Ordering::Relaxed);

@@ -354,7 +354,7 @@ mod tests {
 
     #[test]
     fn extract_bits_matches_naive() {
-        let words: Vec<u64> = (0..6)
+        let words: Vec<u64> = (0..8)
             .map(|i| 0x9E37_79B9_7F4A_7C15u64.rotate_left(i * 7))
             .collect();
         for start in [0, 1, 63, 64, 65, 100, 200] {

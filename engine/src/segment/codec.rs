@@ -55,6 +55,18 @@ pub(crate) fn decompress(bytes: &[u8], max: usize) -> Result<Vec<u8>, String> {
     zstd::bulk::decompress(bytes, max).map_err(|e| format!("zstd: {e}"))
 }
 
+/// zstd-decompresses a stream, reading at most `limit + 1` bytes of output (so a caller can
+/// tell "exactly `limit`" from "more"). Memory grows with the data actually decoded.
+pub(crate) fn decompress_bounded(bytes: &[u8], limit: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let dec = zstd::stream::read::Decoder::new(bytes).map_err(|e| format!("zstd: {e}"))?;
+    let mut out = Vec::new();
+    dec.take(limit.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| format!("zstd: {e}"))?;
+    Ok(out)
+}
+
 /// A bitset over rows, as u64 words.
 pub(crate) fn bitset_words(rows: usize) -> usize {
     rows.div_ceil(64)

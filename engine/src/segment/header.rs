@@ -30,6 +30,7 @@ use zerocopy::little_endian::{I64, U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use super::{Section, SECTION_COUNT};
+pub(crate) use crate::wal::HeaderError;
 
 /// Magic bytes at the start of every segment.
 pub(crate) const SEGMENT_MAGIC: [u8; 4] = *b"KSEG";
@@ -86,26 +87,32 @@ impl SegmentHeader {
     }
 
     /// Parses and checks magic, version, length and checksum.
-    pub(crate) fn parse(bytes: &[u8]) -> Result<SegmentHeader, String> {
-        let raw = bytes
-            .get(..HEADER_LEN)
-            .ok_or_else(|| format!("file is {} bytes, shorter than the header", bytes.len()))?;
-        let h =
-            SegmentHeader::read_from_bytes(raw).map_err(|_| "header does not parse".to_string())?;
+    pub(crate) fn parse(bytes: &[u8]) -> Result<SegmentHeader, HeaderError> {
+        let corrupt = |s: String| HeaderError::Corrupt(s);
+        let raw = bytes.get(..HEADER_LEN).ok_or_else(|| {
+            corrupt(format!(
+                "file is {} bytes, shorter than the header",
+                bytes.len()
+            ))
+        })?;
+        let h = SegmentHeader::read_from_bytes(raw)
+            .map_err(|_| corrupt("header does not parse".into()))?;
         if h.magic != SEGMENT_MAGIC {
-            return Err(format!("bad magic {:?}, expected \"KSEG\"", h.magic));
+            return Err(corrupt(format!(
+                "bad magic {:?}, expected \"KSEG\"",
+                h.magic
+            )));
         }
         if h.version.get() != SEGMENT_VERSION {
-            return Err(format!(
-                "segment format version {} is not supported (this build reads {SEGMENT_VERSION})",
-                h.version.get()
-            ));
+            return Err(HeaderError::Version(h.version.get()));
         }
         if h.header_len.get() as usize != HEADER_LEN || h.section_count as usize != SECTION_COUNT {
-            return Err("header length or section count is not this version's".into());
+            return Err(corrupt(
+                "header length or section count is not this version's".into(),
+            ));
         }
         if h.header_crc.get() != h.compute_crc() {
-            return Err("header checksum mismatch".into());
+            return Err(corrupt("header checksum mismatch".into()));
         }
         Ok(h)
     }

@@ -102,10 +102,8 @@ pub(crate) fn parse_segment_name(name: &str) -> Option<(u64, bool)> {
     } else {
         return None;
     };
-    if hex.len() != 16 {
-        return None;
-    }
-    Some((u64::from_str_radix(hex, 16).ok()?, tmp))
+    let id = u64::from_str_radix(hex, 16).ok()?;
+    (format!("{id:016x}") == hex).then_some((id, tmp))
 }
 
 /// Sums of every column over a set of rows (whole segment, chunk, or query result).

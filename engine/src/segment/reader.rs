@@ -9,8 +9,8 @@ use memmap2::Mmap;
 use zerocopy::{FromBytes, Immutable};
 
 use super::bloom::Bloom;
-use super::codec::{decode_bitset, decode_i64, decompress};
-use super::header::{SegmentHeader, HEADER_LEN, NO_BLOOM};
+use super::codec::{decode_bitset, decode_i64, decompress_bounded};
+use super::header::{HeaderError, SegmentHeader, HEADER_LEN, NO_BLOOM, SEGMENT_VERSION};
 use super::{Section, Totals, MAX_DIM_VALUES};
 use crate::error::{DbError, Result, SchemaSummary};
 use crate::hash::{hash64, FastMap};
@@ -139,7 +139,17 @@ impl SegmentData {
             section,
             reason,
         };
-        let header = SegmentHeader::parse(&mmap).map_err(|r| corrupt("header", r))?;
+        let header = match SegmentHeader::parse(&mmap) {
+            Ok(h) => h,
+            Err(HeaderError::Version(found)) => {
+                return Err(DbError::UnsupportedFormat {
+                    path: path.to_path_buf(),
+                    found,
+                    supported: SEGMENT_VERSION,
+                })
+            }
+            Err(HeaderError::Corrupt(r)) => return Err(corrupt("header", r)),
+        };
         if header.schema_id != schema.schema_id || header.fingerprint.get() != schema.fingerprint()
         {
             return Err(DbError::SchemaMismatch {
@@ -165,6 +175,15 @@ impl SegmentData {
             ));
         }
         let rows = header.rows.get() as usize;
+        if rows > super::MAX_SEGMENT_ROWS || rows > mmap.len() {
+            return Err(corrupt(
+                "header",
+                format!(
+                    "row count {rows} is impossible for a {}-byte file",
+                    mmap.len()
+                ),
+            ));
+        }
         let nchunks = rows.div_ceil(CHUNK_ROWS);
         let mut ranges = [(0usize, 0usize); super::SECTION_COUNT];
         for s in Section::ALIGN_CHECKED {
@@ -260,6 +279,12 @@ impl SegmentData {
                 blob_at,
                 blob_len,
             });
+        }
+        if status_entries.windows(2).any(|w| w[0].value >= w[1].value) {
+            return Err(corrupt(
+                "status bitmaps",
+                "status values are not sorted and unique".into(),
+            ));
         }
         if status_rows != rows as u64 {
             return Err(corrupt(
@@ -588,12 +613,9 @@ impl SegmentData {
         let mut a = [0u8; 8];
         a.copy_from_slice(len);
         let raw_len = u64::from_le_bytes(a);
-        // Values are at most 64 KiB each and at most 65,536 per dim.
-        let max = self.dims as u64 * MAX_DIM_VALUES as u64 * (4 + 65_536) + 4 * self.dims as u64;
-        if raw_len > max {
-            return Err(format!("intern tables claim {raw_len} bytes"));
-        }
-        let raw = decompress(body, raw_len as usize)?;
+        // Decoded as a stream bounded by the declared length, so a hostile length cannot make
+        // us reserve memory the data does not back.
+        let raw = decompress_bounded(body, raw_len)?;
         if raw.len() as u64 != raw_len {
             return Err(format!(
                 "intern tables decode to {} bytes, expected {raw_len}",
@@ -622,9 +644,18 @@ impl SegmentData {
                 dict.map.insert(s.into(), i as u16);
                 dict.values.push(s.into());
             }
-            // Codes in the u16 column must resolve.
+            // Codes in the u16 column must resolve, values must be strictly ascending (so each
+            // is unique), and posting lists must have one list per value.
             if self.dim(d).iter().any(|&c| c as usize >= n) {
                 return Err(format!("dim {d} has codes beyond its {n} values"));
+            }
+            if dict.values.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(format!("dim {d} values are not sorted and unique"));
+            }
+            if self.postings.iter().any(|p| p.dim == d && p.ncodes != n) {
+                return Err(format!(
+                    "dim {d} has {n} values but its posting lists disagree"
+                ));
             }
             dicts.push(dict);
         }
@@ -637,14 +668,31 @@ impl SegmentData {
     /// Per status value, the bitset of rows holding it; decompressed on first use.
     pub(crate) fn status_bitmaps(&self) -> Result<&[(u16, Vec<u64>)]> {
         let r = self.status.get_or_init(|| {
-            self.status_entries
-                .iter()
-                .map(|e| {
-                    let at = self.status_at + e.blob_at;
-                    let blob = self.mmap.get(at..at + e.blob_len).unwrap_or(&[]);
-                    decode_bitset(blob, self.rows).map(|b| (e.value, b))
-                })
-                .collect()
+            let mut union = vec![0u64; self.rows.div_ceil(64)];
+            let mut out = Vec::with_capacity(self.status_entries.len());
+            for e in &self.status_entries {
+                let at = self.status_at + e.blob_at;
+                let blob = self.mmap.get(at..at + e.blob_len).unwrap_or(&[]);
+                let bits = decode_bitset(blob, self.rows)?;
+                let ones: usize = bits.iter().map(|w| w.count_ones() as usize).sum();
+                let overlap = bits.iter().zip(&union).any(|(a, b)| a & b != 0);
+                let disagrees = bits.iter().zip(self.status().chunks(64)).any(|(w, col)| {
+                    col.iter()
+                        .enumerate()
+                        .any(|(i, &s)| (w >> i & 1 != 0) != (s == e.value))
+                });
+                if ones != e.count || overlap || disagrees {
+                    return Err(format!(
+                        "bitmap of status {} disagrees with the status column",
+                        e.value
+                    ));
+                }
+                for (u, b) in union.iter_mut().zip(&bits) {
+                    *u |= b;
+                }
+                out.push((e.value, bits));
+            }
+            Ok(out)
         });
         r.as_deref()
             .map_err(|e| self.corrupt("status bitmaps", e.clone()))

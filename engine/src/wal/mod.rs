@@ -58,30 +58,35 @@ impl WalHeader {
         b
     }
 
-    pub(crate) fn decode(b: &[u8]) -> Result<WalHeader, String> {
+    pub(crate) fn decode(b: &[u8]) -> Result<WalHeader, HeaderError> {
         let b: &[u8; WAL_HEADER_LEN] = b
             .get(..WAL_HEADER_LEN)
             .and_then(|s| s.try_into().ok())
-            .ok_or_else(|| format!("file is shorter than the {WAL_HEADER_LEN}-byte header"))?;
+            .ok_or_else(|| {
+                HeaderError::Corrupt(format!(
+                    "file is shorter than the {WAL_HEADER_LEN}-byte header"
+                ))
+            })?;
         if b[..4] != WAL_MAGIC {
-            return Err(format!("bad magic {:?}, expected \"KWAL\"", &b[..4]));
+            return Err(HeaderError::Corrupt(format!(
+                "bad magic {:?}, expected \"KWAL\"",
+                &b[..4]
+            )));
+        }
+        let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
+        let version = u16_at(OFF_VERSION);
+        if version != WAL_VERSION {
+            return Err(HeaderError::Version(version));
         }
         let crc = u32::from_le_bytes([b[28], b[29], b[30], b[31]]);
         if crc != crc32fast::hash(&b[..OFF_CRC]) {
-            return Err("header checksum mismatch".into());
+            return Err(HeaderError::Corrupt("header checksum mismatch".into()));
         }
-        let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
         let u64_at = |o: usize| {
             let mut a = [0u8; 8];
             a.copy_from_slice(&b[o..o + 8]);
             u64::from_le_bytes(a)
         };
-        let version = u16_at(OFF_VERSION);
-        if version != WAL_VERSION {
-            return Err(format!(
-                "WAL format version {version} is not supported (this build reads {WAL_VERSION})"
-            ));
-        }
         Ok(WalHeader {
             shard: u16_at(OFF_SHARD),
             generation: u64_at(OFF_GENERATION),
@@ -89,6 +94,15 @@ impl WalHeader {
             fingerprint: u64_at(OFF_FINGERPRINT),
         })
     }
+}
+
+/// Why a file header was rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HeaderError {
+    /// Damaged: wrong magic, checksum, or cut short.
+    Corrupt(String),
+    /// Intact but of a format version this build does not read.
+    Version(u16),
 }
 
 /// File name of a shard's active WAL.
@@ -116,10 +130,9 @@ pub(crate) fn parse_name(name: &str) -> Option<(usize, WalFileKind)> {
     } else {
         return None;
     };
-    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some((num.parse().ok()?, kind))
+    let shard: usize = num.parse().ok()?;
+    // Only the canonical spelling: `shard-7.wal` next to `shard-007.wal` is not a second WAL.
+    (format!("{shard:03}") == num).then_some((shard, kind))
 }
 
 /// The role of a WAL file, from its name.

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::frame::{read_frame, RawFrame};
-use super::{WalHeader, WAL_HEADER_LEN};
+use super::{HeaderError, WalHeader, WAL_HEADER_LEN, WAL_VERSION};
 use crate::config::WalRecoveryMode;
 use crate::error::{DbError, Result, SchemaSummary};
 use crate::schema::SchemaDef;
@@ -66,7 +66,14 @@ pub(crate) fn read_wal(path: &Path, schema: &SchemaDef, mode: WalRecoveryMode) -
     let bytes = std::fs::read(path).map_err(|e| DbError::io("read WAL", path, e))?;
     let header = match WalHeader::decode(&bytes) {
         Ok(h) => h,
-        Err(reason) => {
+        Err(HeaderError::Version(found)) => {
+            return Err(DbError::UnsupportedFormat {
+                path: path.to_path_buf(),
+                found,
+                supported: WAL_VERSION,
+            })
+        }
+        Err(HeaderError::Corrupt(reason)) => {
             if mode == WalRecoveryMode::AbsoluteConsistency {
                 return Err(DbError::CorruptWal {
                     path: path.to_path_buf(),
