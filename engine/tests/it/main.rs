@@ -2,4 +2,5 @@
 
 mod common;
 mod model;
+mod recovery;
 mod write_path;

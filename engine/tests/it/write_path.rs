@@ -26,3 +26,290 @@ fn append_flush_reopen_round_trip() {
     assert_eq!(engine.total_events(), 5100);
     assert_eq!(all_events(&engine), expect);
 }
+
+use std::sync::Arc;
+
+use keplordb::{DbError, SourceCheckpoint};
+
+#[test]
+fn concurrent_appenders_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.wal_max_events = 5_000;
+    let engine = Arc::new(TestEngine::open(c.clone()).unwrap());
+    let threads: Vec<_> = (0..8u64)
+        .map(|t| {
+            let engine = engine.clone();
+            std::thread::spawn(move || {
+                for b in 0..25u64 {
+                    let batch: Vec<Ev> =
+                        (0..100).map(|i| event(t * 100_000 + b * 100 + i)).collect();
+                    engine.append_batch(&batch).unwrap();
+                }
+                for i in 0..50 {
+                    engine.append(&event(t * 100_000 + 90_000 + i)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let want = 8 * (2500 + 50);
+    assert_eq!(engine.total_events(), want);
+    assert!(engine.stats().rotations > 0);
+    let got = all_events(&engine);
+    assert_eq!(got.len() as u64, want);
+    drop(got);
+    drop(engine);
+    let engine = TestEngine::open(c).unwrap();
+    assert_eq!(engine.total_events(), want);
+}
+
+#[test]
+fn durable_appends_share_fsyncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.wal_shard_count = 1;
+    let engine = Arc::new(TestEngine::open(c).unwrap());
+    let per_thread = 40;
+    let threads: Vec<_> = (0..8u64)
+        .map(|t| {
+            let engine = engine.clone();
+            std::thread::spawn(move || {
+                for i in 0..per_thread {
+                    let ticket = engine.append_durable(&event(t * 1000 + i)).unwrap();
+                    assert!(engine.is_durable(&ticket));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let stats = engine.stats();
+    assert_eq!(stats.events_appended, 8 * per_thread);
+    // Group commit: waiters covered by another thread's fsync return without their own.
+    assert!(stats.fsyncs < stats.frames_written, "{stats:?}");
+    assert!(stats.fsyncs > 0);
+}
+
+#[test]
+fn sync_interval_and_bytes_bound_unsynced_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.wal_shard_count = 1;
+    c.wal_sync_interval = 10;
+    let engine = TestEngine::open(c.clone()).unwrap();
+    let mut last = None;
+    for i in 0..25 {
+        last = Some(engine.append(&event(i)).unwrap());
+    }
+    assert_eq!(engine.stats().fsyncs, 2, "an fsync every 10 events");
+    let t = last.unwrap();
+    assert!(!engine.is_durable(&t));
+    engine.wait_durable(&t).unwrap();
+    assert!(engine.is_durable(&t));
+    drop(engine);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.wal_shard_count = 1;
+    c.wal_sync_interval = u32::MAX;
+    let engine = TestEngine::open(c).unwrap();
+    for i in 0..500 {
+        engine.append(&event(i)).unwrap();
+    }
+    assert_eq!(engine.stats().fsyncs, 0, "u32::MAX never fsyncs on its own");
+}
+
+#[test]
+fn checkpoints_are_durable_with_their_batch_and_survive_rotation_and_gc() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.wal_shard_count = 2;
+    c.wal_sync_interval = u32::MAX;
+    {
+        let engine = TestEngine::open(c.clone()).unwrap();
+        let cp = |p| {
+            Some(SourceCheckpoint {
+                source: "orders/0",
+                position: p,
+            })
+        };
+        let t1 = engine
+            .append_batch_to(1, &[event(1), event(2)], cp(10))
+            .unwrap();
+        assert_eq!(t1.shard, 1);
+        assert!(!engine.is_durable(&t1));
+        assert_eq!(
+            engine.durable_checkpoints().get("orders/0"),
+            None,
+            "not durable yet"
+        );
+        engine.wait_durable(&t1).unwrap();
+        assert_eq!(engine.durable_checkpoints()["orders/0"], 10);
+        let t2 = engine.append_batch_to(1, &[event(3)], cp(11)).unwrap();
+        // A later, smaller position never moves the checkpoint back.
+        engine.append_batch_to(0, &[event(4)], cp(5)).unwrap();
+        engine.sync().unwrap();
+        assert!(engine.is_durable(&t2));
+        assert_eq!(engine.durable_checkpoints()["orders/0"], 11);
+        engine.flush().unwrap();
+        engine.gc(i64::MAX).unwrap();
+        assert_eq!(engine.total_events(), 0);
+        // Checkpoints outlive the data they came with.
+        assert_eq!(engine.durable_checkpoints()["orders/0"], 11);
+        assert!(matches!(
+            engine.append_batch_to(2, &[event(5)], None),
+            Err(DbError::ShardOutOfRange {
+                shard: 2,
+                shards: 2
+            })
+        ));
+    }
+    let engine = TestEngine::open(c).unwrap();
+    assert_eq!(engine.durable_checkpoints()["orders/0"], 11);
+}
+
+#[test]
+fn checkpoint_only_batch_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = TestEngine::open(config(dir.path())).unwrap();
+    let t = engine
+        .append_batch_to(
+            0,
+            &[] as &[Ev],
+            Some(SourceCheckpoint {
+                source: "t/0",
+                position: 7,
+            }),
+        )
+        .unwrap();
+    engine.wait_durable(&t).unwrap();
+    drop(engine);
+    let engine = TestEngine::open(config(dir.path())).unwrap();
+    assert_eq!(engine.durable_checkpoints()["t/0"], 7);
+    assert_eq!(engine.total_events(), 0);
+}
+
+#[test]
+fn oversized_values_are_rejected_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = TestEngine::open(config(dir.path())).unwrap();
+    let mut e = event(1);
+    e.dims[0] = "u".repeat(70_000);
+    let err = engine.append_batch(&[event(0), e]).unwrap_err();
+    assert!(
+        matches!(&err, DbError::ValueTooLarge { column, len: 70_000, max: 65_535 } if column == "dim user"),
+        "{err}"
+    );
+    assert_eq!(engine.total_events(), 0, "the whole batch is refused");
+    let mut e = event(2);
+    e.labels[0] = "l".repeat(17 << 20);
+    assert!(matches!(
+        engine.append(&e),
+        Err(DbError::ValueTooLarge { .. })
+    ));
+    let mut e = event(3);
+    e.labels[0] = "l".repeat(1 << 20);
+    engine.append(&e).unwrap();
+    assert_eq!(
+        engine.get_event(&e.id).unwrap().unwrap().labels[0].len(),
+        1 << 20
+    );
+}
+
+#[test]
+fn many_distinct_values_rotate_into_several_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.wal_shard_count = 1;
+    c.wal_max_events = 200_000;
+    let engine = TestEngine::open(c).unwrap();
+    let events: Vec<Ev> = (0..140_000u64)
+        .map(|i| {
+            let mut e = event(i);
+            e.dims[0] = format!("user-{i}");
+            e
+        })
+        .collect();
+    for chunk in events.chunks(10_000) {
+        engine.append_batch(chunk).unwrap();
+    }
+    engine.flush().unwrap();
+    assert_eq!(engine.stats().segments, 3);
+    assert_eq!(engine.total_events(), 140_000);
+    let mut q = keplordb::QueryFilter::<2>::new();
+    q.dims[0] = Some("user-139999".into());
+    assert_eq!(engine.aggregate(&q).unwrap().event_count, 1);
+}
+
+#[test]
+fn empty_ids_get_unique_generated_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = TestEngine::open(config(dir.path())).unwrap();
+    let mut e = event(1);
+    e.id.clear();
+    engine.append_batch(&[e.clone(), e.clone(), e]).unwrap();
+    let got = all_events(&engine);
+    assert_eq!(got.len(), 3);
+    assert!(got.iter().all(|e| !e.id.is_empty()));
+    assert!(got[0].id != got[1].id && got[1].id != got[2].id);
+}
+
+#[test]
+fn segment_cache_maps_at_most_its_capacity() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.wal_shard_count = 1;
+    c.mmap_cache_capacity = 2;
+    let engine = TestEngine::open(c.clone()).unwrap();
+    for s in 0..6u64 {
+        engine
+            .append_batch(&(s * 100..s * 100 + 100).map(event).collect::<Vec<_>>())
+            .unwrap();
+        engine.flush().unwrap();
+    }
+    assert_eq!(engine.stats().segments, 6);
+    assert!(engine.stats().mapped_segments <= 2, "{:?}", engine.stats());
+    // Queries over every segment still see everything, re-mapping as they go.
+    assert_eq!(all_events(&engine).len(), 600);
+    assert_eq!(
+        engine
+            .aggregate(&keplordb::QueryFilter::new())
+            .unwrap()
+            .event_count,
+        600
+    );
+    assert!(engine.stats().mapped_segments <= 2);
+    drop(engine);
+    let engine = TestEngine::open(c).unwrap();
+    assert!(engine.stats().mapped_segments <= 2);
+    assert_eq!(engine.total_events(), 600);
+}
+
+#[test]
+fn invalid_configs_name_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: Vec<(Box<dyn Fn(&mut keplordb::EngineConfig)>, &str)> = vec![
+        (Box::new(|c| c.wal_shard_count = 0), "wal_shard_count"),
+        (Box::new(|c| c.wal_sync_interval = 0), "wal_sync_interval"),
+        (Box::new(|c| c.bloom_dim = Some(2)), "bloom_dim"),
+        (Box::new(|c| c.rollup_dims = vec![0, 0]), "rollup_dims"),
+        (Box::new(|c| c.dim_names = vec!["a".into()]), "dim_names"),
+        (
+            Box::new(|c| c.label_names = vec!["user".into()]),
+            "dim_names",
+        ),
+        (Box::new(|c| c.wal_max_events = 0), "wal_max_events"),
+    ];
+    for (edit, field) in cases {
+        let mut c = config(dir.path());
+        edit(&mut c);
+        match TestEngine::open(c) {
+            Err(DbError::InvalidConfig { field: f, .. }) => assert_eq!(f, field),
+            other => panic!("expected InvalidConfig({field}), got {other:?}"),
+        }
+    }
+}
