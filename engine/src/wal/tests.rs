@@ -51,7 +51,9 @@ fn frame_of(rows: &[DynEvent], cp: Option<(&str, u64)>) -> Vec<u8> {
     f.finish().unwrap().to_vec()
 }
 
-fn decode_all(frame: &[u8]) -> Result<(Vec<DynEvent>, Option<(String, u64)>), String> {
+type Decoded = (Vec<DynEvent>, Option<(String, u64)>);
+
+fn decode_all(frame: &[u8]) -> Result<Decoded, String> {
     let (raw, len) = read_frame(frame).map_err(|e| e.to_string())?;
     assert_eq!(len, frame.len());
     let s = schema();

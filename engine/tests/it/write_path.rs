@@ -292,7 +292,8 @@ fn segment_cache_maps_at_most_its_capacity() {
 #[test]
 fn invalid_configs_name_the_field() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: Vec<(Box<dyn Fn(&mut keplordb::EngineConfig)>, &str)> = vec![
+    type Edit = Box<dyn Fn(&mut keplordb::EngineConfig)>;
+    let cases: Vec<(Edit, &str)> = vec![
         (Box::new(|c| c.wal_shard_count = 0), "wal_shard_count"),
         (Box::new(|c| c.wal_sync_interval = 0), "wal_sync_interval"),
         (Box::new(|c| c.bloom_dim = Some(2)), "bloom_dim"),
