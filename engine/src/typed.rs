@@ -202,17 +202,12 @@ impl<const D: usize, const C: usize, const L: usize> Engine<D, C, L> {
         filter: &QueryFilter<D>,
         limit: usize,
     ) -> Result<Vec<EventRef<D, C, L>>> {
-        Ok(self
-            .core
-            .query_recent_ref(&filter.as_ref(), limit)?
-            .into_iter()
-            .map(EventRef::from_dyn)
-            .collect())
+        self.core.query_recent_ref(&filter.as_ref(), limit)
     }
 
     /// The event with id `id` (the newest, if several share it).
     pub fn get_event(&self, id: &str) -> Result<Option<EventRef<D, C, L>>> {
-        Ok(self.core.get_event(id)?.map(EventRef::from_dyn))
+        self.core.get_event_as(id)
     }
 
     /// Deletes every event with id `id`; false when none was live.

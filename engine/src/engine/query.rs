@@ -38,7 +38,7 @@ impl DynEngine {
 
     /// The event with id `id` (the newest, if several share it).
     pub fn get_event(&self, id: &str) -> Result<Option<DynEvent>> {
-        self.get_event_dyn(id)
+        self.get_event_as(id)
     }
 
     /// Rollup buckets of UTC days `from_day..=to_day` (see [`crate::day_of`]), with one

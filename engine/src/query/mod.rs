@@ -294,22 +294,6 @@ impl<const D: usize, const C: usize, const L: usize> EventRef<D, C, L> {
             labels: self.labels,
         }
     }
-
-    pub(crate) fn from_dyn(e: DynEvent) -> Self {
-        let l = crate::typed::to_typed::<D, C, L>(e);
-        EventRef {
-            id: l.id,
-            ts_ns: l.ts_ns,
-            metric: l.metric,
-            counters: l.counters,
-            latency_ms: l.latency_ms,
-            latency_detail_ms: l.latency_detail_ms,
-            status: l.status,
-            flags: l.flags,
-            dims: l.dims,
-            labels: l.labels,
-        }
-    }
 }
 
 impl<const D: usize, const C: usize, const L: usize> From<EventRef<D, C, L>> for LogEvent<D, C, L> {

@@ -16,9 +16,8 @@ use super::plan::{plan_mem, plan_segment, Rows, SegPlan};
 use super::FilterRef;
 use crate::engine::{with_path, DynEngine};
 use crate::error::Result;
-use crate::event::DynEvent;
 use crate::memtable::{MemData, CHUNK_ROWS};
-use crate::read::{mem_event, seg_event};
+use crate::read::FromStored;
 use crate::segment::reader::SegmentData;
 use crate::view::SegRef;
 
@@ -113,7 +112,7 @@ fn top_rows(p: &SegPlan<'_>, limit: usize) -> Vec<u32> {
 }
 
 /// Up to `limit` matching events of a memtable, newest first.
-fn mem_top(m: &MemData, f: &FilterRef<'_>, limit: usize) -> Vec<DynEvent> {
+fn mem_top<T: FromStored>(m: &MemData, f: &FilterRef<'_>, limit: usize) -> Vec<T> {
     let Some(plan) = plan_mem(m, f) else {
         return Vec::new();
     };
@@ -135,27 +134,30 @@ fn mem_top(m: &MemData, f: &FilterRef<'_>, limit: usize) -> Vec<DynEvent> {
         rows.truncate(limit);
     }
     rows.sort_unstable_by(newest_first);
-    rows.into_iter().map(|r| mem_event(m, r)).collect()
+    rows.into_iter().map(|r| T::from_mem(m, r)).collect()
 }
 
 /// One source of a merge.
-enum Source {
+enum Source<T> {
     Seg {
         data: Arc<SegmentData>,
         rows: Vec<u32>,
         path: std::path::PathBuf,
     },
-    Mem(Vec<DynEvent>),
+    Mem(Vec<Option<T>>),
 }
 
-impl Source {
-    fn key(&self, i: usize) -> (i64, &str) {
+impl<T: FromStored> Source<T> {
+    fn ts(&self, i: usize) -> i64 {
         match self {
-            Source::Seg { data, rows, .. } => {
-                let r = rows[i] as usize;
-                (data.ts[r], data.id(r))
-            }
-            Source::Mem(evs) => (evs[i].ts_ns, evs[i].id.as_str()),
+            Source::Seg { data, rows, .. } => data.ts[rows[i] as usize],
+            Source::Mem(evs) => evs[i].as_ref().map_or(i64::MIN, T::ts_ns),
+        }
+    }
+    fn id(&self, i: usize) -> &str {
+        match self {
+            Source::Seg { data, rows, .. } => data.id(rows[i] as usize),
+            Source::Mem(evs) => evs[i].as_ref().map_or("", T::event_id),
         }
     }
     fn len(&self) -> usize {
@@ -177,24 +179,23 @@ fn cheap(s: &SegRef, f: &FilterRef<'_>) -> bool {
 
 impl DynEngine {
     /// The newest `limit` events matching `f`, newest first.
-    pub(crate) fn query_recent_ref(
+    pub(crate) fn query_recent_ref<T: FromStored>(
         &self,
         f: &FilterRef<'_>,
         limit: usize,
-    ) -> Result<Vec<DynEvent>> {
+    ) -> Result<Vec<T>> {
         if limit == 0 || f.matches_nothing() {
             return Ok(Vec::new());
         }
         let view = self.view();
         let (nc, nl) = (self.schema.counters.len(), self.schema.labels.len());
         // Memtables first: they are small and usually hold the newest events.
-        let mut sources: Vec<Source> = Vec::new();
-        let mut max_ts: Vec<i64> = Vec::new();
+        let mut sources: Vec<Source<T>> = Vec::new();
         for m in &view.memtables {
             let data = m.read();
-            let evs = mem_top(&data, f, limit);
+            let evs = mem_top::<T>(&data, f, limit);
             if !evs.is_empty() {
-                sources.push(Source::Mem(evs));
+                sources.push(Source::Mem(evs.into_iter().map(Some).collect()));
             }
         }
         let segs: Vec<&SegRef> = view
@@ -207,27 +208,29 @@ impl DynEngine {
         for (i, s) in sources.iter().enumerate() {
             merged.extend((0..s.len()).map(|p| (i, p)));
         }
-        let cmp = |sources: &[Source], a: &(usize, usize), b: &(usize, usize)| -> Ordering {
-            let (ka, kb) = (sources[a.0].key(a.1), sources[b.0].key(b.1));
-            kb.cmp(&ka)
+        // Newest first: ts descending, then id descending (ids only read on ties).
+        let cmp = |sources: &[Source<T>], a: &(usize, usize), b: &(usize, usize)| -> Ordering {
+            let (sa, sb) = (&sources[a.0], &sources[b.0]);
+            sb.ts(b.1)
+                .cmp(&sa.ts(a.1))
+                .then_with(|| sb.id(b.1).cmp(sa.id(a.1)))
         };
         merged.sort_by(|a, b| cmp(&sources, a, b));
         merged.truncate(limit);
-        max_ts.extend(segs.iter().map(|s| s.seg.max_ts));
 
         let wide = rayon::current_num_threads().max(1) * 2;
         let mut next = 0;
         while next < segs.len() {
             if merged.len() >= limit {
-                let (kth_ts, _) = sources[merged[limit - 1].0].key(merged[limit - 1].1);
-                if max_ts[next] < kth_ts {
+                let kth_ts = sources[merged[limit - 1].0].ts(merged[limit - 1].1);
+                if segs[next].seg.max_ts < kth_ts {
                     break;
                 }
             }
             let width = if cheap(segs[next], f) { 1 } else { wide };
             let wave = &segs[next..(next + width).min(segs.len())];
             next += wave.len();
-            let run = |s: &&SegRef| -> Result<Option<Source>> {
+            let run = |s: &&SegRef| -> Result<Option<Source<T>>> {
                 let data = s.seg.data(&self.schema, &self.cache)?;
                 let plan = plan_segment(&data, s.deleted.as_deref(), f)
                     .map_err(|e| with_path(e, &s.seg.path))?;
@@ -238,38 +241,42 @@ impl DynEngine {
                     path: s.seg.path.clone(),
                 }))
             };
-            let found: Vec<Option<Source>> = if wave.len() > 1 {
+            let found: Vec<Option<Source<T>>> = if wave.len() > 1 {
                 wave.par_iter().map(run).collect::<Result<_>>()?
             } else {
                 wave.iter().map(run).collect::<Result<_>>()?
             };
+            let before = merged.len();
             for src in found.into_iter().flatten() {
                 let i = sources.len();
                 merged.extend((0..src.len()).map(|p| (i, p)));
                 sources.push(src);
             }
-            merged.sort_by(|a, b| cmp(&sources, a, b));
+            // A single source's rows are already in order; only a real merge needs sorting.
+            if before > 0 || sources.len() > 1 {
+                merged.sort_by(|a, b| cmp(&sources, a, b));
+            }
             merged.truncate(limit);
         }
         let mut out = Vec::with_capacity(merged.len());
         for (i, p) in merged {
-            match &sources[i] {
+            match &mut sources[i] {
                 Source::Seg { data, rows, path } => out.push(
-                    seg_event(data, rows[p] as usize, nc, nl).map_err(|e| with_path(e, path))?,
+                    T::from_seg(data, rows[p] as usize, nc, nl).map_err(|e| with_path(e, path))?,
                 ),
-                Source::Mem(evs) => out.push(evs[p].clone()),
+                Source::Mem(evs) => out.extend(evs[p].take()),
             }
         }
         Ok(out)
     }
 
     /// The newest live event with id `id`.
-    pub(crate) fn get_event_dyn(&self, id: &str) -> Result<Option<DynEvent>> {
+    pub(crate) fn get_event_as<T: FromStored>(&self, id: &str) -> Result<Option<T>> {
         let view = self.view();
         let (nc, nl) = (self.schema.counters.len(), self.schema.labels.len());
-        let mut best: Option<DynEvent> = None;
-        let mut consider = |e: DynEvent| {
-            if best.as_ref().is_none_or(|b| e.ts_ns > b.ts_ns) {
+        let mut best: Option<T> = None;
+        let mut consider = |e: T| {
+            if best.as_ref().is_none_or(|b| e.ts_ns() > b.ts_ns()) {
                 best = Some(e);
             }
         };
@@ -280,7 +287,7 @@ impl DynEngine {
                 .filter(|&r| !data.is_deleted(r))
                 .collect();
             for r in rows {
-                consider(mem_event(&data, r));
+                consider(T::from_mem(&data, r));
             }
         }
         for s in &view.segments {
@@ -289,7 +296,7 @@ impl DynEngine {
                 if s.deleted.as_ref().is_some_and(|d| d.contains(r)) {
                     continue;
                 }
-                consider(seg_event(&data, r, nc, nl).map_err(|e| with_path(e, &s.seg.path))?);
+                consider(T::from_seg(&data, r, nc, nl).map_err(|e| with_path(e, &s.seg.path))?);
             }
         }
         Ok(best)

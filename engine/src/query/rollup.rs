@@ -196,6 +196,9 @@ impl DynEngine {
         let nc = self.schema.counters.len();
         let view = self.view();
         let store = &view.rollups;
+        // Buckets from the store, borrowed and already in key order.
+        let mut stored: Vec<(i64, &DimValues, &RollAcc)> = Vec::new();
+        // Buckets from memtables and scans, merged by key.
         let mut out: Buckets = BTreeMap::new();
 
         // Days the store covers: read the pre-aggregates.
@@ -213,25 +216,15 @@ impl DynEngine {
                                 break;
                             }
                             if matches(k) {
-                                add_bucket(
-                                    &mut out,
-                                    day,
-                                    k.iter().map(|s| s.to_string()).collect(),
-                                    acc,
-                                );
+                                stored.push((day, k, acc));
                             }
                         }
                     }
-                    None => {
-                        for (k, acc) in map.iter().filter(|(k, _)| matches(k)) {
-                            add_bucket(
-                                &mut out,
-                                day,
-                                k.iter().map(|s| s.to_string()).collect(),
-                                acc,
-                            );
-                        }
-                    }
+                    None => stored.extend(
+                        map.iter()
+                            .filter(|(k, _)| matches(k))
+                            .map(|(k, acc)| (day, k, acc)),
+                    ),
                 }
             }
             for m in &view.memtables {
@@ -303,23 +296,43 @@ impl DynEngine {
                 }
             }
         }
+        let value = |acc: &RollAcc| RollupValue {
+            event_count: acc.count,
+            metric: acc.metric.clamp(i64::MIN as i128, i64::MAX as i128) as i64,
+            counters: if acc.counters.is_empty() {
+                vec![0; nc]
+            } else {
+                acc.counters.clone()
+            },
+        };
+        if out.is_empty() {
+            // Only pre-aggregates: no merge needed.
+            return Ok(stored
+                .into_iter()
+                .filter(|(_, _, acc)| acc.count > 0)
+                .map(|(day, k, acc)| {
+                    (
+                        RollupKey {
+                            day,
+                            dims: k.iter().map(|s| s.to_string()).collect(),
+                        },
+                        value(acc),
+                    )
+                })
+                .collect());
+        }
+        for (day, k, acc) in stored {
+            add_bucket(
+                &mut out,
+                day,
+                k.iter().map(|s| s.to_string()).collect(),
+                acc,
+            );
+        }
         Ok(out
             .into_iter()
             .filter(|(_, acc)| acc.count > 0)
-            .map(|((day, dims), acc)| {
-                (
-                    RollupKey { day, dims },
-                    RollupValue {
-                        event_count: acc.count,
-                        metric: acc.metric.clamp(i64::MIN as i128, i64::MAX as i128) as i64,
-                        counters: if acc.counters.is_empty() {
-                            vec![0; nc]
-                        } else {
-                            acc.counters
-                        },
-                    },
-                )
-            })
+            .map(|((day, dims), acc)| (RollupKey { day, dims }, value(&acc)))
             .collect())
     }
 }

@@ -36,7 +36,7 @@ fn fx_event(i: u32) -> FxEvent {
     e.counters = [i * 512, i % 3];
     e.latency_ms = 10 + i;
     e.latency_detail_ms = i / 2;
-    e.status = if i % 4 == 0 { 503 } else { 200 };
+    e.status = if i.is_multiple_of(4) { 503 } else { 200 };
     e.flags = EventFlags(1 << (i % 16));
     e.dims = [
         ["api", "web", "batch"][i as usize % 3].into(),

@@ -1,0 +1,74 @@
+"""DuckDB side of the benches, run by the Rust benches in the same process tree and run.
+
+read <csv> <day_start_ns> <budget_s>: load the CSV into an on-disk DuckDB and time the read
+queries; write <dir> <rows> <budget_s>: time INSERT of <rows> rows + COMMIT (fsync) per batch.
+Prints "name<TAB>median_microseconds" lines.
+"""
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import duckdb
+
+
+def timed(fn, budget):
+    fn()
+    samples = []
+    start = time.perf_counter()
+    while time.perf_counter() - start < budget or len(samples) < 5:
+        t = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t)
+    return statistics.median(samples) * 1e6
+
+
+def read(csv, day_start, budget):
+    day = 86_400 * 10**9
+    with tempfile.TemporaryDirectory() as d:
+        con = duckdb.connect(os.path.join(d, "bench.duckdb"))
+        con.execute(f"CREATE TABLE events AS SELECT * FROM read_csv_auto('{csv}')")
+        lo, hi = day_start + int(day * 0.45), day_start + int(day * 0.55)
+        agg = "SELECT count(*), sum(metric), sum(tokens), sum(latency), min(ts), max(ts) FROM events"
+        queries = {
+            "aggregate, no filter": agg,
+            "aggregate, user": agg + " WHERE user = 'user-0042'",
+            "aggregate, 10% time range": agg + f" WHERE ts >= {lo} AND ts < {hi}",
+            "aggregate, user + time": agg + f" WHERE user = 'user-0042' AND ts >= {lo} AND ts < {hi}",
+            "query_recent 100": "SELECT * FROM events ORDER BY ts DESC, id DESC LIMIT 100",
+            "query_recent 1000": "SELECT * FROM events ORDER BY ts DESC, id DESC LIMIT 1000",
+            "query_recent 100, user": "SELECT * FROM events WHERE user = 'user-0042' ORDER BY ts DESC, id DESC LIMIT 100",
+            "rollup, single user, day": f"SELECT user, count(*), sum(metric), sum(tokens) FROM events WHERE ts >= {day_start} AND ts < {day_start + day} AND user = 'user-0042' GROUP BY user",
+            "rollup, all buckets, day": f"SELECT user, count(*), sum(metric), sum(tokens) FROM events WHERE ts >= {day_start} AND ts < {day_start + day} GROUP BY user",
+            "get_event by id": "SELECT * FROM events WHERE id = 'evt-00500000'",
+        }
+        for name, q in queries.items():
+            print(f"{name}\t{timed(lambda: con.execute(q).fetchall(), budget):.1f}", flush=True)
+
+
+def write(d, rows, budget):
+    con = duckdb.connect(os.path.join(d, "write.duckdb"))
+    con.execute("CREATE TABLE events(id VARCHAR, ts BIGINT, metric BIGINT, tokens INTEGER, latency INTEGER, status SMALLINT, usr VARCHAR, model VARCHAR)")
+    # The statement is built once: only DuckDB's insert and commit are timed.
+    values = ",".join(
+        f"('evt-{i}',{i},{i * 7},{i % 4000},{i % 3000},200,'user-{i % 1000:04}','model-{i % 10}')"
+        for i in range(rows)
+    )
+
+    def batch():
+        con.execute("BEGIN")
+        con.execute("INSERT INTO events VALUES " + values)
+        con.execute("COMMIT")
+
+    print(f"insert+commit {rows} rows\t{timed(batch, budget):.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    mode = sys.argv[1]
+    if mode == "read":
+        read(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
+    elif mode == "write":
+        write(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
+    else:
+        sys.exit(f"unknown mode {mode}")
