@@ -48,7 +48,11 @@ pub fn event(i: u64, n: u64, rng: &mut Rng) -> BenchEvent {
     e.counters = [(rng.next_u64() % 4000) as u32];
     e.metric = (rng.next_u64() % 10_000_000) as i64;
     e.latency_ms = (rng.next_u64() % 3000) as u32;
-    e.status = if rng.next_u64() % 20 == 0 { 500 } else { 200 };
+    e.status = if rng.next_u64().is_multiple_of(20) {
+        500
+    } else {
+        200
+    };
     e
 }
 
