@@ -78,40 +78,40 @@ fn read(c: &mut Criterion) {
     };
     let e = &engine;
     let queries: Vec<Query> = vec![
-        ("aggregate, no filter", Box::new(|| drop(black_box(e.aggregate(&f_all).unwrap()))), sql_agg(agg.into())),
+        ("aggregate, no filter", Box::new(|| { black_box(e.aggregate(&f_all).unwrap()); }), sql_agg(agg.into())),
         (
             "aggregate, user",
-            Box::new(|| drop(black_box(e.aggregate(&f_user).unwrap()))),
+            Box::new(|| { black_box(e.aggregate(&f_user).unwrap()); }),
             sql_agg(format!("{agg} WHERE user = '{user}'")),
         ),
         (
             "aggregate, 10% time range",
-            Box::new(|| drop(black_box(e.aggregate(&f_time).unwrap()))),
+            Box::new(|| { black_box(e.aggregate(&f_time).unwrap()); }),
             sql_agg(format!("{agg} WHERE ts >= {lo} AND ts < {hi}")),
         ),
         (
             "aggregate, user + time",
-            Box::new(|| drop(black_box(e.aggregate(&f_user_time).unwrap()))),
+            Box::new(|| { black_box(e.aggregate(&f_user_time).unwrap()); }),
             sql_agg(format!("{agg} WHERE user = '{user}' AND ts >= {lo} AND ts < {hi}")),
         ),
         (
             "query_recent 100",
-            Box::new(|| drop(black_box(e.query_recent(&f_all, 100).unwrap()))),
+            Box::new(|| { black_box(e.query_recent(&f_all, 100).unwrap()); }),
             sql_rows("SELECT * FROM events ORDER BY ts DESC, id DESC LIMIT 100".into()),
         ),
         (
             "query_recent 1000",
-            Box::new(|| drop(black_box(e.query_recent(&f_all, 1000).unwrap()))),
+            Box::new(|| { black_box(e.query_recent(&f_all, 1000).unwrap()); }),
             sql_rows("SELECT * FROM events ORDER BY ts DESC, id DESC LIMIT 1000".into()),
         ),
         (
             "query_recent 100, user",
-            Box::new(|| drop(black_box(e.query_recent(&f_user, 100).unwrap()))),
+            Box::new(|| { black_box(e.query_recent(&f_user, 100).unwrap()); }),
             sql_rows(format!("SELECT * FROM events WHERE user = '{user}' ORDER BY ts DESC, id DESC LIMIT 100")),
         ),
         (
             "rollup, single user, day",
-            Box::new(|| drop(black_box(e.query_rollups(day, day, &[Some(user)]).unwrap()))),
+            Box::new(|| { black_box(e.query_rollups(day, day, &[Some(user)]).unwrap()); }),
             sql_group(format!(
                 "SELECT user, count(*), sum(metric), sum(tokens) FROM events WHERE ts >= {DAY_START} AND ts < {} AND user = '{user}' GROUP BY user",
                 DAY_START + NANOS_PER_DAY
@@ -119,7 +119,7 @@ fn read(c: &mut Criterion) {
         ),
         (
             "rollup, all buckets, day",
-            Box::new(|| drop(black_box(e.query_rollups(day, day, &[None]).unwrap()))),
+            Box::new(|| { black_box(e.query_rollups(day, day, &[None]).unwrap()); }),
             sql_group(format!(
                 "SELECT user, count(*), sum(metric), sum(tokens) FROM events WHERE ts >= {DAY_START} AND ts < {} GROUP BY user",
                 DAY_START + NANOS_PER_DAY
@@ -127,7 +127,7 @@ fn read(c: &mut Criterion) {
         ),
         (
             "get_event by id",
-            Box::new(|| drop(black_box(e.get_event(&id).unwrap()))),
+            Box::new(|| { black_box(e.get_event(&id).unwrap()); }),
             sql_rows(format!("SELECT * FROM events WHERE id = '{id}'")),
         ),
     ];

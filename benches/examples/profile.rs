@@ -31,11 +31,21 @@ fn main() {
     }
     let day = keplordb::day_of(DAY_START);
     let run = || match query {
-        "agg" | "agg_user" | "agg_time" => drop(black_box(engine.aggregate(&f).unwrap())),
-        "recent100" | "recent_user" => drop(black_box(engine.query_recent(&f, 100).unwrap())),
-        "recent1000" => drop(black_box(engine.query_recent(&f, 1000).unwrap())),
-        "rollup_all" => drop(black_box(engine.query_rollups(day, day, &[None]).unwrap())),
-        "get" => drop(black_box(engine.get_event("evt-00500000").unwrap())),
+        "agg" | "agg_user" | "agg_time" => {
+            black_box(engine.aggregate(&f).unwrap());
+        }
+        "recent100" | "recent_user" => {
+            black_box(engine.query_recent(&f, 100).unwrap());
+        }
+        "recent1000" => {
+            black_box(engine.query_recent(&f, 1000).unwrap());
+        }
+        "rollup_all" => {
+            black_box(engine.query_rollups(day, day, &[None]).unwrap());
+        }
+        "get" => {
+            black_box(engine.get_event("evt-00500000").unwrap());
+        }
         other => panic!("unknown query {other}"),
     };
     let start = Instant::now();
