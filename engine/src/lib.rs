@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 mod config;
+mod derive;
 mod engine;
 mod error;
 mod event;
@@ -29,14 +30,16 @@ mod view;
 mod wal;
 
 pub use config::{EngineConfig, WalRecoveryMode, MAX_SHARDS, MAX_WAL_BYTES, MAX_WAL_EVENTS};
+pub use derive::{generate_id, Schema};
 pub use engine::{AppendTicket, DynEngine, EngineStats, GcStats, RecoveryReport, SourceCheckpoint};
 pub use error::{DbError, Result, SchemaSummary};
 pub use event::{DynEvent, EventFlags, LogEvent, Row};
+pub use keplordb_macros::Schema;
 pub use query::{
     day_of, kernel_name, Aggregate, Cursor, DynAggregate, DynFilter, EventRef, QueryFilter,
     RollupKey, RollupValue, NANOS_PER_DAY,
 };
-pub use schema::{SchemaDef, MAX_COUNTERS, MAX_DIMS, MAX_LABELS, SCHEMA_FILE};
+pub use schema::{SchemaDef, MAX_COUNTERS, MAX_DIMS, MAX_LABELS, MAX_ROLLUP_DIMS, SCHEMA_FILE};
 pub use typed::Engine;
 pub use wal::frame::{MAX_LABEL_LEN, MAX_SOURCE_KEY_LEN, MAX_VALUE_LEN};
 pub use wal::reader::DiscardedTail;

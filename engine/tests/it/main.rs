@@ -1,6 +1,7 @@
 //! Integration tests of the engine, one binary (see STYLE.md).
 
 mod common;
+mod derive;
 mod fixtures;
 mod model;
 mod recovery;
