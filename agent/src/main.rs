@@ -1,1 +1,158 @@
-fn main() {}
+//! `keplor-agent`: a Kafka sink for keplordb with local query endpoints.
+//!
+//! Exit codes: 0 success; 1 the agent or a query failed at run time; 2 bad usage or
+//! configuration.
+
+use keplor_agent::{agent, config, demo, query, sink};
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+/// Kafka sink for keplordb: consumes topic partitions into an embedded columnar event store,
+/// exactly once, and serves queries over them.
+#[derive(Parser, Debug)]
+#[command(name = "keplor-agent", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the sink with a configuration file (see config/*.toml). Every key can be overridden
+    /// from the environment as KEPLOR_<SECTION>__<KEY>. Stops cleanly on SIGTERM/SIGINT:
+    /// fetching stops, pending batches are made durable and their offsets committed.
+    Run {
+        /// The TOML configuration.
+        #[arg(long, short, env = "KEPLOR_CONFIG")]
+        config: PathBuf,
+    },
+    /// Run everything on an embedded default: an in-process Kafka (librdkafka's mock cluster),
+    /// a synthetic stream of LLM calls produced into it, the real consumer path into a fresh
+    /// store, the HTTP API, and live progress with a few query results.
+    Demo {
+        /// How long to run, e.g. 20s or 2m.
+        #[arg(long, default_value = "20s", value_parser = parse_duration_arg)]
+        duration: Duration,
+        /// Messages per second to produce.
+        #[arg(long, default_value_t = 5_000)]
+        rate: u64,
+        /// HTTP API address.
+        #[arg(long, default_value = "127.0.0.1:8686")]
+        listen: std::net::SocketAddr,
+        /// Keep the store here instead of a temporary directory.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Query a running agent (or several: results are merged) or a stopped agent's data.
+    Query(query::QueryArgs),
+    /// Validate a configuration file and print it resolved (with environment overrides).
+    CheckConfig {
+        /// The TOML configuration.
+        config: PathBuf,
+    },
+}
+
+fn parse_duration_arg(s: &str) -> Result<Duration, String> {
+    config::units::parse_duration(s)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEPLOR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn env_vars() -> Vec<(String, String)> {
+    std::env::vars().filter(|(k, _)| k.starts_with("KEPLOR_")).collect()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { config } => match Config::load(&config, env_vars()) {
+            Ok(c) => {
+                println!("# {} is valid; resolved configuration:\n{}", config.display(), c.to_toml());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {}: {e}", config.display());
+                ExitCode::from(2)
+            }
+        },
+        Command::Run { config } => {
+            init_logging();
+            let config = match Config::load(&config, env_vars()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {}: {e}", config.display());
+                    return ExitCode::from(2);
+                }
+            };
+            run(config)
+        }
+        Command::Demo { duration, rate, listen, data_dir } => {
+            init_logging();
+            match demo::run(duration, rate, listen, data_dir) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Query(args) => query::main(args),
+    }
+}
+
+/// Runs until a signal or a fatal error.
+fn run(config: Config) -> ExitCode {
+    let agent = match agent::Agent::start(config) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    let signalled = Arc::new(AtomicBool::new(false));
+    install_signal_handlers(signalled.clone());
+    while !signalled.load(Ordering::Acquire) && !agent.finished() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    match agent.stop() {
+        sink::Stopped::Clean => {
+            tracing::info!("stopped cleanly");
+            ExitCode::SUCCESS
+        }
+        sink::Stopped::Failed(why) => {
+            eprintln!("error: {why}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// SIGTERM and SIGINT set `flag` (through a small tokio runtime on its own thread).
+fn install_signal_handlers(flag: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async move {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            tracing::info!("signal received: stopping");
+            flag.store(true, Ordering::Release);
+        });
+    });
+}

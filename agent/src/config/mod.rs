@@ -1,0 +1,579 @@
+//! Agent configuration: a TOML file, every key overridable from the environment, parsed into
+//! raw serde structs that reject unknown keys (`raw`), then resolved into the typed,
+//! validated [`Config`] with errors that name the key (and both keys when two disagree).
+//!
+//! Environment overrides: `KEPLOR_<SECTION>__<KEY>`, e.g. `KEPLOR_KAFKA__BROKERS`,
+//! `KEPLOR_BATCH__LINGER=20ms`, `KEPLOR_KAFKA__PROPERTIES__SASL_PASSWORD=...` (property
+//! names: lower case, `_` for `.`). Values are read as TOML when they parse (`4`, `true`,
+//! `["a","b"]`), as strings otherwise.
+
+mod raw;
+pub mod units;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use raw::{Quantity, RawConfig};
+use serde::Serialize;
+use units::{fmt_duration, parse_duration, parse_size};
+
+/// A configuration error naming the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted key, e.g. `kafka.group_id`.
+    pub key: String,
+    /// What is wrong and what would be accepted.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "config key `{}`: {}", self.key, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError { key: key.into(), message: message.into() }
+}
+
+/// Partition assignment strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Assignment {
+    CooperativeSticky,
+    Range,
+    Roundrobin,
+}
+
+/// Where to start a partition the store and Kafka know nothing about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OffsetReset {
+    Earliest,
+    Latest,
+}
+
+/// Kafka connection.
+#[derive(Debug, Clone, Serialize)]
+pub struct KafkaConfig {
+    pub brokers: Vec<String>,
+    pub group_id: String,
+    pub topics: Vec<String>,
+    pub assignment: Assignment,
+    pub auto_offset_reset: OffsetReset,
+    /// librdkafka properties passed through unchanged.
+    pub properties: BTreeMap<String, String>,
+}
+
+/// Message encoding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Format {
+    Json,
+    Avro { schema_file: PathBuf },
+    AvroConfluent { schemas: BTreeMap<u32, PathBuf>, registry_url: Option<String> },
+}
+
+/// Unit of a timestamp field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TsUnit {
+    Ns,
+    Us,
+    Ms,
+    S,
+    Rfc3339,
+}
+
+/// Where an event's timestamp comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "source", rename_all = "lowercase")]
+pub enum TsSource {
+    /// The Kafka message timestamp.
+    Kafka,
+    Field { path: String, unit: TsUnit },
+}
+
+/// Where an event's id comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "source", rename_all = "lowercase")]
+pub enum IdSource {
+    /// `topic/partition/offset`: unique and stable across replays.
+    Offset,
+    Field { path: String },
+}
+
+/// One dim: name, where to read it, indexes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DimMapping {
+    pub name: String,
+    pub path: String,
+    pub bloom: bool,
+    pub rollup: bool,
+}
+
+/// One counter or label.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ColumnMapping {
+    pub name: String,
+    pub path: String,
+}
+
+/// The runtime schema and how each column is read from a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SchemaMapping {
+    pub id: u8,
+    pub dims: Vec<DimMapping>,
+    pub counters: Vec<ColumnMapping>,
+    pub labels: Vec<ColumnMapping>,
+    pub ts: TsSource,
+    pub event_id: IdSource,
+    pub metric: Option<String>,
+    pub latency_ms: Option<String>,
+    pub latency_detail_ms: Option<String>,
+    pub status: Option<String>,
+    pub flags: Option<String>,
+}
+
+/// Storage settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct EngineSettings {
+    pub data_dir: PathBuf,
+    pub shards: usize,
+    pub sync_interval: u32,
+    pub max_segment_events: u64,
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub retention: Option<Duration>,
+}
+
+/// Batching of each partition's messages before an append.
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchSettings {
+    pub max_events: usize,
+    pub max_bytes: u64,
+    #[serde(serialize_with = "ser_duration")]
+    pub linger: Duration,
+    pub max_pending_bytes: u64,
+}
+
+/// What to do with a message that fails to decode or map.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "policy", rename_all = "lowercase")]
+pub enum ErrorPolicy {
+    /// Produce it to a dead-letter topic, with headers naming the error and its origin.
+    Dlq { topic: String },
+    /// Count it, log it, move on.
+    Skip,
+    /// Stop the agent (after committing what is durable before it).
+    Stop,
+}
+
+/// Errors section.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorSettings {
+    #[serde(flatten)]
+    pub policy: ErrorPolicy,
+    #[serde(serialize_with = "ser_duration")]
+    pub retry_backoff: Duration,
+}
+
+/// HTTP query endpoints.
+#[derive(Debug, Clone, Serialize)]
+pub struct HttpSettings {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    #[serde(serialize_with = "ser_secret")]
+    pub auth_token: Option<String>,
+    pub max_limit: usize,
+    #[serde(serialize_with = "ser_duration")]
+    pub request_timeout: Duration,
+    pub max_query_bytes: usize,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub format: Format,
+    pub schema: SchemaMapping,
+    pub engine: EngineSettings,
+    pub batch: BatchSettings,
+    pub errors: ErrorSettings,
+    pub http: HttpSettings,
+    #[serde(serialize_with = "ser_duration")]
+    pub shutdown_grace: Duration,
+}
+
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&fmt_duration(*d))
+}
+fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_str(&fmt_duration(*d)),
+        None => s.serialize_str("none"),
+    }
+}
+fn ser_secret<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(if v.is_some() { "<set>" } else { "<none>" })
+}
+
+impl Config {
+    /// Reads `path`, applies `KEPLOR_*` overrides from `env`, validates.
+    pub fn load(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| err("<file>", format!("cannot read {}: {e}", path.display())))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_toml(&text, env, base)
+    }
+
+    /// Parses TOML text; relative file paths in it resolve against `base`.
+    pub fn from_toml(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+        base: &Path,
+    ) -> Result<Config, ConfigError> {
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            err(e.span().map(|s| format!("<toml at byte {}>", s.start)).unwrap_or("<toml>".into()), e.message().to_string())
+        })?;
+        apply_env(&mut table, env)?;
+        let raw: RawConfig = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
+            let msg = e.message().to_string();
+            err("<config>", msg)
+        })?;
+        resolve(raw, base)
+    }
+
+    /// The resolved configuration as TOML (secrets masked), for `check-config`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
+    }
+
+    /// The engine configuration this agent opens.
+    pub fn engine_config(&self) -> keplordb::EngineConfig {
+        let s = &self.schema;
+        let mut c = keplordb::EngineConfig::new(&self.engine.data_dir).with_columns(
+            s.dims.iter().map(|d| d.name.clone()),
+            s.counters.iter().map(|d| d.name.clone()),
+            s.labels.iter().map(|d| d.name.clone()),
+        );
+        c.schema_id = s.id;
+        c.bloom_dim = s.dims.iter().position(|d| d.bloom);
+        c.rollup_dims = s.dims.iter().enumerate().filter(|(_, d)| d.rollup).map(|(i, _)| i).collect();
+        c.wal_shard_count = self.engine.shards;
+        c.wal_sync_interval = self.engine.sync_interval;
+        c.wal_max_events = self.engine.max_segment_events;
+        c
+    }
+}
+
+/// Applies `KEPLOR_A__B__C=value` to `table.a.b.c`.
+fn apply_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix("KEPLOR_") else { continue };
+        if rest == "CONFIG" || rest == "LOG" {
+            continue; // read by the CLI
+        }
+        let parts: Vec<&str> = rest.split("__").collect();
+        if parts.len() < 2 || parts.iter().any(|p| p.is_empty()) {
+            return Err(err(
+                name.clone(),
+                "environment overrides are named KEPLOR_<SECTION>__<KEY>, e.g. KEPLOR_KAFKA__BROKERS",
+            ));
+        }
+        let keys: Vec<String> = parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                // librdkafka property names use dots.
+                if i == 2 && parts[0] == "KAFKA" && parts[1] == "PROPERTIES" {
+                    p.to_ascii_lowercase().replace('_', ".")
+                } else {
+                    p.to_ascii_lowercase()
+                }
+            })
+            .collect();
+        let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(value.clone()));
+        let mut cur = &mut *table;
+        for k in &keys[..keys.len() - 1] {
+            let entry = cur.entry(k.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            cur = match entry {
+                toml::Value::Table(t) => t,
+                _ => return Err(err(keys.join("."), format!("{name} sets a key inside `{k}`, which is not a table"))),
+            };
+        }
+        cur.insert(keys[keys.len() - 1].clone(), parsed);
+    }
+    Ok(())
+}
+
+fn duration(key: &str, q: Option<Quantity>, default: Duration) -> Result<Duration, ConfigError> {
+    match q {
+        None => Ok(default),
+        Some(Quantity::Text(t)) => parse_duration(&t).map_err(|m| err(key, m)),
+        Some(Quantity::Number(n)) => {
+            Err(err(key, format!("{n} has no unit: write \"{n}ms\" or \"{n}s\"")))
+        }
+    }
+}
+
+fn size(key: &str, q: Option<Quantity>, default: u64) -> Result<u64, ConfigError> {
+    match q {
+        None => Ok(default),
+        Some(Quantity::Number(n)) => Ok(n),
+        Some(Quantity::Text(t)) => parse_size(&t).map_err(|m| err(key, m)),
+    }
+}
+
+fn resolve(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
+    let path_of = |p: &str| {
+        let p = PathBuf::from(p);
+        if p.is_relative() { base.join(p) } else { p }
+    };
+
+    // kafka
+    let k = raw.kafka.unwrap_or_default();
+    let brokers: Vec<String> = match k.brokers {
+        None => return Err(err("kafka.brokers", "required: the bootstrap servers, e.g. \"127.0.0.1:9092\"")),
+        Some(toml::Value::String(s)) => s.split(',').map(|b| b.trim().to_string()).filter(|b| !b.is_empty()).collect(),
+        Some(toml::Value::Array(a)) => a
+            .into_iter()
+            .map(|v| v.as_str().map(str::to_string).ok_or_else(|| err("kafka.brokers", "list entries must be strings")))
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(err("kafka.brokers", "a string \"host:port,host:port\" or a list of them")),
+    };
+    if brokers.is_empty() {
+        return Err(err("kafka.brokers", "no broker given"));
+    }
+    let group_id = k.group_id.unwrap_or_else(|| "keplor-agent".to_string());
+    let topics = k.topics.unwrap_or_default();
+    if topics.is_empty() || topics.iter().any(|t| t.trim().is_empty()) {
+        return Err(err("kafka.topics", "list the topics to consume, e.g. [\"llm-calls\"]"));
+    }
+    let assignment = match k.assignment_strategy.as_deref().unwrap_or("cooperative-sticky") {
+        "cooperative-sticky" => Assignment::CooperativeSticky,
+        "range" => Assignment::Range,
+        "roundrobin" => Assignment::Roundrobin,
+        other => {
+            return Err(err("kafka.assignment_strategy", format!("{other:?}: use cooperative-sticky, range or roundrobin")))
+        }
+    };
+    let auto_offset_reset = match k.auto_offset_reset.as_deref().unwrap_or("earliest") {
+        "earliest" => OffsetReset::Earliest,
+        "latest" => OffsetReset::Latest,
+        other => return Err(err("kafka.auto_offset_reset", format!("{other:?}: use earliest or latest"))),
+    };
+    let mut properties = BTreeMap::new();
+    for (key, v) in k.properties.unwrap_or_default() {
+        let s = match v {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            _ => return Err(err(format!("kafka.properties.{key}"), "a string, number or boolean")),
+        };
+        const OWNED: [&str; 6] = [
+            "bootstrap.servers",
+            "group.id",
+            "enable.auto.commit",
+            "enable.auto.offset.store",
+            "partition.assignment.strategy",
+            "auto.offset.reset",
+        ];
+        if OWNED.contains(&key.as_str()) {
+            return Err(err(
+                format!("kafka.properties.{key}"),
+                "set by the agent (it owns offsets and assignment); use the kafka section's own keys",
+            ));
+        }
+        properties.insert(key, s);
+    }
+
+    // format
+    let f = raw.format.unwrap_or_default();
+    let format = match f.kind.as_deref().unwrap_or("json") {
+        "json" => Format::Json,
+        "avro" => Format::Avro {
+            schema_file: path_of(
+                f.schema_file
+                    .as_deref()
+                    .ok_or_else(|| err("format.schema_file", "format.kind = \"avro\" needs the writer schema (.avsc)"))?,
+            ),
+        },
+        "avro-confluent" => {
+            let mut schemas = BTreeMap::new();
+            for (id, file) in f.schemas.unwrap_or_default() {
+                let n: u32 = id.parse().map_err(|_| err(format!("format.schemas.{id}"), "keys are schema ids (numbers)"))?;
+                schemas.insert(n, path_of(&file));
+            }
+            if schemas.is_empty() && f.registry_url.is_none() {
+                return Err(err(
+                    "format.schemas",
+                    "format.kind = \"avro-confluent\" needs schema files keyed by id, or format.registry_url",
+                ));
+            }
+            Format::AvroConfluent { schemas, registry_url: f.registry_url }
+        }
+        other => return Err(err("format.kind", format!("{other:?}: use json, avro or avro-confluent"))),
+    };
+
+    // schema
+    let s = raw.schema.ok_or_else(|| err("schema", "required: the dims, counters and labels to store"))?;
+    let id = s.id.ok_or_else(|| err("schema.id", "required: a schema id 0..=255 recorded in the data files"))?;
+    let blooms: Vec<&str> = s.dims.iter().filter(|d| d.bloom).map(|d| d.name.as_str()).collect();
+    if blooms.len() > 1 {
+        return Err(err(
+            "schema.dims",
+            format!("dims `{}` and `{}` are both marked bloom; only one dim carries the bloom filter", blooms[0], blooms[1]),
+        ));
+    }
+    let ts = match s.ts {
+        None => TsSource::Kafka,
+        Some(t) => match t.source.as_deref().unwrap_or(if t.path.is_some() { "field" } else { "kafka" }) {
+            "kafka" => TsSource::Kafka,
+            "field" => TsSource::Field {
+                path: t.path.ok_or_else(|| err("schema.ts.path", "schema.ts.source = \"field\" needs the field's path"))?,
+                unit: match t.unit.as_deref().unwrap_or("ms") {
+                    "ns" => TsUnit::Ns,
+                    "us" => TsUnit::Us,
+                    "ms" => TsUnit::Ms,
+                    "s" => TsUnit::S,
+                    "rfc3339" => TsUnit::Rfc3339,
+                    other => return Err(err("schema.ts.unit", format!("{other:?}: use ns, us, ms, s or rfc3339"))),
+                },
+            },
+            other => return Err(err("schema.ts.source", format!("{other:?}: use field or kafka"))),
+        },
+    };
+    let event_id = match s.event_id {
+        None => IdSource::Offset,
+        Some(i) => match i.source.as_deref().unwrap_or(if i.path.is_some() { "field" } else { "offset" }) {
+            "offset" => IdSource::Offset,
+            "field" => IdSource::Field {
+                path: i.path.ok_or_else(|| err("schema.event_id.path", "source = \"field\" needs the field's path"))?,
+            },
+            other => return Err(err("schema.event_id.source", format!("{other:?}: use offset or field"))),
+        },
+    };
+    let schema = SchemaMapping {
+        id,
+        dims: s.dims.into_iter().map(|d| DimMapping { name: d.name, path: d.path, bloom: d.bloom, rollup: d.rollup }).collect(),
+        counters: s.counters.into_iter().map(|c| ColumnMapping { name: c.name, path: c.path }).collect(),
+        labels: s.labels.into_iter().map(|c| ColumnMapping { name: c.name, path: c.path }).collect(),
+        ts,
+        event_id,
+        metric: s.metric,
+        latency_ms: s.latency_ms,
+        latency_detail_ms: s.latency_detail_ms,
+        status: s.status,
+        flags: s.flags,
+    };
+    for (kind, p) in schema
+        .dims
+        .iter()
+        .map(|d| ("dims", &d.path))
+        .chain(schema.counters.iter().map(|c| ("counters", &c.path)))
+        .chain(schema.labels.iter().map(|c| ("labels", &c.path)))
+    {
+        if matches!(format, Format::Json) && !p.is_empty() && !p.starts_with('/') {
+            return Err(err(format!("schema.{kind}"), format!("{p:?} is not a JSON pointer: JSON paths start with '/', e.g. \"/user/id\"")));
+        }
+    }
+
+    // engine
+    let e = raw.engine.unwrap_or_default();
+    let engine = EngineSettings {
+        data_dir: path_of(e.data_dir.as_deref().unwrap_or("keplor-data")),
+        shards: e.shards.unwrap_or(4) as usize,
+        sync_interval: u32::try_from(e.sync_interval.unwrap_or(u32::MAX as u64))
+            .map_err(|_| err("engine.sync_interval", "at most 4294967295"))?,
+        max_segment_events: e.max_segment_events.unwrap_or(262_144),
+        retention: match e.retention {
+            None => None,
+            Some(Quantity::Text(t)) if t == "none" => None,
+            q => Some(duration("engine.retention", q, Duration::ZERO)?),
+        },
+    };
+    if engine.shards == 0 || engine.shards > keplordb::MAX_SHARDS {
+        return Err(err("engine.shards", format!("{} is out of range 1..={}", engine.shards, keplordb::MAX_SHARDS)));
+    }
+
+    // batch
+    let b = raw.batch.unwrap_or_default();
+    let batch = BatchSettings {
+        max_events: b.max_events.unwrap_or(5_000) as usize,
+        max_bytes: size("batch.max_bytes", b.max_bytes, 4 << 20)?,
+        linger: duration("batch.linger", b.linger, Duration::from_millis(50))?,
+        max_pending_bytes: size("batch.max_pending_bytes", b.max_pending_bytes, 256 << 20)?,
+    };
+    if batch.max_events == 0 {
+        return Err(err("batch.max_events", "must be at least 1"));
+    }
+    if batch.max_pending_bytes < batch.max_bytes {
+        return Err(err(
+            "batch.max_pending_bytes",
+            format!(
+                "batch.max_pending_bytes ({}) is smaller than batch.max_bytes ({}): one batch would never fit",
+                batch.max_pending_bytes, batch.max_bytes
+            ),
+        ));
+    }
+
+    // errors
+    let r = raw.errors.unwrap_or_default();
+    let policy = match r.policy.as_deref().unwrap_or("skip") {
+        "dlq" => ErrorPolicy::Dlq {
+            topic: r.dlq_topic.clone().ok_or_else(|| {
+                err("errors.dlq_topic", "errors.policy = \"dlq\" needs errors.dlq_topic, the topic poison messages go to")
+            })?,
+        },
+        "skip" => ErrorPolicy::Skip,
+        "stop" => ErrorPolicy::Stop,
+        other => return Err(err("errors.policy", format!("{other:?}: use dlq, skip or stop"))),
+    };
+    if let ErrorPolicy::Dlq { topic } = &policy {
+        if topics.contains(topic) {
+            return Err(err(
+                "errors.dlq_topic",
+                format!("errors.dlq_topic ({topic:?}) is also in kafka.topics: poison messages would be consumed again"),
+            ));
+        }
+    }
+    if r.dlq_topic.is_some() && !matches!(policy, ErrorPolicy::Dlq { .. }) {
+        return Err(err("errors.dlq_topic", "set, but errors.policy is not \"dlq\""));
+    }
+    let errors = ErrorSettings { policy, retry_backoff: duration("errors.retry_backoff", r.retry_backoff, Duration::from_secs(1))? };
+
+    // http
+    let h = raw.http.unwrap_or_default();
+    let listen = h.listen.as_deref().unwrap_or("127.0.0.1:8686");
+    let http = HttpSettings {
+        enabled: h.enabled.unwrap_or(true),
+        listen: listen.parse().map_err(|_| err("http.listen", format!("{listen:?} is not an address like \"127.0.0.1:8686\"")))?,
+        auth_token: h.auth_token.filter(|t| !t.is_empty()),
+        max_limit: h.max_limit.unwrap_or(1000) as usize,
+        request_timeout: duration("http.request_timeout", h.request_timeout, Duration::from_secs(10))?,
+        max_query_bytes: size("http.max_query_bytes", h.max_query_bytes, 8 * 1024)? as usize,
+    };
+    if http.max_limit == 0 {
+        return Err(err("http.max_limit", "must be at least 1"));
+    }
+
+    let shutdown_grace =
+        duration("shutdown.grace_period", raw.shutdown.unwrap_or_default().grace_period, Duration::from_secs(30))?;
+
+    let config = Config { kafka: KafkaConfig { brokers, group_id, topics, assignment, auto_offset_reset, properties }, format, schema, engine, batch, errors, http, shutdown_grace };
+    // The engine checks names, caps and index references; surface its message under our key.
+    config.engine_config().validate().map_err(|e| err("schema", e.to_string()))?;
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests;

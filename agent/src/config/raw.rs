@@ -1,0 +1,156 @@
+//! The configuration file as written: serde structs that reject unknown keys. `super::resolve`
+//! turns them into the validated, typed `Config`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A duration or size as written: `"250ms"`, `"64MiB"`, or a bare number.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Quantity {
+    Number(u64),
+    Text(String),
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub kafka: Option<RawKafka>,
+    pub format: Option<RawFormat>,
+    pub schema: Option<RawSchema>,
+    pub engine: Option<RawEngine>,
+    pub batch: Option<RawBatch>,
+    pub errors: Option<RawErrors>,
+    pub http: Option<RawHttp>,
+    pub shutdown: Option<RawShutdown>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKafka {
+    /// `"host:port,host:port"` or a list.
+    pub brokers: Option<toml::Value>,
+    pub group_id: Option<String>,
+    pub topics: Option<Vec<String>>,
+    pub assignment_strategy: Option<String>,
+    pub auto_offset_reset: Option<String>,
+    /// Any librdkafka property, passed through (SASL, TLS, timeouts...).
+    pub properties: Option<BTreeMap<String, toml::Value>>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFormat {
+    /// `json`, `avro` or `avro-confluent`.
+    pub kind: Option<String>,
+    /// Avro: the writer schema (`.avsc`).
+    pub schema_file: Option<String>,
+    /// Avro with Confluent framing: schema files keyed by schema id.
+    pub schemas: Option<BTreeMap<String, String>>,
+    /// Avro with Confluent framing: a schema registry to ask for ids not in `schemas`.
+    pub registry_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSchema {
+    pub id: Option<u8>,
+    #[serde(default)]
+    pub dims: Vec<RawDim>,
+    #[serde(default)]
+    pub counters: Vec<RawColumn>,
+    #[serde(default)]
+    pub labels: Vec<RawColumn>,
+    pub ts: Option<RawTs>,
+    pub event_id: Option<RawId>,
+    pub metric: Option<String>,
+    pub latency_ms: Option<String>,
+    pub latency_detail_ms: Option<String>,
+    pub status: Option<String>,
+    pub flags: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDim {
+    pub name: String,
+    pub path: String,
+    #[serde(default)]
+    pub bloom: bool,
+    #[serde(default)]
+    pub rollup: bool,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawColumn {
+    pub name: String,
+    pub path: String,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTs {
+    /// `field` or `kafka` (the message timestamp).
+    pub source: Option<String>,
+    pub path: Option<String>,
+    /// `ns`, `us`, `ms`, `s` or `rfc3339`.
+    pub unit: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawId {
+    /// `offset` (topic/partition/offset, the default) or `field`.
+    pub source: Option<String>,
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEngine {
+    pub data_dir: Option<String>,
+    pub shards: Option<u64>,
+    /// Events between fsyncs within a shard (1 = every batch is fsynced on its own).
+    pub sync_interval: Option<u64>,
+    pub max_segment_events: Option<u64>,
+    pub retention: Option<Quantity>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBatch {
+    pub max_events: Option<u64>,
+    pub max_bytes: Option<Quantity>,
+    pub linger: Option<Quantity>,
+    /// Most bytes held in memory across all partitions before fetching pauses.
+    pub max_pending_bytes: Option<Quantity>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawErrors {
+    /// `dlq`, `skip` or `stop`.
+    pub policy: Option<String>,
+    pub dlq_topic: Option<String>,
+    /// Wait before retrying a failed append (full disk...).
+    pub retry_backoff: Option<Quantity>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    pub listen: Option<String>,
+    pub enabled: Option<bool>,
+    pub auth_token: Option<String>,
+    pub max_limit: Option<u64>,
+    pub request_timeout: Option<Quantity>,
+    pub max_query_bytes: Option<Quantity>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShutdown {
+    pub grace_period: Option<Quantity>,
+}

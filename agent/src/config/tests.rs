@@ -1,0 +1,119 @@
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+
+const BASE: &str = r#"
+[kafka]
+brokers = "b1:9092, b2:9092"
+topics = ["llm-calls"]
+
+[schema]
+id = 1
+dims = [{ name = "user", path = "/user", bloom = true, rollup = true }, { name = "model", path = "/model" }]
+counters = [{ name = "tokens", path = "/usage/tokens" }]
+"#;
+
+fn load(extra: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    Config::from_toml(&format!("{BASE}\n{extra}"), env, Path::new("/etc/keplor"))
+}
+
+#[test]
+fn defaults_and_resolution() {
+    let c = load("", &[]).unwrap();
+    assert_eq!(c.kafka.brokers, ["b1:9092", "b2:9092"]);
+    assert_eq!(c.kafka.group_id, "keplor-agent");
+    assert_eq!(c.kafka.assignment, Assignment::CooperativeSticky);
+    assert_eq!(c.format, Format::Json);
+    assert_eq!(c.schema.ts, TsSource::Kafka);
+    assert_eq!(c.schema.event_id, IdSource::Offset);
+    assert_eq!(c.batch.linger, Duration::from_millis(50));
+    assert_eq!(c.errors.policy, ErrorPolicy::Skip);
+    assert_eq!(c.engine.data_dir, Path::new("/etc/keplor/keplor-data"));
+    let e = c.engine_config();
+    assert_eq!(e.bloom_dim, Some(0));
+    assert_eq!(e.rollup_dims, vec![0]);
+    assert!(c.to_toml().contains("group_id = \"keplor-agent\""));
+}
+
+#[test]
+fn env_overrides_every_key() {
+    let c = load(
+        "",
+        &[
+            ("KEPLOR_KAFKA__GROUP_ID", "sink-7"),
+            ("KEPLOR_BATCH__LINGER", "20ms"),
+            ("KEPLOR_ENGINE__SHARDS", "8"),
+            ("KEPLOR_KAFKA__TOPICS", "[\"a\", \"b\"]"),
+            ("KEPLOR_KAFKA__PROPERTIES__SASL_MECHANISM", "PLAIN"),
+            ("KEPLOR_HTTP__AUTH_TOKEN", "s3cret"),
+            ("KEPLOR_CONFIG", "/ignored"),
+            ("PATH", "/usr/bin"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.kafka.group_id, "sink-7");
+    assert_eq!(c.batch.linger, Duration::from_millis(20));
+    assert_eq!(c.engine.shards, 8);
+    assert_eq!(c.kafka.topics, ["a", "b"]);
+    assert_eq!(c.kafka.properties["sasl.mechanism"], "PLAIN");
+    assert_eq!(c.http.auth_token.as_deref(), Some("s3cret"));
+    assert!(!c.to_toml().contains("s3cret"), "secrets are masked");
+}
+
+#[test]
+fn unknown_keys_are_rejected() {
+    let e = load("[batch]\nlinger_ms = 5", &[]).unwrap_err();
+    assert!(e.message.contains("linger_ms"), "{e}");
+    let e = load("", &[("KEPLOR_BATCH__LINGER_MS", "5")]).unwrap_err();
+    assert!(e.message.contains("linger_ms"), "{e}");
+    let e = load("", &[("KEPLOR_BATCH", "5")]).unwrap_err();
+    assert_eq!(e.key, "KEPLOR_BATCH");
+}
+
+#[test]
+fn errors_name_their_keys() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("[batch]\nlinger = 50", "batch.linger", "no unit"),
+        ("[batch]\nlinger = \"50 parsecs\"", "batch.linger", "unit"),
+        ("[batch]\nmax_bytes = \"8MiB\"\nmax_pending_bytes = \"1MiB\"", "batch.max_pending_bytes", "batch.max_bytes (8388608)"),
+        ("[errors]\npolicy = \"dlq\"", "errors.dlq_topic", "needs errors.dlq_topic"),
+        ("[errors]\npolicy = \"dlq\"\ndlq_topic = \"llm-calls\"", "errors.dlq_topic", "also in kafka.topics"),
+        ("[errors]\npolicy = \"retry\"", "errors.policy", "dlq, skip or stop"),
+        ("[format]\nkind = \"avro\"", "format.schema_file", ".avsc"),
+        ("[format]\nkind = \"protobuf\"", "format.kind", "json, avro"),
+        ("[http]\nlisten = \"everywhere\"", "http.listen", "not an address"),
+        ("[engine]\nshards = 0", "engine.shards", "out of range"),
+        ("[kafka.properties]\n\"group.id\" = \"x\"", "kafka.properties.group.id", "set by the agent"),
+        ("[schema.ts]\nsource = \"field\"", "schema.ts.path", "needs the field's path"),
+    ];
+    for (extra, key, msg) in cases {
+        let e = load(extra, &[]).unwrap_err();
+        assert_eq!(&e.key, key, "{extra}: {e}");
+        assert!(e.message.contains(msg), "{extra}: {e}");
+    }
+    let two_blooms = BASE.replace("{ name = \"model\", path = \"/model\" }", "{ name = \"model\", path = \"/model\", bloom = true }");
+    let e = Config::from_toml(&two_blooms, [], Path::new(".")).unwrap_err();
+    assert!(e.message.contains("`user` and `model`"), "{e}");
+    let bad_pointer = BASE.replace("\"/model\"", "\"model\"");
+    let e = Config::from_toml(&bad_pointer, [], Path::new(".")).unwrap_err();
+    assert!(e.message.contains("JSON pointer"), "{e}");
+    let dup = BASE.replace("\"tokens\"", "\"user\"");
+    let e = Config::from_toml(&dup, [], Path::new(".")).unwrap_err();
+    assert!(e.message.contains("used twice"), "{e}");
+}
+
+#[test]
+fn shipped_example_configs_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            Config::load(&path, []).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 3, "config/ holds the commented examples");
+}

@@ -1,0 +1,15 @@
+//! keplor-agent as a library: the pieces the `keplor-agent` binary is made of, public so that
+//! integration tests (and programs that embed the sink) can drive them.
+//!
+//! Architecture invariant: the agent uses only `keplordb`'s public API, as any embedding
+//! program would.
+
+pub mod agent;
+pub mod api;
+pub mod config;
+pub mod demo;
+pub mod http;
+pub mod mapping;
+pub mod metrics;
+pub mod query;
+pub mod sink;

@@ -1,0 +1,214 @@
+//! Prometheus metrics, rendered by hand in the text exposition format. Names are constants;
+//! labels are bounded (reasons, endpoints, assigned partitions).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub const MESSAGES_CONSUMED: &str = "keplor_messages_consumed_total";
+pub const EVENTS_APPENDED: &str = "keplor_events_appended_total";
+pub const MESSAGES_REJECTED: &str = "keplor_messages_rejected_total";
+pub const DLQ_PRODUCED: &str = "keplor_dlq_produced_total";
+pub const APPEND_ERRORS: &str = "keplor_append_errors_total";
+pub const COMMITS: &str = "keplor_offset_commits_total";
+pub const COMMITTED_OFFSET: &str = "keplor_partition_committed_offset";
+pub const DURABLE_OFFSET: &str = "keplor_partition_durable_offset";
+pub const CONSUMER_LAG: &str = "keplor_partition_consumer_lag";
+pub const PAUSED: &str = "keplor_partition_paused";
+pub const BATCH_EVENTS: &str = "keplor_batch_events";
+pub const FSYNC_SECONDS: &str = "keplor_fsync_seconds";
+pub const APPEND_SECONDS: &str = "keplor_append_seconds";
+pub const QUERY_SECONDS: &str = "keplor_query_seconds";
+pub const ENGINE_EVENTS: &str = "keplor_engine_events";
+pub const ENGINE_BYTES: &str = "keplor_engine_bytes";
+pub const ENGINE_SEGMENTS: &str = "keplor_engine_segments";
+
+/// A histogram with fixed buckets.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+const SECONDS_BUCKETS: &[f64] = &[0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+const SIZE_BUCKETS: &[f64] = &[1.0, 10.0, 100.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 50000.0];
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    /// Records a value (seconds for time histograms, a count for size ones).
+    pub fn observe(&self, v: f64) {
+        let i = self.bounds.iter().position(|&b| v <= b).unwrap_or(self.bounds.len());
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add((v * 1e6) as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn observe_duration(&self, d: Duration) {
+        self.observe(d.as_secs_f64());
+    }
+
+    
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (i, b) in self.bounds.iter().enumerate() {
+            cumulative += self.counts[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {cumulative}");
+        }
+        cumulative += self.counts[self.bounds.len()].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}");
+        let wrap = |l: &str| if l.is_empty() { String::new() } else { format!("{{{l}}}") };
+        let _ = writeln!(out, "{name}_sum{} {}", wrap(labels), self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count{} {}", wrap(labels), self.count.load(Ordering::Relaxed));
+    }
+}
+
+/// Per-partition state shown in metrics.
+#[derive(Debug, Clone, Default)]
+pub struct PartitionGauges {
+    pub committed: Option<i64>,
+    pub durable: Option<i64>,
+    pub high_watermark: Option<i64>,
+    pub paused: bool,
+}
+
+/// Everything the agent measures.
+#[derive(Debug)]
+pub struct Metrics {
+    pub consumed: AtomicU64,
+    pub appended: AtomicU64,
+    pub dlq_produced: AtomicU64,
+    pub append_errors: AtomicU64,
+    pub commits: AtomicU64,
+    rejected: Mutex<BTreeMap<&'static str, u64>>,
+    pub partitions: Mutex<BTreeMap<(String, i32), PartitionGauges>>,
+    pub batch_events: Histogram,
+    pub fsync_seconds: Histogram,
+    pub append_seconds: Histogram,
+    queries: Mutex<BTreeMap<&'static str, Histogram>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            consumed: AtomicU64::new(0),
+            appended: AtomicU64::new(0),
+            dlq_produced: AtomicU64::new(0),
+            append_errors: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+            rejected: Mutex::new(BTreeMap::new()),
+            partitions: Mutex::new(BTreeMap::new()),
+            batch_events: Histogram::new(SIZE_BUCKETS),
+            fsync_seconds: Histogram::new(SECONDS_BUCKETS),
+            append_seconds: Histogram::new(SECONDS_BUCKETS),
+            queries: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl Metrics {
+    /// A message was rejected for `reason` (a bounded label).
+    pub fn rejected(&self, reason: &'static str) {
+        *self.rejected.lock().unwrap_or_else(|p| p.into_inner()).entry(reason).or_default() += 1;
+    }
+
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.lock().unwrap_or_else(|p| p.into_inner()).values().sum()
+    }
+
+    /// A query on `endpoint` took `d`.
+    pub fn query(&self, endpoint: &'static str, d: Duration) {
+        self.queries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(endpoint)
+            .or_insert_with(|| Histogram::new(SECONDS_BUCKETS))
+            .observe_duration(d);
+    }
+
+    /// Updates one partition's gauges.
+    pub fn partition(&self, topic: &str, partition: i32, f: impl FnOnce(&mut PartitionGauges)) {
+        let mut map = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        f(map.entry((topic.to_string(), partition)).or_default());
+    }
+
+    /// Forgets a partition (revoked).
+    pub fn remove_partition(&self, topic: &str, partition: i32) {
+        self.partitions.lock().unwrap_or_else(|p| p.into_inner()).remove(&(topic.to_string(), partition));
+    }
+
+    /// The text exposition.
+    pub fn render(&self, engine: &keplordb::DynEngine) -> String {
+        let mut out = String::new();
+        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        };
+        counter(&mut out, MESSAGES_CONSUMED, "Messages read from Kafka.", self.consumed.load(Ordering::Relaxed));
+        counter(&mut out, EVENTS_APPENDED, "Events appended to the engine and durable.", self.appended.load(Ordering::Relaxed));
+        counter(&mut out, DLQ_PRODUCED, "Poison messages produced to the dead-letter topic.", self.dlq_produced.load(Ordering::Relaxed));
+        counter(&mut out, APPEND_ERRORS, "Failed appends (the partition is paused and retried).", self.append_errors.load(Ordering::Relaxed));
+        counter(&mut out, COMMITS, "Offset commits sent to Kafka.", self.commits.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# HELP {MESSAGES_REJECTED} Messages that failed to decode or map, by reason.\n# TYPE {MESSAGES_REJECTED} counter");
+        for (reason, n) in self.rejected.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(out, "{MESSAGES_REJECTED}{{reason=\"{reason}\"}} {n}");
+        }
+        let parts = self.partitions.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for (name, help) in [
+            (COMMITTED_OFFSET, "Last offset committed to Kafka (next offset to read)."),
+            (DURABLE_OFFSET, "Last offset durable in the engine."),
+            (CONSUMER_LAG, "Messages between the partition's high watermark and the durable offset."),
+            (PAUSED, "1 while the partition is paused (backpressure or failed appends)."),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for ((topic, p), g) in &parts {
+                let v = match name {
+                    COMMITTED_OFFSET => g.committed,
+                    DURABLE_OFFSET => g.durable,
+                    CONSUMER_LAG => g.high_watermark.map(|hw| (hw - g.durable.map_or(0, |d| d + 1)).max(0)),
+                    _ => Some(g.paused as i64),
+                };
+                if let Some(v) = v {
+                    let _ = writeln!(out, "{name}{{topic=\"{}\",partition=\"{p}\"}} {v}", escape(topic));
+                }
+            }
+        }
+        for (name, help, h) in [
+            (BATCH_EVENTS, "Events per appended batch.", &self.batch_events),
+            (FSYNC_SECONDS, "Time to make an appended batch durable (fsync).", &self.fsync_seconds),
+            (APPEND_SECONDS, "Time to append a batch (WAL write).", &self.append_seconds),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+            h.render(&mut out, name, "");
+        }
+        let _ = writeln!(out, "# HELP {QUERY_SECONDS} Query latency by endpoint.\n# TYPE {QUERY_SECONDS} histogram");
+        for (endpoint, h) in self.queries.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            h.render(&mut out, QUERY_SECONDS, &format!("endpoint=\"{endpoint}\""));
+        }
+        let stats = engine.stats();
+        for (name, help, v) in [
+            (ENGINE_EVENTS, "Live events stored.", engine.total_events()),
+            (ENGINE_BYTES, "Bytes of segments and WAL files.", engine.total_bytes()),
+            (ENGINE_SEGMENTS, "Segments in the engine.", stats.segments as u64),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
+        out
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}

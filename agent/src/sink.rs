@@ -1,0 +1,582 @@
+//! The Kafka sink: consume, map, batch per partition, append each batch with its checkpoint in
+//! the same WAL frame, make it durable, and only then commit its offset to Kafka.
+//!
+//! Delivery guarantee (exactly once into the store): a partition's batch is appended to its WAL
+//! shard together with the checkpoint `("<topic>/<partition>", last offset)`; the checkpoint is
+//! durable exactly when the batch is. On assignment the consumer starts each partition at the
+//! engine's durable checkpoint + 1 when there is one (Kafka's committed offset otherwise), so a
+//! crash anywhere (before the fsync, between the fsync and the commit, or mid-commit) neither
+//! loses nor duplicates a message. Kafka's committed offset trails the store: it serves lag
+//! metrics, other tools, and partitions this store has never seen.
+//!
+//! Threading: one consumer thread polls, maps and appends; librdkafka fetches in its own
+//! threads; rebalance callbacks run on the polling thread, so the per-partition state needs no
+//! cross-thread coordination beyond a mutex shared with the rebalance context.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use keplordb::{DbError, DynEngine, DynEvent, SourceCheckpoint};
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::{BorrowedMessage, Header, Message};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+
+use crate::config::{Assignment, Config, ErrorPolicy, OffsetReset};
+use crate::mapping::{MapError, Mapper, Meta};
+use crate::metrics::Metrics;
+
+/// The checkpoint key of a partition.
+pub fn source_key(topic: &str, partition: i32) -> String {
+    format!("{topic}/{partition}")
+}
+
+/// The stable partition → shard rule: several partitions share a shard when there are more
+/// partitions than shards; one partition always lands on the same shard.
+pub fn shard_of(topic: &str, partition: i32, shards: usize) -> usize {
+    (keplordb::hash::hash64(topic.as_bytes()).wrapping_add(partition as u64) % shards as u64) as usize
+}
+
+/// State of one assigned partition.
+#[derive(Debug)]
+struct Part {
+    shard: usize,
+    batch: Vec<DynEvent>,
+    batch_bytes: u64,
+    first_at: Option<Instant>,
+    /// Last offset taken into the batch (mapped, skipped or sent to the DLQ).
+    last: Option<i64>,
+    /// Last offset durable in the engine.
+    durable: Option<i64>,
+    /// Last offset whose commit was sent.
+    commit_sent: Option<i64>,
+    /// Paused after a failed append; retried at this instant.
+    retry_at: Option<Instant>,
+    /// DLQ messages sent since the last durable append: the producer must flush first.
+    dlq_unflushed: bool,
+}
+
+impl Part {
+    fn new(shard: usize, durable: Option<i64>) -> Part {
+        Part {
+            shard,
+            batch: Vec::new(),
+            batch_bytes: 0,
+            first_at: None,
+            last: durable,
+            durable,
+            commit_sent: None,
+            retry_at: None,
+            dlq_unflushed: false,
+        }
+    }
+}
+
+/// Shared between the polling loop and the rebalance context.
+#[derive(Debug, Default)]
+struct State {
+    parts: BTreeMap<(String, i32), Part>,
+    /// An error that stops the agent (policy `stop`, an engine shard that failed...).
+    fatal: Option<String>,
+    assigned: bool,
+}
+
+/// What the sink needs, shared with the Kafka context.
+pub struct Shared {
+    engine: Arc<DynEngine>,
+    config: Arc<Config>,
+    metrics: Arc<Metrics>,
+    mapper: Mapper,
+    state: Mutex<State>,
+    dlq: Option<ThreadedProducer<DefaultProducerContext>>,
+    /// Set once partitions are assigned and consumption runs (readiness).
+    pub ready: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+/// The consumer's context: rebalance handling and commit results.
+#[derive(Debug)]
+pub struct AgentContext(Arc<Shared>);
+
+impl ClientContext for AgentContext {}
+
+impl ConsumerContext for AgentContext {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let shared = &self.0;
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let mut st = shared.lock();
+                for mut e in tpl.elements() {
+                    let (topic, p) = (e.topic().to_string(), e.partition());
+                    let durable = shared.engine.durable_checkpoint(&source_key(&topic, p)).map(|o| o as i64);
+                    if let Some(o) = durable {
+                        // Resume right after what the store already holds.
+                        let _ = e.set_offset(Offset::Offset(o + 1));
+                    }
+                    let shard = shard_of(&topic, p, shared.engine.shard_count());
+                    tracing::info!(topic, partition = p, shard, durable, "partition assigned");
+                    shared.metrics.partition(&topic, p, |g| g.durable = durable);
+                    st.parts.insert((topic, p), Part::new(shard, durable));
+                }
+                st.assigned = true;
+                drop(st);
+                let r = if cooperative { consumer.incremental_assign(tpl) } else { consumer.assign(tpl) };
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "assign failed");
+                }
+                shared.ready.store(true, Ordering::Release);
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let lost = consumer.assignment_lost();
+                let revoked: Vec<(String, i32)> = tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+                if lost {
+                    // Another member may already own them: commit nothing, drop what is buffered
+                    // (it is re-read by the new owner, or by us from the checkpoint).
+                    tracing::warn!(?revoked, "partitions lost");
+                    let mut st = shared.lock();
+                    for k in &revoked {
+                        st.parts.remove(k);
+                    }
+                } else {
+                    tracing::info!(?revoked, "partitions revoked: flushing and committing");
+                    shared.flush_parts(Some(&revoked), true);
+                    shared.commit(consumer, Some(&revoked), CommitMode::Sync);
+                    let mut st = shared.lock();
+                    for k in &revoked {
+                        st.parts.remove(k);
+                    }
+                }
+                for (t, p) in &revoked {
+                    shared.metrics.remove_partition(t, *p);
+                }
+                let r = if cooperative { consumer.incremental_unassign(tpl) } else { consumer.unassign() };
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "unassign failed");
+                }
+            }
+            other => {
+                tracing::error!(error = ?other, "rebalance error; unassigning");
+                let _ = consumer.unassign();
+            }
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => {
+                for e in offsets.elements() {
+                    if let Offset::Offset(o) = e.offset() {
+                        self.0.metrics.partition(e.topic(), e.partition(), |g| g.committed = Some(o));
+                    }
+                }
+            }
+            Err(KafkaError::ConsumerCommit(rdkafka::error::RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => tracing::warn!(error = %e, "offset commit failed; it is retried with the next one"),
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn fatal(&self, why: String) {
+        tracing::error!(error = %why, "stopping");
+        self.lock().fatal.get_or_insert(why);
+    }
+
+    /// Takes one message into its partition's batch.
+    fn handle(&self, msg: &BorrowedMessage<'_>) {
+        let (topic, p, offset) = (msg.topic(), msg.partition(), msg.offset());
+        self.metrics.consumed.fetch_add(1, Ordering::Relaxed);
+        let mut st = self.lock();
+        let Some(part) = st.parts.get_mut(&(topic.to_string(), p)) else {
+            // Not (or no longer) assigned: it will be consumed again by its owner.
+            return;
+        };
+        if part.retry_at.is_some() || part.last.is_some_and(|l| offset <= l) {
+            // Paused (fetched before the pause took effect: read again after resume), or a
+            // replay of something already taken.
+            return;
+        }
+        let meta = Meta { topic, partition: p, offset, timestamp_ms: msg.timestamp().to_millis() };
+        match self.mapper.map(msg.payload(), meta) {
+            Ok(ev) => {
+                part.batch_bytes += msg.payload_len() as u64 + 64;
+                part.batch.push(ev);
+                part.first_at.get_or_insert_with(Instant::now);
+                part.last = Some(offset);
+            }
+            Err(e) => {
+                self.metrics.rejected(e.reason());
+                match &self.config.errors.policy {
+                    ErrorPolicy::Skip => {
+                        tracing::warn!(topic, partition = p, offset, error = %e, "message skipped");
+                        part.last = Some(offset);
+                        part.first_at.get_or_insert_with(Instant::now);
+                    }
+                    ErrorPolicy::Dlq { topic: dlq } => match self.to_dlq(dlq, msg, &e) {
+                        Ok(()) => {
+                            part.dlq_unflushed = true;
+                            part.last = Some(offset);
+                            part.first_at.get_or_insert_with(Instant::now);
+                        }
+                        Err(err) => {
+                            drop(st);
+                            self.fatal(format!("cannot produce {topic}/{p}@{offset} to the DLQ {dlq}: {err}"));
+                        }
+                    },
+                    ErrorPolicy::Stop => {
+                        drop(st);
+                        self.fatal(format!("poison message at {topic}/{p}@{offset}: {e} (errors.policy = \"stop\")"));
+                    }
+                }
+            }
+        }
+    }
+
+    fn to_dlq(&self, dlq: &str, msg: &BorrowedMessage<'_>, e: &MapError) -> Result<(), String> {
+        let producer = self.dlq.as_ref().ok_or("no DLQ producer")?;
+        let mut headers = msg.headers().map(|h| h.detach()).unwrap_or_default();
+        let offset = msg.offset().to_string();
+        let partition = msg.partition().to_string();
+        let error = e.to_string();
+        for (key, value) in [
+            ("keplor.error", error.as_str()),
+            ("keplor.error.reason", e.reason()),
+            ("keplor.source.topic", msg.topic()),
+            ("keplor.source.partition", partition.as_str()),
+            ("keplor.source.offset", offset.as_str()),
+        ] {
+            headers = headers.insert(Header { key, value: Some(value) });
+        }
+        let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(dlq).headers(headers);
+        if let Some(k) = msg.key() {
+            rec = rec.key(k);
+        }
+        if let Some(pl) = msg.payload() {
+            rec = rec.payload(pl);
+        }
+        producer.send(rec).map_err(|(e, _)| e.to_string())?;
+        self.metrics.dlq_produced.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Appends the ready batches (all of `only`, or those due when `only` is None and `force`
+    /// is false) and makes them durable. Failed partitions are paused for a retry.
+    fn flush_parts(&self, only: Option<&[(String, i32)]>, force: bool) -> Vec<(String, i32)> {
+        let now = Instant::now();
+        let cfg = &self.config.batch;
+        let mut st = self.lock();
+        let keys: Vec<(String, i32)> = st
+            .parts
+            .iter()
+            .filter(|(k, p)| {
+                only.is_none_or(|o| o.contains(k))
+                    && p.last != p.durable
+                    && (force
+                        || p.batch.len() >= cfg.max_events
+                        || p.batch_bytes >= cfg.max_bytes
+                        || p.first_at.is_some_and(|t| now.duration_since(t) >= cfg.linger))
+                    && p.retry_at.is_none_or(|r| force || now >= r)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        if keys.is_empty() {
+            return Vec::new();
+        }
+        if keys.iter().any(|k| st.parts[k].dlq_unflushed) {
+            // DLQ'd messages must be in Kafka before the checkpoint moves past them.
+            if let Some(dlq) = &self.dlq {
+                if let Err(e) = dlq.flush(Duration::from_secs(30)) {
+                    drop(st);
+                    self.fatal(format!("DLQ producer flush failed: {e}"));
+                    return Vec::new();
+                }
+            }
+        }
+        let mut tickets = Vec::new();
+        let mut failed = Vec::new();
+        for k in &keys {
+            let Some(part) = st.parts.get_mut(k) else { continue };
+            let Some(last) = part.last else { continue };
+            let source = source_key(&k.0, k.1);
+            let t = Instant::now();
+            let result = self.engine.append_batch_to(
+                part.shard,
+                &part.batch,
+                Some(SourceCheckpoint { source: &source, position: last as u64 }),
+            );
+            self.metrics.append_seconds.observe_duration(t.elapsed());
+            match result {
+                Ok(ticket) => tickets.push((k.clone(), ticket, last, part.batch.len())),
+                Err(e) => {
+                    self.metrics.append_errors.fetch_add(1, Ordering::Relaxed);
+                    if matches!(e, DbError::ShardFailed { .. }) {
+                        drop(st);
+                        self.fatal(format!("engine shard failed: {e}; restart recovers it"));
+                        return failed;
+                    }
+                    tracing::error!(topic = k.0, partition = k.1, error = %e, "append failed; pausing the partition");
+                    part.retry_at = Some(now + self.config.errors.retry_backoff);
+                    failed.push(k.clone());
+                }
+            }
+        }
+        drop(st);
+        // One fsync per shard covers every batch appended to it (group commit).
+        let t = Instant::now();
+        for (k, ticket, last, n) in tickets {
+            if let Err(e) = self.engine.wait_durable(&ticket) {
+                self.fatal(format!("fsync failed on shard {}: {e}", ticket.shard));
+                return failed;
+            }
+            self.metrics.appended.fetch_add(n as u64, Ordering::Relaxed);
+            self.metrics.batch_events.observe(n as f64);
+            let mut st = self.lock();
+            if let Some(part) = st.parts.get_mut(&k) {
+                part.durable = Some(last);
+                part.batch.clear();
+                part.batch_bytes = 0;
+                part.first_at = None;
+                part.dlq_unflushed = false;
+                part.retry_at = None;
+            }
+            drop(st);
+            self.metrics.partition(&k.0, k.1, |g| g.durable = Some(last));
+        }
+        self.metrics.fsync_seconds.observe_duration(t.elapsed());
+        failed
+    }
+
+    /// Commits the durable offsets not yet committed.
+    fn commit(&self, consumer: &BaseConsumer<AgentContext>, only: Option<&[(String, i32)]>, mode: CommitMode) {
+        let mut tpl = TopicPartitionList::new();
+        let mut st = self.lock();
+        for ((topic, p), part) in st.parts.iter_mut() {
+            if only.is_some_and(|o| !o.contains(&(topic.clone(), *p))) {
+                continue;
+            }
+            if let Some(d) = part.durable {
+                if part.commit_sent != Some(d) {
+                    let _ = tpl.add_partition_offset(topic, *p, Offset::Offset(d + 1));
+                    part.commit_sent = Some(d);
+                }
+            }
+        }
+        drop(st);
+        if tpl.count() == 0 {
+            return;
+        }
+        self.metrics.commits.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = consumer.commit(&tpl, mode) {
+            tracing::warn!(error = %e, "offset commit failed");
+            // Try again next time.
+            let mut st = self.lock();
+            for e in tpl.elements() {
+                if let Some(part) = st.parts.get_mut(&(e.topic().to_string(), e.partition())) {
+                    part.commit_sent = None;
+                }
+            }
+        } else if matches!(mode, CommitMode::Sync) {
+            for e in tpl.elements() {
+                if let Offset::Offset(o) = e.offset() {
+                    self.metrics.partition(e.topic(), e.partition(), |g| g.committed = Some(o));
+                }
+            }
+        }
+    }
+}
+
+/// The running sink.
+pub struct Sink {
+    shared: Arc<Shared>,
+    consumer: BaseConsumer<AgentContext>,
+}
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sink")
+    }
+}
+
+/// Why the sink stopped.
+#[derive(Debug)]
+pub enum Stopped {
+    /// Asked to stop; everything durable was committed.
+    Clean,
+    /// A fatal error.
+    Failed(String),
+}
+
+impl Sink {
+    /// Builds the consumer (and the DLQ producer) and subscribes.
+    pub fn new(
+        engine: Arc<DynEngine>,
+        config: Arc<Config>,
+        metrics: Arc<Metrics>,
+        ready: Arc<AtomicBool>,
+    ) -> Result<Sink, String> {
+        let mapper = Mapper::new(&config)?;
+        let k = &config.kafka;
+        let mut cc = ClientConfig::new();
+        for (key, v) in &k.properties {
+            cc.set(key, v);
+        }
+        cc.set("bootstrap.servers", k.brokers.join(","));
+        let dlq = match &config.errors.policy {
+            ErrorPolicy::Dlq { .. } => {
+                let mut pc = cc.clone();
+                pc.set("enable.idempotence", "true");
+                Some(pc.create::<ThreadedProducer<DefaultProducerContext>>().map_err(|e| format!("DLQ producer: {e}"))?)
+            }
+            _ => None,
+        };
+        cc.set("group.id", &k.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set(
+                "auto.offset.reset",
+                match k.auto_offset_reset {
+                    OffsetReset::Earliest => "earliest",
+                    OffsetReset::Latest => "latest",
+                },
+            )
+            .set(
+                "partition.assignment.strategy",
+                match k.assignment {
+                    Assignment::CooperativeSticky => "cooperative-sticky",
+                    Assignment::Range => "range",
+                    Assignment::Roundrobin => "roundrobin",
+                },
+            );
+        let shared = Arc::new(Shared { engine, config: config.clone(), metrics, mapper, state: Mutex::new(State::default()), dlq, ready });
+        let consumer: BaseConsumer<AgentContext> =
+            cc.create_with_context(AgentContext(shared.clone())).map_err(|e| format!("Kafka consumer: {e}"))?;
+        let topics: Vec<&str> = k.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics).map_err(|e| format!("subscribe to {topics:?}: {e}"))?;
+        Ok(Sink { shared, consumer })
+    }
+
+    /// Polls until `stop` is set or a fatal error; then flushes, fsyncs and commits.
+    pub fn run(self, stop: &AtomicBool) -> Stopped {
+        let shared = &self.shared;
+        let mut last_commit = Instant::now();
+        let mut last_watermarks = Instant::now() - Duration::from_secs(60);
+        let mut last_gc = Instant::now();
+        let poll_timeout = shared.config.batch.linger.min(Duration::from_millis(100)).max(Duration::from_millis(1));
+        while !stop.load(Ordering::Acquire) {
+            match self.consumer.poll(poll_timeout) {
+                Some(Ok(m)) => shared.handle(&m),
+                Some(Err(KafkaError::PartitionEOF(_))) | None => {}
+                Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+            }
+            if let Some(why) = shared.lock().fatal.clone() {
+                // Commit what is durable before the failure point, then stop.
+                shared.flush_parts(None, true);
+                shared.commit(&self.consumer, None, CommitMode::Sync);
+                return Stopped::Failed(why);
+            }
+            // Backpressure: too much buffered (appends failing) → flush everything now.
+            let pending: u64 = shared.lock().parts.values().map(|p| p.batch_bytes).sum();
+            let force = pending >= shared.config.batch.max_pending_bytes;
+            let failed = shared.flush_parts(None, force);
+            self.pause_resume(&failed);
+            if last_commit.elapsed() >= Duration::from_millis(200) {
+                shared.commit(&self.consumer, None, CommitMode::Async);
+                last_commit = Instant::now();
+            }
+            if last_watermarks.elapsed() >= Duration::from_secs(5) {
+                self.refresh_watermarks();
+                last_watermarks = Instant::now();
+            }
+            if let Some(retention) = shared.config.engine.retention {
+                if last_gc.elapsed() >= Duration::from_secs(60) {
+                    let cutoff = now_ns() - retention.as_nanos() as i64;
+                    match shared.engine.gc(cutoff) {
+                        Ok(s) if s.segments_deleted > 0 => tracing::info!(segments = s.segments_deleted, events = s.events_deleted, "retention gc"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "retention gc failed"),
+                    }
+                    last_gc = Instant::now();
+                }
+            }
+        }
+        tracing::info!("stopping: flushing, syncing and committing");
+        shared.flush_parts(None, true);
+        shared.commit(&self.consumer, None, CommitMode::Sync);
+        let unflushed = shared.lock().parts.values().any(|p| p.last != p.durable);
+        if let Some(why) = shared.lock().fatal.clone() {
+            return Stopped::Failed(why);
+        }
+        if unflushed {
+            return Stopped::Failed("some batches could not be made durable before shutdown".into());
+        }
+        Stopped::Clean
+    }
+
+    /// Pauses partitions whose append failed; resumes (and rewinds) those whose retry succeeded.
+    fn pause_resume(&self, failed: &[(String, i32)]) {
+        let mut pause = TopicPartitionList::new();
+        for (t, p) in failed {
+            let _ = pause.add_partition(t, *p);
+            self.shared.metrics.partition(t, *p, |g| g.paused = true);
+        }
+        if pause.count() > 0 {
+            if let Err(e) = self.consumer.pause(&pause) {
+                tracing::warn!(error = %e, "pause failed");
+            }
+        }
+        // Partitions that were paused and are now durable again: resume at the next offset.
+        let resumable: Vec<((String, i32), Option<i64>)> = {
+            let metrics = self.shared.metrics.partitions.lock().unwrap_or_else(|p| p.into_inner());
+            let st = self.shared.lock();
+            st.parts
+                .iter()
+                .filter(|(k, p)| p.retry_at.is_none() && metrics.get(k).is_some_and(|g| g.paused))
+                .map(|(k, p)| (k.clone(), p.durable))
+                .collect()
+        };
+        for ((t, p), durable) in resumable {
+            let mut tpl = TopicPartitionList::new();
+            let _ = tpl.add_partition(&t, p);
+            if self.consumer.resume(&tpl).is_ok() {
+                if let Some(d) = durable {
+                    // Messages fetched while paused were dropped: read them again.
+                    if let Err(e) = self.consumer.seek(&t, p, Offset::Offset(d + 1), Duration::from_secs(5)) {
+                        tracing::warn!(topic = t, partition = p, error = %e, "seek after resume failed");
+                    }
+                }
+                self.shared.metrics.partition(&t, p, |g| g.paused = false);
+                tracing::info!(topic = t, partition = p, "partition resumed");
+            }
+        }
+    }
+
+    fn refresh_watermarks(&self) {
+        let keys: Vec<(String, i32)> = self.shared.lock().parts.keys().cloned().collect();
+        for (t, p) in keys {
+            if let Ok((_, high)) = self.consumer.fetch_watermarks(&t, p, Duration::from_millis(500)) {
+                self.shared.metrics.partition(&t, p, |g| g.high_watermark = Some(high));
+            }
+        }
+    }
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}
