@@ -12,7 +12,7 @@ use keplordb::DynEngine;
 use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
-use crate::sink::{Sink, Stopped};
+use crate::sink::{CrashPlan, Sink, Stopped};
 
 /// A started agent.
 pub struct Agent {
@@ -28,7 +28,9 @@ pub struct Agent {
 
 impl std::fmt::Debug for Agent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Agent").field("http", &self.http_addr()).finish_non_exhaustive()
+        f.debug_struct("Agent")
+            .field("http", &self.http_addr())
+            .finish_non_exhaustive()
     }
 }
 
@@ -36,10 +38,12 @@ impl Agent {
     /// Opens the engine, starts consuming and (if enabled) serving HTTP.
     pub fn start(config: Config) -> anyhow::Result<Agent> {
         let engine_config = config.engine_config();
-        let engine = Arc::new(
-            DynEngine::open(engine_config)
-                .with_context(|| format!("opening the data directory {}", config.engine.data_dir.display()))?,
-        );
+        let engine = Arc::new(DynEngine::open(engine_config).with_context(|| {
+            format!(
+                "opening the data directory {}",
+                config.engine.data_dir.display()
+            )
+        })?);
         let report = engine.recovery_report();
         if !report.discarded.is_empty() || !report.corrupt_segments.is_empty() {
             tracing::warn!(?report, "recovery repaired the data directory");
@@ -49,51 +53,89 @@ impl Agent {
 
     /// Starts with an already opened engine.
     pub fn start_with(config: Config, engine: Arc<DynEngine>) -> anyhow::Result<Agent> {
+        Self::start_with_crash(config, engine, None)
+    }
+
+    /// Starts with fault injection (crash tests).
+    #[doc(hidden)]
+    pub fn start_with_crash(
+        config: Config,
+        engine: Arc<DynEngine>,
+        crash: Option<Arc<CrashPlan>>,
+    ) -> anyhow::Result<Agent> {
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::default());
         let ready = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let http = if config.http.enabled {
-            let state = AppState { engine: engine.clone(), metrics: metrics.clone(), ready: ready.clone(), settings: config.http.clone() };
+            let state = AppState {
+                engine: engine.clone(),
+                metrics: metrics.clone(),
+                ready: ready.clone(),
+                settings: config.http.clone(),
+            };
             let std_listener = std::net::TcpListener::bind(config.http.listen)
                 .with_context(|| format!("binding the HTTP API to {}", config.http.listen))?;
             std_listener.set_nonblocking(true)?;
             let addr = std_listener.local_addr()?;
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-            let handle = std::thread::Builder::new().name("keplor-http".into()).spawn(move || {
-                let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot start the HTTP runtime");
-                        return;
-                    }
-                };
-                rt.block_on(async move {
-                    let listener = match tokio::net::TcpListener::from_std(std_listener) {
-                        Ok(l) => l,
+            let handle = std::thread::Builder::new()
+                .name("keplor-http".into())
+                .spawn(move || {
+                    let rt = match tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(2)
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
                         Err(e) => {
-                            tracing::error!(error = %e, "cannot serve HTTP");
+                            tracing::error!(error = %e, "cannot start the HTTP runtime");
                             return;
                         }
                     };
-                    if let Err(e) = http::serve(listener, state, async move {
-                        let _ = rx.await;
-                    })
-                    .await
-                    {
-                        tracing::error!(error = %e, "HTTP server failed");
-                    }
-                });
-            })?;
+                    rt.block_on(async move {
+                        let listener = match tokio::net::TcpListener::from_std(std_listener) {
+                            Ok(l) => l,
+                            Err(e) => {
+                                tracing::error!(error = %e, "cannot serve HTTP");
+                                return;
+                            }
+                        };
+                        if let Err(e) = http::serve(listener, state, async move {
+                            let _ = rx.await;
+                        })
+                        .await
+                        {
+                            tracing::error!(error = %e, "HTTP server failed");
+                        }
+                    });
+                })?;
             tracing::info!(%addr, "HTTP API listening");
             Some((addr, tx, handle))
         } else {
             None
         };
-        let sink = Sink::new(engine.clone(), config.clone(), metrics.clone(), ready.clone()).map_err(anyhow::Error::msg)?;
+        let sink = Sink::new(
+            engine.clone(),
+            config.clone(),
+            metrics.clone(),
+            ready.clone(),
+            crash,
+        )
+        .map_err(anyhow::Error::msg)?;
         let stop2 = stop.clone();
-        let sink = std::thread::Builder::new().name("keplor-sink".into()).spawn(move || sink.run(&stop2))?;
-        Ok(Agent { engine, metrics, ready, stop, sink: Some(sink), http, grace: config.shutdown_grace })
+        let sink = std::thread::Builder::new()
+            .name("keplor-sink".into())
+            .spawn(move || sink.run(&stop2))?;
+        Ok(Agent {
+            engine,
+            metrics,
+            ready,
+            stop,
+            sink: Some(sink),
+            http,
+            grace: config.shutdown_grace,
+        })
     }
 
     /// Address of the HTTP API.
@@ -110,13 +152,18 @@ impl Agent {
     pub fn stop(mut self) -> Stopped {
         self.stop.store(true, Ordering::Release);
         let deadline = Instant::now() + self.grace;
-        let mut outcome = Stopped::Failed(format!("did not stop within the grace period of {:?}", self.grace));
+        let mut outcome = Stopped::Failed(format!(
+            "did not stop within the grace period of {:?}",
+            self.grace
+        ));
         if let Some(h) = self.sink.take() {
             while !h.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
             }
             if h.is_finished() {
-                outcome = h.join().unwrap_or_else(|_| Stopped::Failed("sink thread panicked".into()));
+                outcome = h
+                    .join()
+                    .unwrap_or_else(|_| Stopped::Failed("sink thread panicked".into()));
             }
         }
         if let Some((_, tx, h)) = self.http.take() {

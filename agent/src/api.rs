@@ -27,7 +27,10 @@ impl std::fmt::Display for ParamError {
 }
 
 fn perr(parameter: &str, error: impl Into<String>) -> ParamError {
-    ParamError { parameter: parameter.to_string(), error: error.into() }
+    ParamError {
+        parameter: parameter.to_string(),
+        error: error.into(),
+    }
 }
 
 /// Parsed query parameters.
@@ -46,7 +49,10 @@ pub struct Params {
 }
 
 fn now_ns() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }
 
 /// A time: RFC 3339, or integer nanoseconds since the epoch.
@@ -64,7 +70,12 @@ pub fn parse_day(name: &str, v: &str) -> Result<i64, ParamError> {
     }
     parse_rfc3339(&format!("{v}T00:00:00Z"))
         .map(|ns| ns.div_euclid(NANOS_PER_DAY))
-        .map_err(|_| perr(name, format!("{v:?} is not a day like 2026-11-25 or a day number")))
+        .map_err(|_| {
+            perr(
+                name,
+                format!("{v:?} is not a day like 2026-11-25 or a day number"),
+            )
+        })
 }
 
 /// Formats a cursor for the `cursor` parameter: `<ts_ns>:<id>`.
@@ -74,10 +85,15 @@ pub fn format_cursor(c: &Cursor) -> String {
 
 impl Params {
     /// Parses `key=value` pairs (already URL-decoded).
-    pub fn parse<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Params, ParamError> {
+    pub fn parse<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Params, ParamError> {
         let mut p = Params::default();
         for (k, v) in pairs {
-            let u16p = |v: &str| v.parse::<u16>().map_err(|_| perr(k, format!("{v:?} is not a status code (0-65535)")));
+            let u16p = |v: &str| {
+                v.parse::<u16>()
+                    .map_err(|_| perr(k, format!("{v:?} is not a status code (0-65535)")))
+            };
             match k {
                 "from" => p.from_ts_ns = Some(parse_time(k, v)?),
                 "to" => p.to_ts_ns = Some(parse_time(k, v)?),
@@ -110,7 +126,11 @@ impl Params {
 
     /// Back to `key=value` pairs (for the CLI's requests).
     pub fn to_pairs(&self) -> Vec<(String, String)> {
-        let mut v: Vec<(String, String)> = self.dims.iter().map(|(k, x)| (format!("dim.{k}"), x.clone())).collect();
+        let mut v: Vec<(String, String)> = self
+            .dims
+            .iter()
+            .map(|(k, x)| (format!("dim.{k}"), x.clone()))
+            .collect();
         let mut push = |k: &str, x: Option<String>| {
             if let Some(x) = x {
                 v.push((k.to_string(), x));
@@ -131,9 +151,15 @@ impl Params {
         let schema = engine.schema();
         let mut dims = vec![None; schema.dims.len()];
         for (name, value) in &self.dims {
-            let i = schema
-                .dim_index(name)
-                .ok_or_else(|| perr(&format!("dim.{name}"), format!("no dim called {name:?}; dims are: {}", schema.dims.join(", "))))?;
+            let i = schema.dim_index(name).ok_or_else(|| {
+                perr(
+                    &format!("dim.{name}"),
+                    format!(
+                        "no dim called {name:?}; dims are: {}",
+                        schema.dims.join(", ")
+                    ),
+                )
+            })?;
             dims[i] = Some(value.clone());
         }
         Ok(DynFilter {
@@ -284,15 +310,31 @@ pub fn aggregate(engine: &DynEngine, p: &Params) -> Result<AggregateResponse, Qu
     })
 }
 
-pub fn events(engine: &DynEngine, p: &Params, max_limit: usize) -> Result<EventsResponse, QueryError> {
+pub fn events(
+    engine: &DynEngine,
+    p: &Params,
+    max_limit: usize,
+) -> Result<EventsResponse, QueryError> {
     let limit = p.limit.unwrap_or(100);
     if limit > max_limit {
-        return Err(perr("limit", format!("{limit} is above the maximum of {max_limit}")).into());
+        return Err(perr(
+            "limit",
+            format!("{limit} is above the maximum of {max_limit}"),
+        )
+        .into());
     }
-    let events: Vec<EventJson> =
-        engine.query_recent(&p.filter(engine)?, limit)?.into_iter().map(|e| EventJson::new(e, engine)).collect();
-    let next_cursor = (events.len() == limit).then(|| events.last().map(|e| format_cursor(&e.cursor()))).flatten();
-    Ok(EventsResponse { events, next_cursor })
+    let events: Vec<EventJson> = engine
+        .query_recent(&p.filter(engine)?, limit)?
+        .into_iter()
+        .map(|e| EventJson::new(e, engine))
+        .collect();
+    let next_cursor = (events.len() == limit)
+        .then(|| events.last().map(|e| format_cursor(&e.cursor())))
+        .flatten();
+    Ok(EventsResponse {
+        events,
+        next_cursor,
+    })
 }
 
 pub fn get(engine: &DynEngine, id: &str) -> Result<Option<EventJson>, QueryError> {
@@ -310,11 +352,21 @@ pub fn rollups(engine: &DynEngine, p: &Params) -> Result<RollupsResponse, QueryE
     if to - from > 3660 {
         return Err(perr("from_day", "at most 3660 days per request").into());
     }
-    let rollup_names: Vec<&str> = schema.rollup_dims.iter().map(|&i| schema.dims[i].as_str()).collect();
+    let rollup_names: Vec<&str> = schema
+        .rollup_dims
+        .iter()
+        .map(|&i| schema.dims[i].as_str())
+        .collect();
     let mut filters: Vec<Option<&str>> = vec![None; rollup_names.len()];
     for (name, value) in &p.dims {
         let i = rollup_names.iter().position(|n| n == name).ok_or_else(|| {
-            perr(&format!("dim.{name}"), format!("rollups are keyed by {}; {name:?} is not one of them", rollup_names.join(", ")))
+            perr(
+                &format!("dim.{name}"),
+                format!(
+                    "rollups are keyed by {}; {name:?} is not one of them",
+                    rollup_names.join(", ")
+                ),
+            )
         })?;
         filters[i] = Some(value);
     }
@@ -323,7 +375,11 @@ pub fn rollups(engine: &DynEngine, p: &Params) -> Result<RollupsResponse, QueryE
         .into_iter()
         .map(|(k, v)| RollupBucket {
             day: k.day,
-            dims: rollup_names.iter().map(|n| n.to_string()).zip(k.dims).collect(),
+            dims: rollup_names
+                .iter()
+                .map(|n| n.to_string())
+                .zip(k.dims)
+                .collect(),
             event_count: v.event_count,
             metric: v.metric,
             counters: schema.counters.iter().cloned().zip(v.counters).collect(),
@@ -338,15 +394,33 @@ mod tests {
 
     #[test]
     fn params_parse_and_name_errors() {
-        let p = Params::parse([("dim.user", "alice"), ("from", "2026-11-25T00:00:00Z"), ("limit", "5"), ("cursor", "17:a:b")]).unwrap();
+        let p = Params::parse([
+            ("dim.user", "alice"),
+            ("from", "2026-11-25T00:00:00Z"),
+            ("limit", "5"),
+            ("cursor", "17:a:b"),
+        ])
+        .unwrap();
         assert_eq!(p.dims["user"], "alice");
-        assert_eq!(p.from_ts_ns, Some(20_417 * NANOS_PER_DAY));
+        assert_eq!(p.from_ts_ns, Some(20_782 * NANOS_PER_DAY));
         assert_eq!(p.cursor, Some(Cursor::new(17, "a:b")));
-        assert_eq!(Params::parse(p.to_pairs().iter().map(|(a, b)| (a.as_str(), b.as_str()))).unwrap(), p);
-        for (k, v) in [("from", "yesterday"), ("limit", "0"), ("limit", "-3"), ("status_min", "70000"), ("cursor", "x"), ("bogus", "1"), ("since", "10"), ("from_day", "2026-13-01")] {
+        assert_eq!(
+            Params::parse(p.to_pairs().iter().map(|(a, b)| (a.as_str(), b.as_str()))).unwrap(),
+            p
+        );
+        for (k, v) in [
+            ("from", "yesterday"),
+            ("limit", "0"),
+            ("limit", "-3"),
+            ("status_min", "70000"),
+            ("cursor", "x"),
+            ("bogus", "1"),
+            ("since", "10"),
+            ("from_day", "2026-13-01"),
+        ] {
             let e = Params::parse([(k, v)]).unwrap_err();
             assert_eq!(e.parameter, k, "{k}={v}: {e}");
         }
-        assert_eq!(parse_day("d", "2026-11-25").unwrap(), 20_417);
+        assert_eq!(parse_day("d", "2026-11-25").unwrap(), 20_782);
     }
 }

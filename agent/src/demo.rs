@@ -54,27 +54,38 @@ pub fn llm_call(i: u64, now_ms: i64) -> String {
     )
 }
 
-pub fn run(duration: Duration, rate: u64, listen: SocketAddr, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
-    let mock = MockCluster::new(1).context("starting the in-process Kafka (librdkafka mock cluster)")?;
-    mock.create_topic("llm-calls", 4, 1).context("creating the topic")?;
+pub fn run(
+    duration: Duration,
+    rate: u64,
+    listen: SocketAddr,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let mock =
+        MockCluster::new(1).context("starting the in-process Kafka (librdkafka mock cluster)")?;
+    mock.create_topic("llm-calls", 4, 1)
+        .context("creating the topic")?;
     let brokers = mock.bootstrap_servers();
     let tmp = tempfile_dir()?;
     let dir = data_dir.unwrap_or_else(|| tmp.clone());
-    println!("keplor-agent demo: Kafka (mock) at {brokers}, store at {}, API at http://{listen}", dir.display());
+    println!(
+        "keplor-agent demo: Kafka (mock) at {brokers}, store at {}, API at http://{listen}",
+        dir.display()
+    );
 
     let mut config = Config::from_toml(DEMO_CONFIG, [], std::path::Path::new("."))?;
     config.kafka.brokers = vec![brokers.clone()];
     config.engine.data_dir = dir.clone();
     config.http.listen = listen;
-        let agent = Agent::start(config)?;
+    let agent = Agent::start(config)?;
     println!("while it runs, try:  keplor-agent query --endpoint http://{listen} aggregate --where model=gpt-4o");
-
 
     // The producer: synthetic LLM calls at `rate` per second.
     let stop = Arc::new(AtomicBool::new(false));
     let produced = Arc::new(AtomicU64::new(0));
-    let producer: ThreadedProducer<DefaultProducerContext> =
-        ClientConfig::new().set("bootstrap.servers", &brokers).set("linger.ms", "5").create()?;
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("linger.ms", "5")
+        .create()?;
     let producer = Arc::new(producer);
     let gen = {
         let (stop, produced, producer) = (stop.clone(), produced.clone(), producer.clone());
@@ -87,10 +98,16 @@ pub fn run(duration: Duration, rate: u64, listen: SocketAddr, data_dir: Option<P
                     std::thread::sleep(Duration::from_millis(2));
                     continue;
                 }
-                let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as i64)
+                    .unwrap_or(0);
                 let payload = llm_call(i, now_ms);
                 let key = format!("k{}", i % 64);
-                if producer.send(BaseRecord::to("llm-calls").key(&key).payload(&payload)).is_ok() {
+                if producer
+                    .send(BaseRecord::to("llm-calls").key(&key).payload(&payload))
+                    .is_ok()
+                {
                     produced.fetch_add(1, Ordering::Relaxed);
                     i += 1;
                 } else {
@@ -123,28 +140,53 @@ pub fn run(duration: Duration, rate: u64, listen: SocketAddr, data_dir: Option<P
     // Let the sink catch up with the last messages.
     let target = produced.load(Ordering::Relaxed);
     let wait = Instant::now();
-    while agent.metrics.appended.load(Ordering::Relaxed) < target && wait.elapsed() < Duration::from_secs(10) {
+    while agent.metrics.appended.load(Ordering::Relaxed) < target
+        && wait.elapsed() < Duration::from_secs(10)
+    {
         std::thread::sleep(Duration::from_millis(50));
     }
 
     let engine = &agent.engine;
     let all = api::aggregate(engine, &Params::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    println!("\nstored {} LLM calls, total cost ${:.2}", all.event_count, all.metric as f64 / 1e6);
-    println!("\n{:<14} {:>8} {:>12} {:>10}", "model", "calls", "tokens", "cost $");
+    println!(
+        "\nstored {} LLM calls, total cost ${:.2}",
+        all.event_count,
+        all.metric as f64 / 1e6
+    );
+    println!(
+        "\n{:<14} {:>8} {:>12} {:>10}",
+        "model", "calls", "tokens", "cost $"
+    );
     for (model, _, _) in MODELS {
         let p = Params::parse([("dim.model", model)]).map_err(|e| anyhow::anyhow!("{e}"))?;
         let a = api::aggregate(engine, &p).map_err(|e| anyhow::anyhow!("{e}"))?;
         let tokens = a.counters.values().sum::<u64>();
-        println!("{model:<14} {:>8} {:>12} {:>10.2}", a.event_count, tokens, a.metric as f64 / 1e6);
+        println!(
+            "{model:<14} {:>8} {:>12} {:>10.2}",
+            a.event_count,
+            tokens,
+            a.metric as f64 / 1e6
+        );
     }
-    let errors = api::aggregate(engine, &Params::parse([("status_min", "500")]).map_err(|e| anyhow::anyhow!("{e}"))?)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let errors = api::aggregate(
+        engine,
+        &Params::parse([("status_min", "500")]).map_err(|e| anyhow::anyhow!("{e}"))?,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("\nserver errors (status >= 500): {}", errors.event_count);
-    let recent = api::events(engine, &Params::parse([("limit", "3"), ("dim.user", "user-007")]).map_err(|e| anyhow::anyhow!("{e}"))?, 1000)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let recent = api::events(
+        engine,
+        &Params::parse([("limit", "3"), ("dim.user", "user-007")])
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        1000,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("\nlatest calls of user-007:");
     for e in &recent.events {
-        println!("  {} {} {} tokens={:?}", e.id, e.dims["model"], e.labels["finish_reason"], e.counters);
+        println!(
+            "  {} {} {} tokens={:?}",
+            e.id, e.dims["model"], e.labels["finish_reason"], e.counters
+        );
     }
 
     let outcome = agent.stop();
@@ -155,6 +197,7 @@ pub fn run(duration: Duration, rate: u64, listen: SocketAddr, data_dir: Option<P
     match outcome {
         crate::sink::Stopped::Clean => Ok(()),
         crate::sink::Stopped::Failed(why) => anyhow::bail!(why),
+        crate::sink::Stopped::Crashed => anyhow::bail!("crashed"),
     }
 }
 

@@ -40,7 +40,10 @@ fn error(status: StatusCode, parameter: Option<&str>, msg: impl Into<String>) ->
 impl IntoResponse for QueryError {
     fn into_response(self) -> Response {
         match self {
-            QueryError::Param(ParamError { parameter, error: e }) => error(StatusCode::BAD_REQUEST, Some(&parameter), e),
+            QueryError::Param(ParamError {
+                parameter,
+                error: e,
+            }) => error(StatusCode::BAD_REQUEST, Some(&parameter), e),
             QueryError::Engine(e) => error(StatusCode::INTERNAL_SERVER_ERROR, None, e.to_string()),
         }
     }
@@ -53,10 +56,15 @@ fn params(state: &AppState, raw: Option<String>) -> Result<Params, Response> {
         return Err(error(
             StatusCode::URI_TOO_LONG,
             None,
-            format!("query string of {} bytes exceeds {}", raw.len(), state.settings.max_query_bytes),
+            format!(
+                "query string of {} bytes exceeds {}",
+                raw.len(),
+                state.settings.max_query_bytes
+            ),
         ));
     }
-    let pairs: Vec<(String, String)> = serde_urlencoded_pairs(&raw).map_err(|e| error(StatusCode::BAD_REQUEST, None, e))?;
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded_pairs(&raw).map_err(|e| error(StatusCode::BAD_REQUEST, None, e))?;
     Params::parse(pairs.iter().map(|(a, b)| (a.as_str(), b.as_str())))
         .map_err(|e| error(StatusCode::BAD_REQUEST, Some(&e.parameter), e.error))
 }
@@ -71,8 +79,12 @@ fn serde_urlencoded_pairs(raw: &str) -> Result<Vec<(String, String)>, String> {
             match bytes[i] {
                 b'+' => out.push(b' '),
                 b'%' => {
-                    let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-                    let b = hex.and_then(|h| u8::from_str_radix(h, 16).ok()).ok_or_else(|| format!("bad percent-encoding in {s:?}"))?;
+                    let hex = bytes
+                        .get(i + 1..i + 3)
+                        .and_then(|h| std::str::from_utf8(h).ok());
+                    let b = hex
+                        .and_then(|h| u8::from_str_radix(h, 16).ok())
+                        .ok_or_else(|| format!("bad percent-encoding in {s:?}"))?;
                     out.push(b);
                     i += 2;
                 }
@@ -101,8 +113,16 @@ async fn run<T: Send + 'static>(
     let start = Instant::now();
     let task = tokio::task::spawn_blocking(move || f(&engine));
     let out = match tokio::time::timeout(state.settings.request_timeout, task).await {
-        Err(_) => Err(error(StatusCode::SERVICE_UNAVAILABLE, None, "query timed out")),
-        Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, None, format!("query failed: {e}"))),
+        Err(_) => Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            "query timed out",
+        )),
+        Ok(Err(e)) => Err(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            None,
+            format!("query failed: {e}"),
+        )),
         Ok(Ok(r)) => r.map_err(IntoResponse::into_response),
     };
     state.metrics.query(endpoint, start.elapsed());
@@ -134,7 +154,11 @@ async fn events(State(s): State<AppState>, RawQuery(q): RawQuery) -> Response {
 
 async fn event(State(s): State<AppState>, Path(id): Path<String>) -> Response {
     if id.len() > keplordb::MAX_VALUE_LEN {
-        return error(StatusCode::BAD_REQUEST, Some("id"), "id is longer than any stored id");
+        return error(
+            StatusCode::BAD_REQUEST,
+            Some("id"),
+            "id is longer than any stored id",
+        );
     }
     match run(&s, "event", move |e| api::get(e, &id)).await {
         Ok(Some(ev)) => Json(ev).into_response(),
@@ -156,7 +180,14 @@ async fn rollups(State(s): State<AppState>, RawQuery(q): RawQuery) -> Response {
 
 async fn metrics(State(s): State<AppState>) -> Response {
     let body = s.metrics.render(&s.engine);
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], body).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 async fn healthz() -> Response {
@@ -167,7 +198,11 @@ async fn readyz(State(s): State<AppState>) -> Response {
     if s.ready.load(Ordering::Acquire) {
         Json(json!({ "status": "ready" })).into_response()
     } else {
-        error(StatusCode::SERVICE_UNAVAILABLE, None, "not ready: no partitions assigned yet")
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            "not ready: no partitions assigned yet",
+        )
     }
 }
 
@@ -183,8 +218,13 @@ async fn auth(State(s): State<AppState>, req: Request, next: Next) -> Response {
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()));
             if !ok {
-                let mut r = error(StatusCode::UNAUTHORIZED, None, "missing or wrong bearer token");
-                r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                let mut r = error(
+                    StatusCode::UNAUTHORIZED,
+                    None,
+                    "missing or wrong bearer token",
+                );
+                r.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 return r;
             }
         }
@@ -206,7 +246,13 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, None, "no such endpoint; see agent/openapi.yaml") })
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                None,
+                "no such endpoint; see agent/openapi.yaml",
+            )
+        })
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .layer(axum::extract::DefaultBodyLimit::max(1024))
         .with_state(state)
@@ -218,5 +264,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -67,11 +67,16 @@ fn parse_duration_arg(s: &str) -> Result<Duration, String> {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KEPLOR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn env_vars() -> Vec<(String, String)> {
-    std::env::vars().filter(|(k, _)| k.starts_with("KEPLOR_")).collect()
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with("KEPLOR_"))
+        .collect()
 }
 
 fn main() -> ExitCode {
@@ -79,7 +84,11 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { config } => match Config::load(&config, env_vars()) {
             Ok(c) => {
-                println!("# {} is valid; resolved configuration:\n{}", config.display(), c.to_toml());
+                println!(
+                    "# {} is valid; resolved configuration:\n{}",
+                    config.display(),
+                    c.to_toml()
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -98,7 +107,12 @@ fn main() -> ExitCode {
             };
             run(config)
         }
-        Command::Demo { duration, rate, listen, data_dir } => {
+        Command::Demo {
+            duration,
+            rate,
+            listen,
+            data_dir,
+        } => {
             init_logging();
             match demo::run(duration, rate, listen, data_dir) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -135,18 +149,25 @@ fn run(config: Config) -> ExitCode {
             eprintln!("error: {why}");
             ExitCode::from(1)
         }
+        sink::Stopped::Crashed => ExitCode::from(1),
     }
 }
 
 /// SIGTERM and SIGINT set `flag` (through a small tokio runtime on its own thread).
 fn install_signal_handlers(flag: Arc<AtomicBool>) {
     std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
         rt.block_on(async move {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return,
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => return,
+                };
             tokio::select! {
                 _ = term.recv() => {}
                 _ = tokio::signal::ctrl_c() => {}

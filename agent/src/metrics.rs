@@ -34,8 +34,12 @@ pub struct Histogram {
     count: AtomicU64,
 }
 
-const SECONDS_BUCKETS: &[f64] = &[0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
-const SIZE_BUCKETS: &[f64] = &[1.0, 10.0, 100.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 50000.0];
+const SECONDS_BUCKETS: &[f64] = &[
+    0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+const SIZE_BUCKETS: &[f64] = &[
+    1.0, 10.0, 100.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 50000.0,
+];
 
 impl Histogram {
     fn new(bounds: &'static [f64]) -> Self {
@@ -49,17 +53,20 @@ impl Histogram {
 
     /// Records a value (seconds for time histograms, a count for size ones).
     pub fn observe(&self, v: f64) {
-        let i = self.bounds.iter().position(|&b| v <= b).unwrap_or(self.bounds.len());
+        let i = self
+            .bounds
+            .iter()
+            .position(|&b| v <= b)
+            .unwrap_or(self.bounds.len());
         self.counts[i].fetch_add(1, Ordering::Relaxed);
-        self.sum_micros.fetch_add((v * 1e6) as u64, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add((v * 1e6) as u64, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn observe_duration(&self, d: Duration) {
         self.observe(d.as_secs_f64());
     }
-
-    
 
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         let mut cumulative = 0;
@@ -69,10 +76,29 @@ impl Histogram {
             let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {cumulative}");
         }
         cumulative += self.counts[self.bounds.len()].load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}");
-        let wrap = |l: &str| if l.is_empty() { String::new() } else { format!("{{{l}}}") };
-        let _ = writeln!(out, "{name}_sum{} {}", wrap(labels), self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6);
-        let _ = writeln!(out, "{name}_count{} {}", wrap(labels), self.count.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}"
+        );
+        let wrap = |l: &str| {
+            if l.is_empty() {
+                String::new()
+            } else {
+                format!("{{{l}}}")
+            }
+        };
+        let _ = writeln!(
+            out,
+            "{name}_sum{} {}",
+            wrap(labels),
+            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(
+            out,
+            "{name}_count{} {}",
+            wrap(labels),
+            self.count.load(Ordering::Relaxed)
+        );
     }
 }
 
@@ -122,11 +148,20 @@ impl Default for Metrics {
 impl Metrics {
     /// A message was rejected for `reason` (a bounded label).
     pub fn rejected(&self, reason: &'static str) {
-        *self.rejected.lock().unwrap_or_else(|p| p.into_inner()).entry(reason).or_default() += 1;
+        *self
+            .rejected
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(reason)
+            .or_default() += 1;
     }
 
     pub fn rejected_total(&self) -> u64 {
-        self.rejected.lock().unwrap_or_else(|p| p.into_inner()).values().sum()
+        self.rejected
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .sum()
     }
 
     /// A query on `endpoint` took `d`.
@@ -147,61 +182,144 @@ impl Metrics {
 
     /// Forgets a partition (revoked).
     pub fn remove_partition(&self, topic: &str, partition: i32) {
-        self.partitions.lock().unwrap_or_else(|p| p.into_inner()).remove(&(topic.to_string(), partition));
+        self.partitions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(topic.to_string(), partition));
     }
 
     /// The text exposition.
     pub fn render(&self, engine: &keplordb::DynEngine) -> String {
         let mut out = String::new();
         let counter = |out: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
         };
-        counter(&mut out, MESSAGES_CONSUMED, "Messages read from Kafka.", self.consumed.load(Ordering::Relaxed));
-        counter(&mut out, EVENTS_APPENDED, "Events appended to the engine and durable.", self.appended.load(Ordering::Relaxed));
-        counter(&mut out, DLQ_PRODUCED, "Poison messages produced to the dead-letter topic.", self.dlq_produced.load(Ordering::Relaxed));
-        counter(&mut out, APPEND_ERRORS, "Failed appends (the partition is paused and retried).", self.append_errors.load(Ordering::Relaxed));
-        counter(&mut out, COMMITS, "Offset commits sent to Kafka.", self.commits.load(Ordering::Relaxed));
+        counter(
+            &mut out,
+            MESSAGES_CONSUMED,
+            "Messages read from Kafka.",
+            self.consumed.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            EVENTS_APPENDED,
+            "Events appended to the engine and durable.",
+            self.appended.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            DLQ_PRODUCED,
+            "Poison messages produced to the dead-letter topic.",
+            self.dlq_produced.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            APPEND_ERRORS,
+            "Failed appends (the partition is paused and retried).",
+            self.append_errors.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            COMMITS,
+            "Offset commits sent to Kafka.",
+            self.commits.load(Ordering::Relaxed),
+        );
         let _ = writeln!(out, "# HELP {MESSAGES_REJECTED} Messages that failed to decode or map, by reason.\n# TYPE {MESSAGES_REJECTED} counter");
-        for (reason, n) in self.rejected.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        for (reason, n) in self
+            .rejected
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
             let _ = writeln!(out, "{MESSAGES_REJECTED}{{reason=\"{reason}\"}} {n}");
         }
-        let parts = self.partitions.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let parts = self
+            .partitions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         for (name, help) in [
-            (COMMITTED_OFFSET, "Last offset committed to Kafka (next offset to read)."),
+            (
+                COMMITTED_OFFSET,
+                "Last offset committed to Kafka (next offset to read).",
+            ),
             (DURABLE_OFFSET, "Last offset durable in the engine."),
-            (CONSUMER_LAG, "Messages between the partition's high watermark and the durable offset."),
-            (PAUSED, "1 while the partition is paused (backpressure or failed appends)."),
+            (
+                CONSUMER_LAG,
+                "Messages between the partition's high watermark and the durable offset.",
+            ),
+            (
+                PAUSED,
+                "1 while the partition is paused (backpressure or failed appends).",
+            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
             for ((topic, p), g) in &parts {
                 let v = match name {
                     COMMITTED_OFFSET => g.committed,
                     DURABLE_OFFSET => g.durable,
-                    CONSUMER_LAG => g.high_watermark.map(|hw| (hw - g.durable.map_or(0, |d| d + 1)).max(0)),
+                    CONSUMER_LAG => g
+                        .high_watermark
+                        .map(|hw| (hw - g.durable.map_or(0, |d| d + 1)).max(0)),
                     _ => Some(g.paused as i64),
                 };
                 if let Some(v) = v {
-                    let _ = writeln!(out, "{name}{{topic=\"{}\",partition=\"{p}\"}} {v}", escape(topic));
+                    let _ = writeln!(
+                        out,
+                        "{name}{{topic=\"{}\",partition=\"{p}\"}} {v}",
+                        escape(topic)
+                    );
                 }
             }
         }
         for (name, help, h) in [
-            (BATCH_EVENTS, "Events per appended batch.", &self.batch_events),
-            (FSYNC_SECONDS, "Time to make an appended batch durable (fsync).", &self.fsync_seconds),
-            (APPEND_SECONDS, "Time to append a batch (WAL write).", &self.append_seconds),
+            (
+                BATCH_EVENTS,
+                "Events per appended batch.",
+                &self.batch_events,
+            ),
+            (
+                FSYNC_SECONDS,
+                "Time to make an appended batch durable (fsync).",
+                &self.fsync_seconds,
+            ),
+            (
+                APPEND_SECONDS,
+                "Time to append a batch (WAL write).",
+                &self.append_seconds,
+            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
             h.render(&mut out, name, "");
         }
-        let _ = writeln!(out, "# HELP {QUERY_SECONDS} Query latency by endpoint.\n# TYPE {QUERY_SECONDS} histogram");
-        for (endpoint, h) in self.queries.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        let _ = writeln!(
+            out,
+            "# HELP {QUERY_SECONDS} Query latency by endpoint.\n# TYPE {QUERY_SECONDS} histogram"
+        );
+        for (endpoint, h) in self
+            .queries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
             h.render(&mut out, QUERY_SECONDS, &format!("endpoint=\"{endpoint}\""));
         }
         let stats = engine.stats();
         for (name, help, v) in [
             (ENGINE_EVENTS, "Live events stored.", engine.total_events()),
-            (ENGINE_BYTES, "Bytes of segments and WAL files.", engine.total_bytes()),
-            (ENGINE_SEGMENTS, "Segments in the engine.", stats.segments as u64),
+            (
+                ENGINE_BYTES,
+                "Bytes of segments and WAL files.",
+                engine.total_bytes(),
+            ),
+            (
+                ENGINE_SEGMENTS,
+                "Segments in the engine.",
+                stats.segments as u64,
+            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }
@@ -210,5 +328,7 @@ impl Metrics {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

@@ -9,7 +9,9 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand, ValueEnum};
 use keplordb::DynEngine;
 
-use crate::api::{self, AggregateResponse, EventJson, EventsResponse, Params, RollupBucket, RollupsResponse};
+use crate::api::{
+    self, AggregateResponse, EventJson, EventsResponse, Params, RollupBucket, RollupsResponse,
+};
 
 #[derive(Args, Debug)]
 pub struct QueryArgs {
@@ -92,7 +94,9 @@ enum What {
 fn pairs(f: &Filters) -> Result<Vec<(String, String)>, String> {
     let mut v = Vec::new();
     for w in &f.wheres {
-        let (k, x) = w.split_once('=').ok_or_else(|| format!("--where {w:?}: expected DIM=VALUE"))?;
+        let (k, x) = w
+            .split_once('=')
+            .ok_or_else(|| format!("--where {w:?}: expected DIM=VALUE"))?;
         v.push((format!("dim.{k}"), x.to_string()));
     }
     if let Some(s) = &f.since {
@@ -105,7 +109,9 @@ fn pairs(f: &Filters) -> Result<Vec<(String, String)>, String> {
         v.push(("to".into(), s.clone()));
     }
     if let Some(s) = &f.status {
-        let (lo, hi) = s.split_once("..").ok_or_else(|| format!("--status {s:?}: expected LO..HI, e.g. 500..600"))?;
+        let (lo, hi) = s
+            .split_once("..")
+            .ok_or_else(|| format!("--status {s:?}: expected LO..HI, e.g. 500..600"))?;
         if !lo.is_empty() {
             v.push(("status_min".into(), lo.into()));
         }
@@ -118,13 +124,22 @@ fn pairs(f: &Filters) -> Result<Vec<(String, String)>, String> {
 
 /// Where the answers come from.
 enum Source {
-    Http { endpoints: Vec<String>, token: Option<String> },
+    Http {
+        endpoints: Vec<String>,
+        token: Option<String>,
+    },
     Dir(DynEngine),
 }
 
 impl Source {
-    fn fetch<T: serde::de::DeserializeOwned>(&self, path: &str, params: &[(String, String)]) -> Result<Vec<Option<T>>, String> {
-        let Source::Http { endpoints, token } = self else { return Err("not an HTTP source".into()) };
+    fn fetch<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        params: &[(String, String)],
+    ) -> Result<Vec<Option<T>>, String> {
+        let Source::Http { endpoints, token } = self else {
+            return Err("not an HTTP source".into());
+        };
         let mut out = Vec::new();
         for ep in endpoints {
             let url = format!("{}{path}", ep.trim_end_matches('/'));
@@ -137,9 +152,14 @@ impl Source {
             }
             let mut resp = req.call().map_err(|e| format!("{url}: {e}"))?;
             let status = resp.status().as_u16();
-            let body = resp.body_mut().read_to_string().map_err(|e| format!("{url}: {e}"))?;
+            let body = resp
+                .body_mut()
+                .read_to_string()
+                .map_err(|e| format!("{url}: {e}"))?;
             match status {
-                200 => out.push(Some(serde_json::from_str(&body).map_err(|e| format!("{url}: bad response: {e}"))?)),
+                200 => out.push(Some(
+                    serde_json::from_str(&body).map_err(|e| format!("{url}: bad response: {e}"))?,
+                )),
                 404 if path.starts_with("/v1/events/") => out.push(None),
                 _ => {
                     let msg = serde_json::from_str::<serde_json::Value>(&body)
@@ -174,14 +194,28 @@ fn execute(args: QueryArgs) -> Result<(), (u8, String)> {
     let usage = |e: String| (2u8, e);
     let runtime = |e: String| (1u8, e);
     let source = match &args.data_dir {
-        Some(dir) => Source::Dir(DynEngine::open_read_only(dir).map_err(|e| runtime(format!("{}: {e}", dir.display())))?),
+        Some(dir) => Source::Dir(
+            DynEngine::open_read_only(dir)
+                .map_err(|e| runtime(format!("{}: {e}", dir.display())))?,
+        ),
         None => Source::Http {
-            endpoints: if args.endpoints.is_empty() { vec!["http://127.0.0.1:8686".into()] } else { args.endpoints.clone() },
+            endpoints: if args.endpoints.is_empty() {
+                vec!["http://127.0.0.1:8686".into()]
+            } else {
+                args.endpoints.clone()
+            },
             token: args.token.clone(),
         },
     };
-    let format = args.format.unwrap_or(if std::io::stdout().is_terminal() { Output::Table } else { Output::Json });
-    let parse = |v: &[(String, String)]| Params::parse(v.iter().map(|(a, b)| (a.as_str(), b.as_str()))).map_err(|e| usage(e.to_string()));
+    let format = args.format.unwrap_or(if std::io::stdout().is_terminal() {
+        Output::Table
+    } else {
+        Output::Json
+    });
+    let parse = |v: &[(String, String)]| {
+        Params::parse(v.iter().map(|(a, b)| (a.as_str(), b.as_str())))
+            .map_err(|e| usage(e.to_string()))
+    };
     let out = match &args.what {
         What::Aggregate(f) => {
             let pv = pairs(f).map_err(usage)?;
@@ -190,7 +224,12 @@ fn execute(args: QueryArgs) -> Result<(), (u8, String)> {
                 Source::Dir(e) => api::aggregate(e, &p).map_err(|e| runtime(e.to_string()))?,
                 Source::Http { .. } => {
                     let mut total = AggregateResponse::default();
-                    for part in source.fetch::<AggregateResponse>("/v1/aggregate", &p.to_pairs()).map_err(runtime)?.into_iter().flatten() {
+                    for part in source
+                        .fetch::<AggregateResponse>("/v1/aggregate", &p.to_pairs())
+                        .map_err(runtime)?
+                        .into_iter()
+                        .flatten()
+                    {
                         total.merge(&part);
                     }
                     total
@@ -198,7 +237,11 @@ fn execute(args: QueryArgs) -> Result<(), (u8, String)> {
             };
             render_aggregate(&agg, format)
         }
-        What::Recent { filters, limit, cursor } => {
+        What::Recent {
+            filters,
+            limit,
+            cursor,
+        } => {
             let mut pv = pairs(filters).map_err(usage)?;
             pv.push(("limit".into(), limit.to_string()));
             if let Some(c) = cursor {
@@ -206,19 +249,31 @@ fn execute(args: QueryArgs) -> Result<(), (u8, String)> {
             }
             let p = parse(&pv)?;
             let resp = match &source {
-                Source::Dir(e) => api::events(e, &p, usize::MAX).map_err(|e| runtime(e.to_string()))?,
+                Source::Dir(e) => {
+                    api::events(e, &p, usize::MAX).map_err(|e| runtime(e.to_string()))?
+                }
                 Source::Http { .. } => {
                     // Each agent answers newest-first after the same cursor; the merge keeps the
                     // global newest `limit`, so the next cursor is valid for every agent.
                     let mut all: Vec<EventJson> = Vec::new();
-                    for part in source.fetch::<EventsResponse>("/v1/events", &p.to_pairs()).map_err(runtime)?.into_iter().flatten() {
+                    for part in source
+                        .fetch::<EventsResponse>("/v1/events", &p.to_pairs())
+                        .map_err(runtime)?
+                        .into_iter()
+                        .flatten()
+                    {
                         all.extend(part.events);
                     }
                     all.sort_by(|a, b| (b.ts_ns, &b.id).cmp(&(a.ts_ns, &a.id)));
                     all.dedup_by(|a, b| a.id == b.id && a.ts_ns == b.ts_ns);
                     all.truncate(*limit);
-                    let next_cursor = (all.len() == *limit).then(|| all.last().map(|e| api::format_cursor(&e.cursor()))).flatten();
-                    EventsResponse { events: all, next_cursor }
+                    let next_cursor = (all.len() == *limit)
+                        .then(|| all.last().map(|e| api::format_cursor(&e.cursor())))
+                        .flatten();
+                    EventsResponse {
+                        events: all,
+                        next_cursor,
+                    }
                 }
             };
             render_events(&resp, format)
@@ -227,7 +282,16 @@ fn execute(args: QueryArgs) -> Result<(), (u8, String)> {
             let found = match &source {
                 Source::Dir(e) => api::get(e, id).map_err(|e| runtime(e.to_string()))?,
                 Source::Http { .. } => {
-                    let enc: String = id.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
+                    let enc: String = id
+                        .bytes()
+                        .map(|b| {
+                            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                                (b as char).to_string()
+                            } else {
+                                format!("%{b:02X}")
+                            }
+                        })
+                        .collect();
                     source
                         .fetch::<EventJson>(&format!("/v1/events/{enc}"), &[])
                         .map_err(runtime)?
@@ -237,12 +301,26 @@ fn execute(args: QueryArgs) -> Result<(), (u8, String)> {
                 }
             };
             match found {
-                Some(e) => render_events(&EventsResponse { events: vec![e], next_cursor: None }, format),
+                Some(e) => render_events(
+                    &EventsResponse {
+                        events: vec![e],
+                        next_cursor: None,
+                    },
+                    format,
+                ),
                 None => return Err((1, format!("no event with id {id:?}"))),
             }
         }
-        What::Rollups { wheres, from_day, to_day } => {
-            let mut pv = pairs(&Filters { wheres: wheres.clone(), ..Default::default() }).map_err(usage)?;
+        What::Rollups {
+            wheres,
+            from_day,
+            to_day,
+        } => {
+            let mut pv = pairs(&Filters {
+                wheres: wheres.clone(),
+                ..Default::default()
+            })
+            .map_err(usage)?;
             if let Some(d) = from_day {
                 pv.push(("from_day".into(), d.clone()));
             }
@@ -253,8 +331,16 @@ fn execute(args: QueryArgs) -> Result<(), (u8, String)> {
             let resp = match &source {
                 Source::Dir(e) => api::rollups(e, &p).map_err(|e| runtime(e.to_string()))?,
                 Source::Http { .. } => {
-                    let mut merged: std::collections::BTreeMap<(i64, Vec<(String, String)>), RollupBucket> = Default::default();
-                    for part in source.fetch::<RollupsResponse>("/v1/rollups", &p.to_pairs()).map_err(runtime)?.into_iter().flatten() {
+                    let mut merged: std::collections::BTreeMap<
+                        (i64, Vec<(String, String)>),
+                        RollupBucket,
+                    > = Default::default();
+                    for part in source
+                        .fetch::<RollupsResponse>("/v1/rollups", &p.to_pairs())
+                        .map_err(runtime)?
+                        .into_iter()
+                        .flatten()
+                    {
                         for b in part.buckets {
                             let key = (b.day, b.dims.clone().into_iter().collect());
                             match merged.get_mut(&key) {
@@ -271,14 +357,18 @@ fn execute(args: QueryArgs) -> Result<(), (u8, String)> {
                             }
                         }
                     }
-                    RollupsResponse { buckets: merged.into_values().collect() }
+                    RollupsResponse {
+                        buckets: merged.into_values().collect(),
+                    }
                 }
             };
             render_rollups(&resp, format)
         }
     };
     let mut stdout = std::io::stdout().lock();
-    stdout.write_all(out.as_bytes()).map_err(|e| runtime(e.to_string()))?;
+    stdout
+        .write_all(out.as_bytes())
+        .map_err(|e| runtime(e.to_string()))?;
     Ok(())
 }
 
@@ -299,7 +389,12 @@ fn table(header: &[String], rows: &[Vec<String>]) -> String {
         }
     }
     let line = |cells: &[String]| {
-        let mut s = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ");
+        let mut s = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ");
         s.truncate(s.trim_end().len());
         s + "\n"
     };
@@ -316,7 +411,12 @@ fn render(header: Vec<String>, rows: Vec<Vec<String>>, json: String, format: Out
         Output::Json => json + "\n",
         Output::Table => table(&header, &rows),
         Output::Csv => {
-            let mut out = header.iter().map(|h| csv_field(h)).collect::<Vec<_>>().join(",") + "\n";
+            let mut out = header
+                .iter()
+                .map(|h| csv_field(h))
+                .collect::<Vec<_>>()
+                .join(",")
+                + "\n";
             for r in rows {
                 out += &(r.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(",") + "\n");
             }
@@ -326,7 +426,16 @@ fn render(header: Vec<String>, rows: Vec<Vec<String>>, json: String, format: Out
 }
 
 fn render_aggregate(a: &AggregateResponse, format: Output) -> String {
-    let mut header: Vec<String> = ["events", "metric", "latency_ms_sum", "latency_detail_ms_sum", "min_ts_ns", "max_ts_ns"].map(String::from).to_vec();
+    let mut header: Vec<String> = [
+        "events",
+        "metric",
+        "latency_ms_sum",
+        "latency_detail_ms_sum",
+        "min_ts_ns",
+        "max_ts_ns",
+    ]
+    .map(String::from)
+    .to_vec();
     let mut row = vec![
         a.event_count.to_string(),
         a.metric.to_string(),
@@ -339,7 +448,12 @@ fn render_aggregate(a: &AggregateResponse, format: Output) -> String {
         header.push(k.clone());
         row.push(v.to_string());
     }
-    render(header, vec![row], serde_json::to_string_pretty(a).unwrap_or_default(), format)
+    render(
+        header,
+        vec![row],
+        serde_json::to_string_pretty(a).unwrap_or_default(),
+        format,
+    )
 }
 
 fn render_events(r: &EventsResponse, format: Output) -> String {
@@ -349,7 +463,9 @@ fn render_events(r: &EventsResponse, format: Output) -> String {
         counters = e.counters.keys().cloned().collect();
         labels = e.labels.keys().cloned().collect();
     }
-    let mut header: Vec<String> = ["id", "ts_ns", "metric", "latency_ms", "status"].map(String::from).to_vec();
+    let mut header: Vec<String> = ["id", "ts_ns", "metric", "latency_ms", "status"]
+        .map(String::from)
+        .to_vec();
     header.extend(dims.iter().cloned());
     header.extend(counters.iter().cloned());
     header.extend(labels.iter().cloned());
@@ -357,14 +473,36 @@ fn render_events(r: &EventsResponse, format: Output) -> String {
         .events
         .iter()
         .map(|e| {
-            let mut row = vec![e.id.clone(), e.ts_ns.to_string(), e.metric.to_string(), e.latency_ms.to_string(), e.status.to_string()];
-            row.extend(dims.iter().map(|d| e.dims.get(d).cloned().unwrap_or_default()));
-            row.extend(counters.iter().map(|c| e.counters.get(c).map_or(String::new(), |v| v.to_string())));
-            row.extend(labels.iter().map(|l| e.labels.get(l).cloned().unwrap_or_default()));
+            let mut row = vec![
+                e.id.clone(),
+                e.ts_ns.to_string(),
+                e.metric.to_string(),
+                e.latency_ms.to_string(),
+                e.status.to_string(),
+            ];
+            row.extend(
+                dims.iter()
+                    .map(|d| e.dims.get(d).cloned().unwrap_or_default()),
+            );
+            row.extend(
+                counters
+                    .iter()
+                    .map(|c| e.counters.get(c).map_or(String::new(), |v| v.to_string())),
+            );
+            row.extend(
+                labels
+                    .iter()
+                    .map(|l| e.labels.get(l).cloned().unwrap_or_default()),
+            );
             row
         })
         .collect();
-    let mut out = render(header, rows, serde_json::to_string_pretty(r).unwrap_or_default(), format);
+    let mut out = render(
+        header,
+        rows,
+        serde_json::to_string_pretty(r).unwrap_or_default(),
+        format,
+    );
     if format == Output::Table {
         if let Some(c) = &r.next_cursor {
             out += &format!("next page: --cursor '{c}'\n");
@@ -388,13 +526,25 @@ fn render_rollups(r: &RollupsResponse, format: Output) -> String {
         .iter()
         .map(|b| {
             let mut row = vec![day_string(b.day)];
-            row.extend(dims.iter().map(|d| b.dims.get(d).cloned().unwrap_or_default()));
+            row.extend(
+                dims.iter()
+                    .map(|d| b.dims.get(d).cloned().unwrap_or_default()),
+            );
             row.extend([b.event_count.to_string(), b.metric.to_string()]);
-            row.extend(counters.iter().map(|c| b.counters.get(c).map_or(String::new(), |v| v.to_string())));
+            row.extend(
+                counters
+                    .iter()
+                    .map(|c| b.counters.get(c).map_or(String::new(), |v| v.to_string())),
+            );
             row
         })
         .collect();
-    render(header, rows, serde_json::to_string_pretty(r).unwrap_or_default(), format)
+    render(
+        header,
+        rows,
+        serde_json::to_string_pretty(r).unwrap_or_default(),
+        format,
+    )
 }
 
 /// `YYYY-MM-DD` of a day number.
@@ -419,7 +569,7 @@ mod tests {
     #[test]
     fn days_format() {
         assert_eq!(day_string(0), "1970-01-01");
-        assert_eq!(day_string(20_417), "2026-11-25");
+        assert_eq!(day_string(20_782), "2026-11-25");
         assert_eq!(api::parse_day("d", &day_string(11_016)).unwrap(), 11_016);
     }
 

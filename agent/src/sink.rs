@@ -40,7 +40,39 @@ pub fn source_key(topic: &str, partition: i32) -> String {
 /// The stable partition → shard rule: several partitions share a shard when there are more
 /// partitions than shards; one partition always lands on the same shard.
 pub fn shard_of(topic: &str, partition: i32, shards: usize) -> usize {
-    (keplordb::hash::hash64(topic.as_bytes()).wrapping_add(partition as u64) % shards as u64) as usize
+    (keplordb::hash::hash64(topic.as_bytes()).wrapping_add(partition as u64) % shards as u64)
+        as usize
+}
+
+/// Fault injection for crash tests: after `countdown` crash points the sink behaves as if the
+/// process died there (no flush, no fsync, no commit, not even on revoke). Crash points: after
+/// a message is taken, after an append (before its fsync), after an fsync (before the commit).
+#[derive(Debug)]
+pub struct CrashPlan {
+    countdown: std::sync::atomic::AtomicI64,
+    crashed: AtomicBool,
+}
+
+impl CrashPlan {
+    /// Crash at the `n`-th crash point.
+    pub fn after(n: i64) -> Arc<CrashPlan> {
+        Arc::new(CrashPlan {
+            countdown: std::sync::atomic::AtomicI64::new(n),
+            crashed: AtomicBool::new(false),
+        })
+    }
+
+    /// True once crashed.
+    pub fn crashed(&self) -> bool {
+        self.crashed.load(Ordering::Acquire)
+    }
+
+    fn point(&self) -> bool {
+        if self.countdown.fetch_sub(1, Ordering::AcqRel) <= 1 {
+            self.crashed.store(true, Ordering::Release);
+        }
+        self.crashed()
+    }
 }
 
 /// State of one assigned partition.
@@ -97,6 +129,7 @@ pub struct Shared {
     dlq: Option<ThreadedProducer<DefaultProducerContext>>,
     /// Set once partitions are assigned and consumption runs (readiness).
     pub ready: Arc<AtomicBool>,
+    crash: Option<Arc<CrashPlan>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -112,15 +145,26 @@ pub struct AgentContext(Arc<Shared>);
 impl ClientContext for AgentContext {}
 
 impl ConsumerContext for AgentContext {
-    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
-        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
         let shared = &self.0;
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let mut st = shared.lock();
                 for mut e in tpl.elements() {
                     let (topic, p) = (e.topic().to_string(), e.partition());
-                    let durable = shared.engine.durable_checkpoint(&source_key(&topic, p)).map(|o| o as i64);
+                    let durable = shared
+                        .engine
+                        .durable_checkpoint(&source_key(&topic, p))
+                        .map(|o| o as i64);
                     if let Some(o) = durable {
                         // Resume right after what the store already holds.
                         let _ = e.set_offset(Offset::Offset(o + 1));
@@ -132,15 +176,23 @@ impl ConsumerContext for AgentContext {
                 }
                 st.assigned = true;
                 drop(st);
-                let r = if cooperative { consumer.incremental_assign(tpl) } else { consumer.assign(tpl) };
+                let r = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
                 if let Err(e) = r {
                     tracing::error!(error = %e, "assign failed");
                 }
                 shared.ready.store(true, Ordering::Release);
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                let lost = consumer.assignment_lost();
-                let revoked: Vec<(String, i32)> = tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+                let lost = consumer.assignment_lost() || shared.crashed();
+                let revoked: Vec<(String, i32)> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .collect();
                 if lost {
                     // Another member may already own them: commit nothing, drop what is buffered
                     // (it is re-read by the new owner, or by us from the checkpoint).
@@ -161,7 +213,11 @@ impl ConsumerContext for AgentContext {
                 for (t, p) in &revoked {
                     shared.metrics.remove_partition(t, *p);
                 }
-                let r = if cooperative { consumer.incremental_unassign(tpl) } else { consumer.unassign() };
+                let r = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
                 if let Err(e) = r {
                     tracing::error!(error = %e, "unassign failed");
                 }
@@ -178,17 +234,30 @@ impl ConsumerContext for AgentContext {
             Ok(()) => {
                 for e in offsets.elements() {
                     if let Offset::Offset(o) = e.offset() {
-                        self.0.metrics.partition(e.topic(), e.partition(), |g| g.committed = Some(o));
+                        self.0
+                            .metrics
+                            .partition(e.topic(), e.partition(), |g| g.committed = Some(o));
                     }
                 }
             }
             Err(KafkaError::ConsumerCommit(rdkafka::error::RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => tracing::warn!(error = %e, "offset commit failed; it is retried with the next one"),
+            Err(e) => {
+                tracing::warn!(error = %e, "offset commit failed; it is retried with the next one")
+            }
         }
     }
 }
 
 impl Shared {
+    /// A crash point: true when the (simulated) process is dead.
+    fn crash_point(&self) -> bool {
+        self.crash.as_ref().is_some_and(|c| c.point())
+    }
+
+    fn crashed(&self) -> bool {
+        self.crash.as_ref().is_some_and(|c| c.crashed())
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -212,7 +281,12 @@ impl Shared {
             // replay of something already taken.
             return;
         }
-        let meta = Meta { topic, partition: p, offset, timestamp_ms: msg.timestamp().to_millis() };
+        let meta = Meta {
+            topic,
+            partition: p,
+            offset,
+            timestamp_ms: msg.timestamp().to_millis(),
+        };
         match self.mapper.map(msg.payload(), meta) {
             Ok(ev) => {
                 part.batch_bytes += msg.payload_len() as u64 + 64;
@@ -236,7 +310,9 @@ impl Shared {
                         }
                         Err(err) => {
                             drop(st);
-                            self.fatal(format!("cannot produce {topic}/{p}@{offset} to the DLQ {dlq}: {err}"));
+                            self.fatal(format!(
+                                "cannot produce {topic}/{p}@{offset} to the DLQ {dlq}: {err}"
+                            ));
                         }
                     },
                     ErrorPolicy::Stop => {
@@ -261,7 +337,10 @@ impl Shared {
             ("keplor.source.partition", partition.as_str()),
             ("keplor.source.offset", offset.as_str()),
         ] {
-            headers = headers.insert(Header { key, value: Some(value) });
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
         }
         let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(dlq).headers(headers);
         if let Some(k) = msg.key() {
@@ -290,7 +369,8 @@ impl Shared {
                     && (force
                         || p.batch.len() >= cfg.max_events
                         || p.batch_bytes >= cfg.max_bytes
-                        || p.first_at.is_some_and(|t| now.duration_since(t) >= cfg.linger))
+                        || p.first_at
+                            .is_some_and(|t| now.duration_since(t) >= cfg.linger))
                     && p.retry_at.is_none_or(|r| force || now >= r)
             })
             .map(|(k, _)| k.clone())
@@ -311,14 +391,19 @@ impl Shared {
         let mut tickets = Vec::new();
         let mut failed = Vec::new();
         for k in &keys {
-            let Some(part) = st.parts.get_mut(k) else { continue };
+            let Some(part) = st.parts.get_mut(k) else {
+                continue;
+            };
             let Some(last) = part.last else { continue };
             let source = source_key(&k.0, k.1);
             let t = Instant::now();
             let result = self.engine.append_batch_to(
                 part.shard,
                 &part.batch,
-                Some(SourceCheckpoint { source: &source, position: last as u64 }),
+                Some(SourceCheckpoint {
+                    source: &source,
+                    position: last as u64,
+                }),
             );
             self.metrics.append_seconds.observe_duration(t.elapsed());
             match result {
@@ -337,6 +422,9 @@ impl Shared {
             }
         }
         drop(st);
+        if !tickets.is_empty() && self.crash_point() {
+            return failed;
+        }
         // One fsync per shard covers every batch appended to it (group commit).
         let t = Instant::now();
         for (k, ticket, last, n) in tickets {
@@ -356,14 +444,20 @@ impl Shared {
                 part.retry_at = None;
             }
             drop(st);
-            self.metrics.partition(&k.0, k.1, |g| g.durable = Some(last));
+            self.metrics
+                .partition(&k.0, k.1, |g| g.durable = Some(last));
         }
         self.metrics.fsync_seconds.observe_duration(t.elapsed());
         failed
     }
 
     /// Commits the durable offsets not yet committed.
-    fn commit(&self, consumer: &BaseConsumer<AgentContext>, only: Option<&[(String, i32)]>, mode: CommitMode) {
+    fn commit(
+        &self,
+        consumer: &BaseConsumer<AgentContext>,
+        only: Option<&[(String, i32)]>,
+        mode: CommitMode,
+    ) {
         let mut tpl = TopicPartitionList::new();
         let mut st = self.lock();
         for ((topic, p), part) in st.parts.iter_mut() {
@@ -394,7 +488,8 @@ impl Shared {
         } else if matches!(mode, CommitMode::Sync) {
             for e in tpl.elements() {
                 if let Offset::Offset(o) = e.offset() {
-                    self.metrics.partition(e.topic(), e.partition(), |g| g.committed = Some(o));
+                    self.metrics
+                        .partition(e.topic(), e.partition(), |g| g.committed = Some(o));
                 }
             }
         }
@@ -420,6 +515,8 @@ pub enum Stopped {
     Clean,
     /// A fatal error.
     Failed(String),
+    /// A simulated crash (tests): nothing was flushed or committed.
+    Crashed,
 }
 
 impl Sink {
@@ -429,6 +526,7 @@ impl Sink {
         config: Arc<Config>,
         metrics: Arc<Metrics>,
         ready: Arc<AtomicBool>,
+        crash: Option<Arc<CrashPlan>>,
     ) -> Result<Sink, String> {
         let mapper = Mapper::new(&config)?;
         let k = &config.kafka;
@@ -441,7 +539,10 @@ impl Sink {
             ErrorPolicy::Dlq { .. } => {
                 let mut pc = cc.clone();
                 pc.set("enable.idempotence", "true");
-                Some(pc.create::<ThreadedProducer<DefaultProducerContext>>().map_err(|e| format!("DLQ producer: {e}"))?)
+                Some(
+                    pc.create::<ThreadedProducer<DefaultProducerContext>>()
+                        .map_err(|e| format!("DLQ producer: {e}"))?,
+                )
             }
             _ => None,
         };
@@ -464,11 +565,23 @@ impl Sink {
                     Assignment::Roundrobin => "roundrobin",
                 },
             );
-        let shared = Arc::new(Shared { engine, config: config.clone(), metrics, mapper, state: Mutex::new(State::default()), dlq, ready });
-        let consumer: BaseConsumer<AgentContext> =
-            cc.create_with_context(AgentContext(shared.clone())).map_err(|e| format!("Kafka consumer: {e}"))?;
+        let shared = Arc::new(Shared {
+            engine,
+            config: config.clone(),
+            metrics,
+            mapper,
+            state: Mutex::new(State::default()),
+            dlq,
+            ready,
+            crash,
+        });
+        let consumer: BaseConsumer<AgentContext> = cc
+            .create_with_context(AgentContext(shared.clone()))
+            .map_err(|e| format!("Kafka consumer: {e}"))?;
         let topics: Vec<&str> = k.topics.iter().map(String::as_str).collect();
-        consumer.subscribe(&topics).map_err(|e| format!("subscribe to {topics:?}: {e}"))?;
+        consumer
+            .subscribe(&topics)
+            .map_err(|e| format!("subscribe to {topics:?}: {e}"))?;
         Ok(Sink { shared, consumer })
     }
 
@@ -478,10 +591,20 @@ impl Sink {
         let mut last_commit = Instant::now();
         let mut last_watermarks = Instant::now() - Duration::from_secs(60);
         let mut last_gc = Instant::now();
-        let poll_timeout = shared.config.batch.linger.min(Duration::from_millis(100)).max(Duration::from_millis(1));
+        let poll_timeout = shared
+            .config
+            .batch
+            .linger
+            .min(Duration::from_millis(100))
+            .max(Duration::from_millis(1));
         while !stop.load(Ordering::Acquire) {
             match self.consumer.poll(poll_timeout) {
-                Some(Ok(m)) => shared.handle(&m),
+                Some(Ok(m)) => {
+                    shared.handle(&m);
+                    if shared.crash_point() {
+                        return Stopped::Crashed;
+                    }
+                }
                 Some(Err(KafkaError::PartitionEOF(_))) | None => {}
                 Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
             }
@@ -495,6 +618,9 @@ impl Sink {
             let pending: u64 = shared.lock().parts.values().map(|p| p.batch_bytes).sum();
             let force = pending >= shared.config.batch.max_pending_bytes;
             let failed = shared.flush_parts(None, force);
+            if shared.crashed() || shared.crash_point() {
+                return Stopped::Crashed;
+            }
             self.pause_resume(&failed);
             if last_commit.elapsed() >= Duration::from_millis(200) {
                 shared.commit(&self.consumer, None, CommitMode::Async);
@@ -508,7 +634,11 @@ impl Sink {
                 if last_gc.elapsed() >= Duration::from_secs(60) {
                     let cutoff = now_ns() - retention.as_nanos() as i64;
                     match shared.engine.gc(cutoff) {
-                        Ok(s) if s.segments_deleted > 0 => tracing::info!(segments = s.segments_deleted, events = s.events_deleted, "retention gc"),
+                        Ok(s) if s.segments_deleted > 0 => tracing::info!(
+                            segments = s.segments_deleted,
+                            events = s.events_deleted,
+                            "retention gc"
+                        ),
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "retention gc failed"),
                     }
@@ -524,7 +654,9 @@ impl Sink {
             return Stopped::Failed(why);
         }
         if unflushed {
-            return Stopped::Failed("some batches could not be made durable before shutdown".into());
+            return Stopped::Failed(
+                "some batches could not be made durable before shutdown".into(),
+            );
         }
         Stopped::Clean
     }
@@ -543,7 +675,12 @@ impl Sink {
         }
         // Partitions that were paused and are now durable again: resume at the next offset.
         let resumable: Vec<((String, i32), Option<i64>)> = {
-            let metrics = self.shared.metrics.partitions.lock().unwrap_or_else(|p| p.into_inner());
+            let metrics = self
+                .shared
+                .metrics
+                .partitions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             let st = self.shared.lock();
             st.parts
                 .iter()
@@ -557,7 +694,10 @@ impl Sink {
             if self.consumer.resume(&tpl).is_ok() {
                 if let Some(d) = durable {
                     // Messages fetched while paused were dropped: read them again.
-                    if let Err(e) = self.consumer.seek(&t, p, Offset::Offset(d + 1), Duration::from_secs(5)) {
+                    if let Err(e) =
+                        self.consumer
+                            .seek(&t, p, Offset::Offset(d + 1), Duration::from_secs(5))
+                    {
                         tracing::warn!(topic = t, partition = p, error = %e, "seek after resume failed");
                     }
                 }
@@ -570,13 +710,21 @@ impl Sink {
     fn refresh_watermarks(&self) {
         let keys: Vec<(String, i32)> = self.shared.lock().parts.keys().cloned().collect();
         for (t, p) in keys {
-            if let Ok((_, high)) = self.consumer.fetch_watermarks(&t, p, Duration::from_millis(500)) {
-                self.shared.metrics.partition(&t, p, |g| g.high_watermark = Some(high));
+            if let Ok((_, high)) = self
+                .consumer
+                .fetch_watermarks(&t, p, Duration::from_millis(500))
+            {
+                self.shared
+                    .metrics
+                    .partition(&t, p, |g| g.high_watermark = Some(high));
             }
         }
     }
 }
 
 fn now_ns() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }

@@ -15,7 +15,7 @@ pub type BenchEngine = Engine<2, 1, 0>;
 /// One event of the bench schema.
 pub type BenchEvent = LogEvent<2, 1, 0>;
 
-/// First timestamp of the bench day (2026-11-25 00:00 UTC).
+/// First timestamp of the bench day (2025-11-25 00:00 UTC).
 pub const DAY_START: i64 = 20_417 * NANOS_PER_DAY;
 /// Users in the data set.
 pub const USERS: u64 = 1_000;

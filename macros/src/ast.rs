@@ -141,25 +141,26 @@ impl Schema {
 fn parse_id(input: &DeriveInput, errors: &mut Errors) -> Option<(u8, Span)> {
     let mut id = None;
     for attr in input.attrs.iter().filter(|a| a.path().is_ident("keplordb")) {
-        let parsed =
-            attr.parse_nested_meta(|meta| {
-                if meta.path.is_ident("id") {
-                    let lit: LitInt = meta.value()?.parse()?;
-                    match lit.base10_parse::<u8>() {
-                        Ok(v) => id = Some((v, lit.span())),
-                        Err(_) => return Err(syn::Error::new(
+        let parsed = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("id") {
+                let lit: LitInt = meta.value()?.parse()?;
+                match lit.base10_parse::<u8>() {
+                    Ok(v) => id = Some((v, lit.span())),
+                    Err(_) => {
+                        return Err(syn::Error::new(
                             lit.span(),
                             format!(
                                 "schema id {} is out of range: use 0 to 255 (it is stored as a u8)",
                                 lit.base10_digits()
                             ),
-                        )),
+                        ))
                     }
-                    Ok(())
-                } else {
-                    Err(meta.error("unknown keplordb option: the only option is `id = N`"))
                 }
-            });
+                Ok(())
+            } else {
+                Err(meta.error("unknown keplordb option: the only option is `id = N`"))
+            }
+        });
         if let Err(e) = parsed {
             errors.push_error(e);
         }

@@ -38,7 +38,10 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError { key: key.into(), message: message.into() }
+    ConfigError {
+        key: key.into(),
+        message: message.into(),
+    }
 }
 
 /// Partition assignment strategy.
@@ -75,8 +78,13 @@ pub struct KafkaConfig {
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Format {
     Json,
-    Avro { schema_file: PathBuf },
-    AvroConfluent { schemas: BTreeMap<u32, PathBuf>, registry_url: Option<String> },
+    Avro {
+        schema_file: PathBuf,
+    },
+    AvroConfluent {
+        schemas: BTreeMap<u32, PathBuf>,
+        registry_url: Option<String>,
+    },
 }
 
 /// Unit of a timestamp field.
@@ -96,7 +104,10 @@ pub enum TsUnit {
 pub enum TsSource {
     /// The Kafka message timestamp.
     Kafka,
-    Field { path: String, unit: TsUnit },
+    Field {
+        path: String,
+        unit: TsUnit,
+    },
 }
 
 /// Where an event's id comes from.
@@ -105,7 +116,9 @@ pub enum TsSource {
 pub enum IdSource {
     /// `topic/partition/offset`: unique and stable across replays.
     Offset,
-    Field { path: String },
+    Field {
+        path: String,
+    },
 }
 
 /// One dim: name, where to read it, indexes.
@@ -224,7 +237,10 @@ fn ser_secret<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S
 
 impl Config {
     /// Reads `path`, applies `KEPLOR_*` overrides from `env`, validates.
-    pub fn load(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+    pub fn load(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| err("<file>", format!("cannot read {}: {e}", path.display())))?;
         let base = path.parent().unwrap_or(Path::new("."));
@@ -238,13 +254,21 @@ impl Config {
         base: &Path,
     ) -> Result<Config, ConfigError> {
         let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            err(e.span().map(|s| format!("<toml at byte {}>", s.start)).unwrap_or("<toml>".into()), e.message().to_string())
+            err(
+                e.span()
+                    .map(|s| format!("<toml at byte {}>", s.start))
+                    .unwrap_or("<toml>".into()),
+                e.message().to_string(),
+            )
         })?;
         apply_env(&mut table, env)?;
-        let raw: RawConfig = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
-            let msg = e.message().to_string();
-            err("<config>", msg)
-        })?;
+        let raw: RawConfig =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    let msg = e.message().to_string();
+                    err("<config>", msg)
+                })?;
         resolve(raw, base)
     }
 
@@ -263,7 +287,13 @@ impl Config {
         );
         c.schema_id = s.id;
         c.bloom_dim = s.dims.iter().position(|d| d.bloom);
-        c.rollup_dims = s.dims.iter().enumerate().filter(|(_, d)| d.rollup).map(|(i, _)| i).collect();
+        c.rollup_dims = s
+            .dims
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.rollup)
+            .map(|(i, _)| i)
+            .collect();
         c.wal_shard_count = self.engine.shards;
         c.wal_sync_interval = self.engine.sync_interval;
         c.wal_max_events = self.engine.max_segment_events;
@@ -272,9 +302,14 @@ impl Config {
 }
 
 /// Applies `KEPLOR_A__B__C=value` to `table.a.b.c`.
-fn apply_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
+fn apply_env(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
     for (name, value) in env {
-        let Some(rest) = name.strip_prefix("KEPLOR_") else { continue };
+        let Some(rest) = name.strip_prefix("KEPLOR_") else {
+            continue;
+        };
         if rest == "CONFIG" || rest == "LOG" {
             continue; // read by the CLI
         }
@@ -303,10 +338,17 @@ fn apply_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, Str
             .unwrap_or(toml::Value::String(value.clone()));
         let mut cur = &mut *table;
         for k in &keys[..keys.len() - 1] {
-            let entry = cur.entry(k.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let entry = cur
+                .entry(k.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             cur = match entry {
                 toml::Value::Table(t) => t,
-                _ => return Err(err(keys.join("."), format!("{name} sets a key inside `{k}`, which is not a table"))),
+                _ => {
+                    return Err(err(
+                        keys.join("."),
+                        format!("{name} sets a key inside `{k}`, which is not a table"),
+                    ))
+                }
             };
         }
         cur.insert(keys[keys.len() - 1].clone(), parsed);
@@ -318,9 +360,10 @@ fn duration(key: &str, q: Option<Quantity>, default: Duration) -> Result<Duratio
     match q {
         None => Ok(default),
         Some(Quantity::Text(t)) => parse_duration(&t).map_err(|m| err(key, m)),
-        Some(Quantity::Number(n)) => {
-            Err(err(key, format!("{n} has no unit: write \"{n}ms\" or \"{n}s\"")))
-        }
+        Some(Quantity::Number(n)) => Err(err(
+            key,
+            format!("{n} has no unit: write \"{n}ms\" or \"{n}s\""),
+        )),
     }
 }
 
@@ -335,19 +378,41 @@ fn size(key: &str, q: Option<Quantity>, default: u64) -> Result<u64, ConfigError
 fn resolve(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     let path_of = |p: &str| {
         let p = PathBuf::from(p);
-        if p.is_relative() { base.join(p) } else { p }
+        if p.is_relative() {
+            base.join(p)
+        } else {
+            p
+        }
     };
 
     // kafka
     let k = raw.kafka.unwrap_or_default();
     let brokers: Vec<String> = match k.brokers {
-        None => return Err(err("kafka.brokers", "required: the bootstrap servers, e.g. \"127.0.0.1:9092\"")),
-        Some(toml::Value::String(s)) => s.split(',').map(|b| b.trim().to_string()).filter(|b| !b.is_empty()).collect(),
+        None => {
+            return Err(err(
+                "kafka.brokers",
+                "required: the bootstrap servers, e.g. \"127.0.0.1:9092\"",
+            ))
+        }
+        Some(toml::Value::String(s)) => s
+            .split(',')
+            .map(|b| b.trim().to_string())
+            .filter(|b| !b.is_empty())
+            .collect(),
         Some(toml::Value::Array(a)) => a
             .into_iter()
-            .map(|v| v.as_str().map(str::to_string).ok_or_else(|| err("kafka.brokers", "list entries must be strings")))
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| err("kafka.brokers", "list entries must be strings"))
+            })
             .collect::<Result<_, _>>()?,
-        Some(_) => return Err(err("kafka.brokers", "a string \"host:port,host:port\" or a list of them")),
+        Some(_) => {
+            return Err(err(
+                "kafka.brokers",
+                "a string \"host:port,host:port\" or a list of them",
+            ))
+        }
     };
     if brokers.is_empty() {
         return Err(err("kafka.brokers", "no broker given"));
@@ -355,20 +420,35 @@ fn resolve(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     let group_id = k.group_id.unwrap_or_else(|| "keplor-agent".to_string());
     let topics = k.topics.unwrap_or_default();
     if topics.is_empty() || topics.iter().any(|t| t.trim().is_empty()) {
-        return Err(err("kafka.topics", "list the topics to consume, e.g. [\"llm-calls\"]"));
+        return Err(err(
+            "kafka.topics",
+            "list the topics to consume, e.g. [\"llm-calls\"]",
+        ));
     }
-    let assignment = match k.assignment_strategy.as_deref().unwrap_or("cooperative-sticky") {
+    let assignment = match k
+        .assignment_strategy
+        .as_deref()
+        .unwrap_or("cooperative-sticky")
+    {
         "cooperative-sticky" => Assignment::CooperativeSticky,
         "range" => Assignment::Range,
         "roundrobin" => Assignment::Roundrobin,
         other => {
-            return Err(err("kafka.assignment_strategy", format!("{other:?}: use cooperative-sticky, range or roundrobin")))
+            return Err(err(
+                "kafka.assignment_strategy",
+                format!("{other:?}: use cooperative-sticky, range or roundrobin"),
+            ))
         }
     };
     let auto_offset_reset = match k.auto_offset_reset.as_deref().unwrap_or("earliest") {
         "earliest" => OffsetReset::Earliest,
         "latest" => OffsetReset::Latest,
-        other => return Err(err("kafka.auto_offset_reset", format!("{other:?}: use earliest or latest"))),
+        other => {
+            return Err(err(
+                "kafka.auto_offset_reset",
+                format!("{other:?}: use earliest or latest"),
+            ))
+        }
     };
     let mut properties = BTreeMap::new();
     for (key, v) in k.properties.unwrap_or_default() {
@@ -377,7 +457,12 @@ fn resolve(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             toml::Value::Integer(i) => i.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
             toml::Value::Float(f) => f.to_string(),
-            _ => return Err(err(format!("kafka.properties.{key}"), "a string, number or boolean")),
+            _ => {
+                return Err(err(
+                    format!("kafka.properties.{key}"),
+                    "a string, number or boolean",
+                ))
+            }
         };
         const OWNED: [&str; 6] = [
             "bootstrap.servers",
@@ -401,16 +486,22 @@ fn resolve(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     let format = match f.kind.as_deref().unwrap_or("json") {
         "json" => Format::Json,
         "avro" => Format::Avro {
-            schema_file: path_of(
-                f.schema_file
-                    .as_deref()
-                    .ok_or_else(|| err("format.schema_file", "format.kind = \"avro\" needs the writer schema (.avsc)"))?,
-            ),
+            schema_file: path_of(f.schema_file.as_deref().ok_or_else(|| {
+                err(
+                    "format.schema_file",
+                    "format.kind = \"avro\" needs the writer schema (.avsc)",
+                )
+            })?),
         },
         "avro-confluent" => {
             let mut schemas = BTreeMap::new();
             for (id, file) in f.schemas.unwrap_or_default() {
-                let n: u32 = id.parse().map_err(|_| err(format!("format.schemas.{id}"), "keys are schema ids (numbers)"))?;
+                let n: u32 = id.parse().map_err(|_| {
+                    err(
+                        format!("format.schemas.{id}"),
+                        "keys are schema ids (numbers)",
+                    )
+                })?;
                 schemas.insert(n, path_of(&file));
             }
             if schemas.is_empty() && f.registry_url.is_none() {
@@ -419,54 +510,135 @@ fn resolve(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
                     "format.kind = \"avro-confluent\" needs schema files keyed by id, or format.registry_url",
                 ));
             }
-            Format::AvroConfluent { schemas, registry_url: f.registry_url }
+            Format::AvroConfluent {
+                schemas,
+                registry_url: f.registry_url,
+            }
         }
-        other => return Err(err("format.kind", format!("{other:?}: use json, avro or avro-confluent"))),
+        other => {
+            return Err(err(
+                "format.kind",
+                format!("{other:?}: use json, avro or avro-confluent"),
+            ))
+        }
     };
 
     // schema
-    let s = raw.schema.ok_or_else(|| err("schema", "required: the dims, counters and labels to store"))?;
-    let id = s.id.ok_or_else(|| err("schema.id", "required: a schema id 0..=255 recorded in the data files"))?;
-    let blooms: Vec<&str> = s.dims.iter().filter(|d| d.bloom).map(|d| d.name.as_str()).collect();
+    let s = raw
+        .schema
+        .ok_or_else(|| err("schema", "required: the dims, counters and labels to store"))?;
+    let id = s.id.ok_or_else(|| {
+        err(
+            "schema.id",
+            "required: a schema id 0..=255 recorded in the data files",
+        )
+    })?;
+    let blooms: Vec<&str> = s
+        .dims
+        .iter()
+        .filter(|d| d.bloom)
+        .map(|d| d.name.as_str())
+        .collect();
     if blooms.len() > 1 {
         return Err(err(
             "schema.dims",
-            format!("dims `{}` and `{}` are both marked bloom; only one dim carries the bloom filter", blooms[0], blooms[1]),
+            format!(
+                "dims `{}` and `{}` are both marked bloom; only one dim carries the bloom filter",
+                blooms[0], blooms[1]
+            ),
         ));
     }
-    let ts = match s.ts {
-        None => TsSource::Kafka,
-        Some(t) => match t.source.as_deref().unwrap_or(if t.path.is_some() { "field" } else { "kafka" }) {
-            "kafka" => TsSource::Kafka,
-            "field" => TsSource::Field {
-                path: t.path.ok_or_else(|| err("schema.ts.path", "schema.ts.source = \"field\" needs the field's path"))?,
-                unit: match t.unit.as_deref().unwrap_or("ms") {
-                    "ns" => TsUnit::Ns,
-                    "us" => TsUnit::Us,
-                    "ms" => TsUnit::Ms,
-                    "s" => TsUnit::S,
-                    "rfc3339" => TsUnit::Rfc3339,
-                    other => return Err(err("schema.ts.unit", format!("{other:?}: use ns, us, ms, s or rfc3339"))),
+    let ts =
+        match s.ts {
+            None => TsSource::Kafka,
+            Some(t) => match t.source.as_deref().unwrap_or(if t.path.is_some() {
+                "field"
+            } else {
+                "kafka"
+            }) {
+                "kafka" => TsSource::Kafka,
+                "field" => TsSource::Field {
+                    path: t.path.ok_or_else(|| {
+                        err(
+                            "schema.ts.path",
+                            "schema.ts.source = \"field\" needs the field's path",
+                        )
+                    })?,
+                    unit: match t.unit.as_deref().unwrap_or("ms") {
+                        "ns" => TsUnit::Ns,
+                        "us" => TsUnit::Us,
+                        "ms" => TsUnit::Ms,
+                        "s" => TsUnit::S,
+                        "rfc3339" => TsUnit::Rfc3339,
+                        other => {
+                            return Err(err(
+                                "schema.ts.unit",
+                                format!("{other:?}: use ns, us, ms, s or rfc3339"),
+                            ))
+                        }
+                    },
                 },
+                other => {
+                    return Err(err(
+                        "schema.ts.source",
+                        format!("{other:?}: use field or kafka"),
+                    ))
+                }
             },
-            other => return Err(err("schema.ts.source", format!("{other:?}: use field or kafka"))),
-        },
-    };
-    let event_id = match s.event_id {
-        None => IdSource::Offset,
-        Some(i) => match i.source.as_deref().unwrap_or(if i.path.is_some() { "field" } else { "offset" }) {
-            "offset" => IdSource::Offset,
-            "field" => IdSource::Field {
-                path: i.path.ok_or_else(|| err("schema.event_id.path", "source = \"field\" needs the field's path"))?,
+        };
+    let event_id =
+        match s.event_id {
+            None => IdSource::Offset,
+            Some(i) => match i.source.as_deref().unwrap_or(if i.path.is_some() {
+                "field"
+            } else {
+                "offset"
+            }) {
+                "offset" => IdSource::Offset,
+                "field" => IdSource::Field {
+                    path: i.path.ok_or_else(|| {
+                        err(
+                            "schema.event_id.path",
+                            "source = \"field\" needs the field's path",
+                        )
+                    })?,
+                },
+                other => {
+                    return Err(err(
+                        "schema.event_id.source",
+                        format!("{other:?}: use offset or field"),
+                    ))
+                }
             },
-            other => return Err(err("schema.event_id.source", format!("{other:?}: use offset or field"))),
-        },
-    };
+        };
     let schema = SchemaMapping {
         id,
-        dims: s.dims.into_iter().map(|d| DimMapping { name: d.name, path: d.path, bloom: d.bloom, rollup: d.rollup }).collect(),
-        counters: s.counters.into_iter().map(|c| ColumnMapping { name: c.name, path: c.path }).collect(),
-        labels: s.labels.into_iter().map(|c| ColumnMapping { name: c.name, path: c.path }).collect(),
+        dims: s
+            .dims
+            .into_iter()
+            .map(|d| DimMapping {
+                name: d.name,
+                path: d.path,
+                bloom: d.bloom,
+                rollup: d.rollup,
+            })
+            .collect(),
+        counters: s
+            .counters
+            .into_iter()
+            .map(|c| ColumnMapping {
+                name: c.name,
+                path: c.path,
+            })
+            .collect(),
+        labels: s
+            .labels
+            .into_iter()
+            .map(|c| ColumnMapping {
+                name: c.name,
+                path: c.path,
+            })
+            .collect(),
         ts,
         event_id,
         metric: s.metric,
@@ -483,7 +655,12 @@ fn resolve(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         .chain(schema.labels.iter().map(|c| ("labels", &c.path)))
     {
         if matches!(format, Format::Json) && !p.is_empty() && !p.starts_with('/') {
-            return Err(err(format!("schema.{kind}"), format!("{p:?} is not a JSON pointer: JSON paths start with '/', e.g. \"/user/id\"")));
+            return Err(err(
+                format!("schema.{kind}"),
+                format!(
+                    "{p:?} is not a JSON pointer: JSON paths start with '/', e.g. \"/user/id\""
+                ),
+            ));
         }
     }
 
@@ -502,7 +679,14 @@ fn resolve(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         },
     };
     if engine.shards == 0 || engine.shards > keplordb::MAX_SHARDS {
-        return Err(err("engine.shards", format!("{} is out of range 1..={}", engine.shards, keplordb::MAX_SHARDS)));
+        return Err(err(
+            "engine.shards",
+            format!(
+                "{} is out of range 1..={}",
+                engine.shards,
+                keplordb::MAX_SHARDS
+            ),
+        ));
     }
 
     // batch
@@ -547,31 +731,72 @@ fn resolve(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         }
     }
     if r.dlq_topic.is_some() && !matches!(policy, ErrorPolicy::Dlq { .. }) {
-        return Err(err("errors.dlq_topic", "set, but errors.policy is not \"dlq\""));
+        return Err(err(
+            "errors.dlq_topic",
+            "set, but errors.policy is not \"dlq\"",
+        ));
     }
-    let errors = ErrorSettings { policy, retry_backoff: duration("errors.retry_backoff", r.retry_backoff, Duration::from_secs(1))? };
+    let errors = ErrorSettings {
+        policy,
+        retry_backoff: duration(
+            "errors.retry_backoff",
+            r.retry_backoff,
+            Duration::from_secs(1),
+        )?,
+    };
 
     // http
     let h = raw.http.unwrap_or_default();
     let listen = h.listen.as_deref().unwrap_or("127.0.0.1:8686");
     let http = HttpSettings {
         enabled: h.enabled.unwrap_or(true),
-        listen: listen.parse().map_err(|_| err("http.listen", format!("{listen:?} is not an address like \"127.0.0.1:8686\"")))?,
+        listen: listen.parse().map_err(|_| {
+            err(
+                "http.listen",
+                format!("{listen:?} is not an address like \"127.0.0.1:8686\""),
+            )
+        })?,
         auth_token: h.auth_token.filter(|t| !t.is_empty()),
         max_limit: h.max_limit.unwrap_or(1000) as usize,
-        request_timeout: duration("http.request_timeout", h.request_timeout, Duration::from_secs(10))?,
+        request_timeout: duration(
+            "http.request_timeout",
+            h.request_timeout,
+            Duration::from_secs(10),
+        )?,
         max_query_bytes: size("http.max_query_bytes", h.max_query_bytes, 8 * 1024)? as usize,
     };
     if http.max_limit == 0 {
         return Err(err("http.max_limit", "must be at least 1"));
     }
 
-    let shutdown_grace =
-        duration("shutdown.grace_period", raw.shutdown.unwrap_or_default().grace_period, Duration::from_secs(30))?;
+    let shutdown_grace = duration(
+        "shutdown.grace_period",
+        raw.shutdown.unwrap_or_default().grace_period,
+        Duration::from_secs(30),
+    )?;
 
-    let config = Config { kafka: KafkaConfig { brokers, group_id, topics, assignment, auto_offset_reset, properties }, format, schema, engine, batch, errors, http, shutdown_grace };
+    let config = Config {
+        kafka: KafkaConfig {
+            brokers,
+            group_id,
+            topics,
+            assignment,
+            auto_offset_reset,
+            properties,
+        },
+        format,
+        schema,
+        engine,
+        batch,
+        errors,
+        http,
+        shutdown_grace,
+    };
     // The engine checks names, caps and index references; surface its message under our key.
-    config.engine_config().validate().map_err(|e| err("schema", e.to_string()))?;
+    config
+        .engine_config()
+        .validate()
+        .map_err(|e| err("schema", e.to_string()))?;
     Ok(config)
 }
 

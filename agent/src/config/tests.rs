@@ -77,23 +77,54 @@ fn errors_name_their_keys() {
     let cases: &[(&str, &str, &str)] = &[
         ("[batch]\nlinger = 50", "batch.linger", "no unit"),
         ("[batch]\nlinger = \"50 parsecs\"", "batch.linger", "unit"),
-        ("[batch]\nmax_bytes = \"8MiB\"\nmax_pending_bytes = \"1MiB\"", "batch.max_pending_bytes", "batch.max_bytes (8388608)"),
-        ("[errors]\npolicy = \"dlq\"", "errors.dlq_topic", "needs errors.dlq_topic"),
-        ("[errors]\npolicy = \"dlq\"\ndlq_topic = \"llm-calls\"", "errors.dlq_topic", "also in kafka.topics"),
-        ("[errors]\npolicy = \"retry\"", "errors.policy", "dlq, skip or stop"),
+        (
+            "[batch]\nmax_bytes = \"8MiB\"\nmax_pending_bytes = \"1MiB\"",
+            "batch.max_pending_bytes",
+            "batch.max_bytes (8388608)",
+        ),
+        (
+            "[errors]\npolicy = \"dlq\"",
+            "errors.dlq_topic",
+            "needs errors.dlq_topic",
+        ),
+        (
+            "[errors]\npolicy = \"dlq\"\ndlq_topic = \"llm-calls\"",
+            "errors.dlq_topic",
+            "also in kafka.topics",
+        ),
+        (
+            "[errors]\npolicy = \"retry\"",
+            "errors.policy",
+            "dlq, skip or stop",
+        ),
         ("[format]\nkind = \"avro\"", "format.schema_file", ".avsc"),
         ("[format]\nkind = \"protobuf\"", "format.kind", "json, avro"),
-        ("[http]\nlisten = \"everywhere\"", "http.listen", "not an address"),
+        (
+            "[http]\nlisten = \"everywhere\"",
+            "http.listen",
+            "not an address",
+        ),
         ("[engine]\nshards = 0", "engine.shards", "out of range"),
-        ("[kafka.properties]\n\"group.id\" = \"x\"", "kafka.properties.group.id", "set by the agent"),
-        ("[schema.ts]\nsource = \"field\"", "schema.ts.path", "needs the field's path"),
+        (
+            "[kafka.properties]\n\"group.id\" = \"x\"",
+            "kafka.properties.group.id",
+            "set by the agent",
+        ),
+        (
+            "[schema.ts]\nsource = \"field\"",
+            "schema.ts.path",
+            "needs the field's path",
+        ),
     ];
     for (extra, key, msg) in cases {
         let e = load(extra, &[]).unwrap_err();
         assert_eq!(&e.key, key, "{extra}: {e}");
         assert!(e.message.contains(msg), "{extra}: {e}");
     }
-    let two_blooms = BASE.replace("{ name = \"model\", path = \"/model\" }", "{ name = \"model\", path = \"/model\", bloom = true }");
+    let two_blooms = BASE.replace(
+        "{ name = \"model\", path = \"/model\" }",
+        "{ name = \"model\", path = \"/model\", bloom = true }",
+    );
     let e = Config::from_toml(&two_blooms, [], Path::new(".")).unwrap_err();
     assert!(e.message.contains("`user` and `model`"), "{e}");
     let bad_pointer = BASE.replace("\"/model\"", "\"model\"");

@@ -5,9 +5,13 @@ use std::time::Duration;
 /// Parses `"250ms"`, `"10s"`, `"5m"`, `"1h"`, `"2d"`, `"1500us"`, `"100ns"`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration: expected a number and a unit, like \"250ms\" or \"10s\""))?;
+    let n: f64 = num.parse().map_err(|_| {
+        format!("{s:?} is not a duration: expected a number and a unit, like \"250ms\" or \"10s\"")
+    })?;
     let secs = match unit.trim() {
         "ns" => n / 1e9,
         "us" | "µs" => n / 1e6,
@@ -17,7 +21,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => n * 3600.0,
         "d" => n * 86_400.0,
         "" => return Err(format!("{s:?} has no unit: write \"{s}s\" or \"{s}ms\"")),
-        u => return Err(format!("unknown duration unit {u:?} in {s:?}: use ns, us, ms, s, m, h or d")),
+        u => {
+            return Err(format!(
+                "unknown duration unit {u:?} in {s:?}: use ns, us, ms, s, m, h or d"
+            ))
+        }
     };
     if !secs.is_finite() || secs < 0.0 || secs > 1e12 {
         return Err(format!("{s:?} is out of range"));
@@ -30,7 +38,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size: expected a number and a unit, like \"64MiB\""))?;
+    let n: u64 = num.parse().map_err(|_| {
+        format!("{s:?} is not a size: expected a number and a unit, like \"64MiB\"")
+    })?;
     let mult: u64 = match unit.trim() {
         "" | "B" => 1,
         "kB" | "KB" => 1_000,
@@ -39,9 +49,14 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "MiB" => 1 << 20,
         "GB" => 1_000_000_000,
         "GiB" => 1 << 30,
-        u => return Err(format!("unknown size unit {u:?} in {s:?}: use B, kB, KiB, MB, MiB, GB or GiB")),
+        u => {
+            return Err(format!(
+                "unknown size unit {u:?} in {s:?}: use B, kB, KiB, MB, MiB, GB or GiB"
+            ))
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 /// Formats a duration the way it is written in configs.
@@ -66,7 +81,9 @@ mod tests {
         assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
         assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
         assert!(parse_duration("10").unwrap_err().contains("no unit"));
-        assert!(parse_duration("10 parsecs").unwrap_err().contains("unknown duration unit"));
+        assert!(parse_duration("10 parsecs")
+            .unwrap_err()
+            .contains("unknown duration unit"));
         assert!(parse_duration("fast").is_err());
         assert_eq!(fmt_duration(Duration::from_millis(250)), "250ms");
         assert_eq!(fmt_duration(Duration::from_secs(10)), "10s");

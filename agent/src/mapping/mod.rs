@@ -19,7 +19,11 @@ pub enum MapError {
     /// The payload is not valid for the configured format.
     Decode(String),
     /// A column's value has the wrong type or is out of range.
-    Field { column: String, path: String, problem: String },
+    Field {
+        column: String,
+        path: String,
+        problem: String,
+    },
     /// The message has no payload.
     Empty,
 }
@@ -39,7 +43,11 @@ impl std::fmt::Display for MapError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             MapError::Decode(e) => write!(f, "cannot decode payload: {e}"),
-            MapError::Field { column, path, problem } => write!(f, "column `{column}` (at {path}): {problem}"),
+            MapError::Field {
+                column,
+                path,
+                problem,
+            } => write!(f, "column `{column}` (at {path}): {problem}"),
             MapError::Empty => f.write_str("message has no payload"),
         }
     }
@@ -104,7 +112,9 @@ impl Doc {
                         cur = inner;
                     }
                     let next = match cur {
-                        Avro::Record(fields) => fields.iter().find(|(k, _)| k == seg).map(|(_, x)| x),
+                        Avro::Record(fields) => {
+                            fields.iter().find(|(k, _)| k == seg).map(|(_, x)| x)
+                        }
                         Avro::Map(m) => m.get(seg),
                         _ => None,
                     };
@@ -144,23 +154,51 @@ impl Doc {
 enum Decoder {
     Json,
     Avro(AvroReader),
-    Confluent { readers: RwLock<HashMap<u32, Arc<AvroReader>>>, registry: Option<String> },
+    Confluent {
+        readers: RwLock<HashMap<u32, Arc<AvroReader>>>,
+        registry: Option<String>,
+    },
 }
 
 /// A datum reader for one writer schema. Schemas live as long as the process (they are few:
 /// one per configured file or registry id), so they are leaked to give the reader a `'static`
 /// borrow and keep the resolved names across messages.
-type AvroReader = apache_avro::reader::datum::GenericDatumReader<'static>;
+struct AvroReader {
+    schema: &'static apache_avro::Schema,
+    reader: apache_avro::reader::datum::GenericDatumReader<'static>,
+}
 
 fn avro_reader(schema: apache_avro::Schema) -> Result<AvroReader, String> {
     let schema: &'static apache_avro::Schema = Box::leak(Box::new(schema));
-    apache_avro::reader::datum::GenericDatumReader::builder(schema).build().map_err(|e| format!("Avro schema: {e}"))
+    let reader = apache_avro::reader::datum::GenericDatumReader::builder(schema)
+        .build()
+        .map_err(|e| format!("Avro schema: {e}"))?;
+    Ok(AvroReader { schema, reader })
 }
 
-fn read_datum(reader: &AvroReader, mut bytes: &[u8]) -> Result<Doc, MapError> {
-    let v = reader.read_value(&mut bytes).map_err(|e| MapError::Decode(e.to_string()))?;
+fn read_datum(r: &AvroReader, mut bytes: &[u8]) -> Result<Doc, MapError> {
+    let whole_len = bytes.len();
+    let v = r
+        .reader
+        .read_value(&mut bytes)
+        .map_err(|e| MapError::Decode(e.to_string()))?;
     if !bytes.is_empty() {
-        return Err(MapError::Decode(format!("{} bytes left after the Avro datum", bytes.len())));
+        return Err(MapError::Decode(format!(
+            "{} bytes left after the Avro datum",
+            bytes.len()
+        )));
+    }
+    // apache-avro reads a datum cut short inside a union as null, so a truncated message can
+    // decode. Avro's binary encoding of a value has one length: a datum that re-encodes to
+    // fewer bytes than it was read from is incomplete.
+    #[allow(deprecated)]
+    let consumed = apache_avro::to_avro_datum(r.schema, v.clone())
+        .map_err(|e| MapError::Decode(e.to_string()))?
+        .len();
+    if consumed != whole_len || !v.validate(r.schema) {
+        return Err(MapError::Decode(format!(
+            "Avro datum is truncated: {whole_len} bytes read, the decoded value needs {consumed}"
+        )));
     }
     Ok(Doc::Avro(v))
 }
@@ -192,8 +230,10 @@ impl std::fmt::Debug for Mapper {
 }
 
 fn read_schema(path: &std::path::Path) -> Result<apache_avro::Schema, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read Avro schema {}: {e}", path.display()))?;
-    apache_avro::Schema::parse_str(&text).map_err(|e| format!("invalid Avro schema {}: {e}", path.display()))
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read Avro schema {}: {e}", path.display()))?;
+    apache_avro::Schema::parse_str(&text)
+        .map_err(|e| format!("invalid Avro schema {}: {e}", path.display()))
 }
 
 impl Mapper {
@@ -202,27 +242,50 @@ impl Mapper {
         let avro = !matches!(config.format, Format::Json);
         let compile = |p: &str| {
             if avro {
-                Path::Avro(p.trim_start_matches('/').split(['.', '/']).map(str::to_string).collect())
+                Path::Avro(
+                    p.trim_start_matches('/')
+                        .split(['.', '/'])
+                        .map(str::to_string)
+                        .collect(),
+                )
             } else {
                 Path::Json(p.to_string())
             }
         };
         let decoder = match &config.format {
             Format::Json => Decoder::Json,
-                        Format::Avro { schema_file } => Decoder::Avro(avro_reader(read_schema(schema_file)?)?),
-            Format::AvroConfluent { schemas, registry_url } => {
+            Format::Avro { schema_file } => Decoder::Avro(avro_reader(read_schema(schema_file)?)?),
+            Format::AvroConfluent {
+                schemas,
+                registry_url,
+            } => {
                 let mut map = HashMap::new();
                 for (id, file) in schemas {
                     map.insert(*id, Arc::new(avro_reader(read_schema(file)?)?));
                 }
-                Decoder::Confluent { readers: RwLock::new(map), registry: registry_url.clone() }
+                Decoder::Confluent {
+                    readers: RwLock::new(map),
+                    registry: registry_url.clone(),
+                }
             }
         };
         let s = &config.schema;
         let columns = Columns {
-            dims: s.dims.iter().map(|d| (d.name.clone(), compile(&d.path))).collect(),
-            counters: s.counters.iter().map(|c| (c.name.clone(), compile(&c.path))).collect(),
-            labels: s.labels.iter().map(|c| (c.name.clone(), compile(&c.path))).collect(),
+            dims: s
+                .dims
+                .iter()
+                .map(|d| (d.name.clone(), compile(&d.path)))
+                .collect(),
+            counters: s
+                .counters
+                .iter()
+                .map(|c| (c.name.clone(), compile(&c.path)))
+                .collect(),
+            labels: s
+                .labels
+                .iter()
+                .map(|c| (c.name.clone(), compile(&c.path)))
+                .collect(),
             metric: s.metric.as_deref().map(compile),
             latency: s.latency_ms.as_deref().map(compile),
             latency_detail: s.latency_detail_ms.as_deref().map(compile),
@@ -242,22 +305,38 @@ impl Mapper {
 
     fn decode(&self, payload: &[u8]) -> Result<Doc, MapError> {
         match &self.decoder {
-            Decoder::Json => serde_json::from_slice(payload).map(Doc::Json).map_err(|e| MapError::Decode(e.to_string())),
+            Decoder::Json => serde_json::from_slice(payload)
+                .map(Doc::Json)
+                .map_err(|e| MapError::Decode(e.to_string())),
             Decoder::Avro(reader) => read_datum(reader, payload),
             Decoder::Confluent { readers, registry } => {
                 if payload.len() < 5 || payload[0] != 0 {
-                    return Err(MapError::Decode("not Confluent-framed: expected magic byte 0 and a 4-byte schema id".into()));
+                    return Err(MapError::Decode(
+                        "not Confluent-framed: expected magic byte 0 and a 4-byte schema id".into(),
+                    ));
                 }
                 let id = u32::from_be_bytes([payload[1], payload[2], payload[3], payload[4]]);
-                let known = readers.read().unwrap_or_else(|p| p.into_inner()).get(&id).cloned();
+                let known = readers
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&id)
+                    .cloned();
                 let reader = match known {
                     Some(r) => r,
                     None => {
                         let Some(url) = registry else {
-                            return Err(MapError::Decode(format!("unknown schema id {id} (not in format.schemas)")));
+                            return Err(MapError::Decode(format!(
+                                "unknown schema id {id} (not in format.schemas)"
+                            )));
                         };
-                        let r = Arc::new(avro_reader(fetch_schema(url, id).map_err(MapError::Decode)?).map_err(MapError::Decode)?);
-                        readers.write().unwrap_or_else(|p| p.into_inner()).insert(id, r.clone());
+                        let r = Arc::new(
+                            avro_reader(fetch_schema(url, id).map_err(MapError::Decode)?)
+                                .map_err(MapError::Decode)?,
+                        );
+                        readers
+                            .write()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(id, r.clone());
                         r
                     }
                 };
@@ -287,7 +366,8 @@ impl Mapper {
                 Scalar::UInt(u) => u.to_string(),
                 Scalar::Float(f) => f.to_string(),
                 Scalar::Bool(b) => b.to_string(),
-                Scalar::Bytes(b) => String::from_utf8(b.to_vec()).map_err(|_| field(name, p, "bytes are not UTF-8".into()))?,
+                Scalar::Bytes(b) => String::from_utf8(b.to_vec())
+                    .map_err(|_| field(name, p, "bytes are not UTF-8".into()))?,
             })
         };
         let int = |name: &str, p: &Path| -> Result<i128, MapError> {
@@ -296,7 +376,10 @@ impl Mapper {
                 Scalar::Int(i) => Ok(i as i128),
                 Scalar::UInt(u) => Ok(u as i128),
                 Scalar::Float(f) if f.is_finite() && f.fract() == 0.0 => Ok(f as i128),
-                Scalar::Str(s) => s.trim().parse::<i128>().map_err(|_| field(name, p, format!("{s:?} is not a whole number"))),
+                Scalar::Str(s) => s
+                    .trim()
+                    .parse::<i128>()
+                    .map_err(|_| field(name, p, format!("{s:?} is not a whole number"))),
                 Scalar::Bool(b) => Ok(b as i128),
                 _ => Err(field(name, p, "expected a whole number".into())),
             }
@@ -316,9 +399,13 @@ impl Mapper {
             None => meta.timestamp_ms.unwrap_or(0).saturating_mul(1_000_000),
             Some((p, unit)) => {
                 let v = match (doc.get(p), unit) {
-                    (Scalar::Str(s), TsUnit::Rfc3339) => parse_rfc3339(s).map_err(|e| field("ts", p, e))? as i128,
+                    (Scalar::Str(s), TsUnit::Rfc3339) => {
+                        parse_rfc3339(s).map_err(|e| field("ts", p, e))? as i128
+                    }
                     (Scalar::Missing, _) => return Err(field("ts", p, "missing".into())),
-                    (_, TsUnit::Rfc3339) => return Err(field("ts", p, "expected an RFC 3339 string".into())),
+                    (_, TsUnit::Rfc3339) => {
+                        return Err(field("ts", p, "expected an RFC 3339 string".into()))
+                    }
                     _ => {
                         let n = int("ts", p)?;
                         n * match unit {
@@ -329,7 +416,8 @@ impl Mapper {
                         }
                     }
                 };
-                i64::try_from(v).map_err(|_| field("ts", p, "out of the representable range".into()))?
+                i64::try_from(v)
+                    .map_err(|_| field("ts", p, "out of the representable range".into()))?
             }
         };
         let id = match &c.id {
@@ -352,11 +440,20 @@ impl Mapper {
                 .map(|(n, p)| ranged(n, p, 0, u32::MAX as i128).map(|v| v as u32))
                 .collect::<Result<_, _>>()?,
             latency_ms: opt("latency_ms", &c.latency, 0, u32::MAX as i128)? as u32,
-            latency_detail_ms: opt("latency_detail_ms", &c.latency_detail, 0, u32::MAX as i128)? as u32,
+            latency_detail_ms: opt("latency_detail_ms", &c.latency_detail, 0, u32::MAX as i128)?
+                as u32,
             status: opt("status", &c.status, 0, u16::MAX as i128)? as u16,
             flags: EventFlags(opt("flags", &c.flags, 0, u16::MAX as i128)? as u16),
-            dims: c.dims.iter().map(|(n, p)| text(n, p)).collect::<Result<_, _>>()?,
-            labels: c.labels.iter().map(|(n, p)| text(n, p)).collect::<Result<_, _>>()?,
+            dims: c
+                .dims
+                .iter()
+                .map(|(n, p)| text(n, p))
+                .collect::<Result<_, _>>()?,
+            labels: c
+                .labels
+                .iter()
+                .map(|(n, p)| text(n, p))
+                .collect::<Result<_, _>>()?,
         })
     }
 }
@@ -370,8 +467,12 @@ fn fetch_schema(url: &str, id: u32) -> Result<apache_avro::Schema, String> {
         .body_mut()
         .read_to_string()
         .map_err(|e| format!("schema registry {endpoint}: {e}"))?;
-    let v: Json = serde_json::from_str(&body).map_err(|e| format!("schema registry {endpoint}: {e}"))?;
-    let text = v.get("schema").and_then(Json::as_str).ok_or_else(|| format!("schema registry {endpoint}: no `schema` field"))?;
+    let v: Json =
+        serde_json::from_str(&body).map_err(|e| format!("schema registry {endpoint}: {e}"))?;
+    let text = v
+        .get("schema")
+        .and_then(Json::as_str)
+        .ok_or_else(|| format!("schema registry {endpoint}: no `schema` field"))?;
     apache_avro::Schema::parse_str(text).map_err(|e| format!("schema {id} from the registry: {e}"))
 }
 

@@ -15,10 +15,17 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 pub fn parse_rfc3339(s: &str) -> Result<i64, String> {
     let bad = || format!("{s:?} is not an RFC 3339 timestamp like 2026-11-25T10:00:00Z");
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ') || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return Err(bad());
     }
-    let num = |r: std::ops::Range<usize>| s.get(r).and_then(|t| t.parse::<i64>().ok()).ok_or_else(bad);
+    let num =
+        |r: std::ops::Range<usize>| s.get(r).and_then(|t| t.parse::<i64>().ok()).ok_or_else(bad);
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
@@ -45,13 +52,19 @@ pub fn parse_rfc3339(s: &str) -> Result<i64, String> {
             let oh = num(i + 1..i + 3)?;
             let om = num(i + 4..i + 6)?;
             let o = oh * 3600 + om * 60;
-            if sign == b'+' { o } else { -o }
+            if sign == b'+' {
+                o
+            } else {
+                -o
+            }
         }
         _ => return Err(bad()),
     };
     let days = days_from_civil(y, mo as u32, d as u32);
     let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset_s;
-    secs.checked_mul(1_000_000_000).and_then(|n| n.checked_add(frac_ns)).ok_or_else(bad)
+    secs.checked_mul(1_000_000_000)
+        .and_then(|n| n.checked_add(frac_ns))
+        .ok_or_else(bad)
 }
 
 #[cfg(test)]
@@ -61,11 +74,30 @@ mod tests {
     #[test]
     fn known_instants() {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z").unwrap(), 0);
-        assert_eq!(parse_rfc3339("2026-11-25T00:00:00Z").unwrap(), 20_417 * 86_400 * 1_000_000_000);
-        assert_eq!(parse_rfc3339("2026-11-25T02:00:00.5+02:00").unwrap(), 20_417 * 86_400 * 1_000_000_000 + 500_000_000);
-        assert_eq!(parse_rfc3339("2000-02-29T12:34:56.123456789Z").unwrap(), 951_827_696_123_456_789);
-        assert_eq!(parse_rfc3339("1969-12-31T23:59:59Z").unwrap(), -1_000_000_000);
-        for bad in ["", "2026-11-25", "2026-13-01T00:00:00Z", "2026-11-25T00:00:00", "2026-11-25T00:00:00+0200", "x026-11-25T00:00:00Z"] {
+        assert_eq!(
+            parse_rfc3339("2026-11-25T00:00:00Z").unwrap(),
+            20_782 * 86_400 * 1_000_000_000
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-25T02:00:00.5+02:00").unwrap(),
+            20_782 * 86_400 * 1_000_000_000 + 500_000_000
+        );
+        assert_eq!(
+            parse_rfc3339("2000-02-29T12:34:56.123456789Z").unwrap(),
+            951_827_696_123_456_789
+        );
+        assert_eq!(
+            parse_rfc3339("1969-12-31T23:59:59Z").unwrap(),
+            -1_000_000_000
+        );
+        for bad in [
+            "",
+            "2026-11-25",
+            "2026-13-01T00:00:00Z",
+            "2026-11-25T00:00:00",
+            "2026-11-25T00:00:00+0200",
+            "x026-11-25T00:00:00Z",
+        ] {
             assert!(parse_rfc3339(bad).is_err(), "{bad}");
         }
     }
