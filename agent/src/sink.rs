@@ -170,7 +170,7 @@ impl ConsumerContext for AgentContext {
                         let _ = e.set_offset(Offset::Offset(o + 1));
                     }
                     let shard = shard_of(&topic, p, shared.engine.shard_count());
-                    tracing::info!(topic, partition = p, shard, durable, "partition assigned");
+                    tracing::info!(topic, partition = p, shard, durable, offset = ?e.offset(), "partition assigned");
                     shared.metrics.partition(&topic, p, |g| g.durable = durable);
                     st.parts.insert((topic, p), Part::new(shard, durable));
                 }
@@ -204,7 +204,9 @@ impl ConsumerContext for AgentContext {
                 } else {
                     tracing::info!(?revoked, "partitions revoked: flushing and committing");
                     shared.flush_parts(Some(&revoked), true);
-                    shared.commit(consumer, Some(&revoked), CommitMode::Sync);
+                    // Forced: an earlier asynchronous commit of the same offsets may have been refused
+                    // by the rebalance now under way; the next owner starts from this one.
+                    shared.commit(consumer, Some(&revoked), CommitMode::Sync, true);
                     let mut st = shared.lock();
                     for k in &revoked {
                         st.parts.remove(k);
@@ -242,7 +244,13 @@ impl ConsumerContext for AgentContext {
             }
             Err(KafkaError::ConsumerCommit(rdkafka::error::RDKafkaErrorCode::NoOffset)) => {}
             Err(e) => {
-                tracing::warn!(error = %e, "offset commit failed; it is retried with the next one")
+                tracing::warn!(error = %e, "offset commit failed; retrying");
+                let mut st = self.0.lock();
+                for e in offsets.elements() {
+                    if let Some(part) = st.parts.get_mut(&(e.topic().to_string(), e.partition())) {
+                        part.commit_sent = None;
+                    }
+                }
             }
         }
     }
@@ -457,6 +465,7 @@ impl Shared {
         consumer: &BaseConsumer<AgentContext>,
         only: Option<&[(String, i32)]>,
         mode: CommitMode,
+        force: bool,
     ) {
         let mut tpl = TopicPartitionList::new();
         let mut st = self.lock();
@@ -465,7 +474,7 @@ impl Shared {
                 continue;
             }
             if let Some(d) = part.durable {
-                if part.commit_sent != Some(d) {
+                if force || part.commit_sent != Some(d) {
                     let _ = tpl.add_partition_offset(topic, *p, Offset::Offset(d + 1));
                     part.commit_sent = Some(d);
                 }
@@ -611,7 +620,7 @@ impl Sink {
             if let Some(why) = shared.lock().fatal.clone() {
                 // Commit what is durable before the failure point, then stop.
                 shared.flush_parts(None, true);
-                shared.commit(&self.consumer, None, CommitMode::Sync);
+                shared.commit(&self.consumer, None, CommitMode::Sync, true);
                 return Stopped::Failed(why);
             }
             // Backpressure: too much buffered (appends failing) → flush everything now.
@@ -623,7 +632,7 @@ impl Sink {
             }
             self.pause_resume(&failed);
             if last_commit.elapsed() >= Duration::from_millis(200) {
-                shared.commit(&self.consumer, None, CommitMode::Async);
+                shared.commit(&self.consumer, None, CommitMode::Async, false);
                 last_commit = Instant::now();
             }
             if last_watermarks.elapsed() >= Duration::from_secs(5) {
@@ -648,7 +657,7 @@ impl Sink {
         }
         tracing::info!("stopping: flushing, syncing and committing");
         shared.flush_parts(None, true);
-        shared.commit(&self.consumer, None, CommitMode::Sync);
+        shared.commit(&self.consumer, None, CommitMode::Sync, true);
         let unflushed = shared.lock().parts.values().any(|p| p.last != p.durable);
         if let Some(why) = shared.lock().fatal.clone() {
             return Stopped::Failed(why);

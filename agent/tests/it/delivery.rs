@@ -1,0 +1,210 @@
+//! Delivery: exactly once into the store, offsets after the fsync, crashes, rebalances.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use keplor_agent::agent::Agent;
+use keplor_agent::sink::Stopped;
+use keplordb::DynFilter;
+
+use crate::common::*;
+
+#[test]
+fn json_messages_land_exactly_once_and_offsets_follow() {
+    let kafka = Kafka::new(&[("in", 4)]);
+    let payloads: Vec<Vec<u8>> = (0..1000).map(call).collect();
+    kafka.produce("in", 4, &payloads);
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(config(&kafka.brokers, dir.path(), "g1", &[])).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || agent.engine.total_events()
+            == 1000),
+        "stored {}",
+        agent.engine.total_events()
+    );
+    let engine = agent.engine.clone();
+    let agg = engine.aggregate(&DynFilter::default()).unwrap();
+    assert_eq!(agg.counters[0], (0..1000u64).map(|i| i % 100).sum::<u64>());
+    assert_eq!(agg.metric, (0..1000i64).map(|i| i * 10).sum::<i64>());
+    let errors = engine
+        .aggregate(&DynFilter {
+            status_min: Some(500),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(errors.event_count, 100);
+    assert!(agent.ready.load(Ordering::Acquire));
+    assert!(matches!(agent.stop(), Stopped::Clean));
+    // Committed offsets cover everything, and only after it was durable.
+    assert_eq!(kafka.committed("g1", "in", 4), vec![250; 4]);
+    let cps = engine.durable_checkpoints();
+    for p in 0..4 {
+        assert_eq!(cps[&format!("in/{p}")], 249);
+    }
+    drop(engine);
+
+    // Restart: nothing is read twice; new messages arrive.
+    kafka.produce("in", 4, &(1000..1100).map(call).collect::<Vec<_>>());
+    let agent = Agent::start(config(&kafka.brokers, dir.path(), "g1", &[])).unwrap();
+    assert!(wait_until(Duration::from_secs(30), || agent
+        .engine
+        .total_events()
+        == 1100));
+    std::thread::sleep(Duration::from_millis(300));
+    let ids = stored_ids(&agent.engine);
+    assert_eq!(ids.len(), 1100);
+    assert!(ids.values().all(|&n| n == 1));
+    assert!(matches!(agent.stop(), Stopped::Clean));
+}
+
+use keplor_agent::sink::CrashPlan;
+use std::sync::Arc;
+
+#[test]
+fn crash_and_restart_at_random_points_is_exactly_once() {
+    let kafka = Kafka::new(&[("in", 3)]);
+    let n = 3000u64;
+    kafka.produce("in", 3, &(0..n).map(call).collect::<Vec<_>>());
+    let dir = tempfile::tempdir().unwrap();
+    let mut seed = 0x5DEE_CE66_D1CE_4E5Bu64;
+    let mut crashes = 0;
+    for round in 0..15 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        // Crash points come every message, append and fsync: 1..600 lands anywhere in a run.
+        let after = 1 + (seed >> 33) as i64 % 600;
+        let engine = Arc::new(
+            keplordb::DynEngine::open(
+                config(&kafka.brokers, dir.path(), "g-crash", &[]).engine_config(),
+            )
+            .unwrap(),
+        );
+        let before = engine.total_events();
+        let plan = CrashPlan::after(after);
+        let agent = Agent::start_with_crash(
+            config(&kafka.brokers, dir.path(), "g-crash", &[]),
+            engine.clone(),
+            Some(plan.clone()),
+        )
+        .unwrap();
+        wait_until(Duration::from_secs(20), || {
+            plan.crashed() || engine.total_events() == n
+        });
+        let outcome = agent.stop();
+        if plan.crashed() {
+            crashes += 1;
+            assert!(
+                matches!(outcome, Stopped::Crashed),
+                "round {round}: {outcome:?}"
+            );
+        }
+        // Whatever happened, nothing is stored twice.
+        let ids = stored_ids(&engine);
+        assert!(
+            ids.values().all(|&c| c == 1),
+            "round {round}: duplicates after crash at point {after}"
+        );
+        assert!(engine.total_events() >= before);
+        drop(engine);
+    }
+    assert!(crashes >= 10, "most rounds crash ({crashes})");
+    // A last run without faults completes the topic.
+    let agent = Agent::start(config(&kafka.brokers, dir.path(), "g-crash", &[])).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || agent.engine.total_events() == n),
+        "stored {}",
+        agent.engine.total_events()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let ids = stored_ids(&agent.engine);
+    assert_eq!(ids.len() as u64, n);
+    assert!(ids.values().all(|&c| c == 1));
+    for p in 0..3 {
+        for o in 0..n / 3 {
+            assert!(
+                ids.contains_key(&format!("in/{p}/{o}")),
+                "missing in/{p}/{o}"
+            );
+        }
+    }
+    assert!(matches!(agent.stop(), Stopped::Clean));
+}
+
+#[test]
+fn two_agents_split_partitions_and_hand_over() {
+    init_logs();
+    let kafka = Kafka::new(&[("in", 6)]);
+    kafka.produce("in", 6, &(0..1200).map(call).collect::<Vec<_>>());
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Agent::start(config(&kafka.brokers, da.path(), "g-pair", &[])).unwrap();
+    assert!(wait_until(Duration::from_secs(30), || a
+        .engine
+        .total_events()
+        == 1200));
+    // b joins: cooperative-sticky hands some of a's partitions over, committed first.
+    let b = Agent::start(config(&kafka.brokers, db.path(), "g-pair", &[])).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || b.ready.load(Ordering::Acquire)),
+        "b never got a partition"
+    );
+    kafka.produce("in", 6, &(1200..2400).map(call).collect::<Vec<_>>());
+    assert!(wait_until(Duration::from_secs(30), || a
+        .engine
+        .total_events()
+        + b.engine.total_events()
+        == 2400));
+    assert!(
+        b.engine.total_events() > 0 && a.engine.total_events() > 1200,
+        "both consume"
+    );
+    // a leaves: it flushes, commits and releases its partitions; b takes over.
+    let ea = a.engine.clone();
+    assert!(matches!(a.stop(), Stopped::Clean));
+    kafka.produce("in", 6, &(2400..3000).map(call).collect::<Vec<_>>());
+    assert!(
+        wait_until(Duration::from_secs(30), || ea.total_events()
+            + b.engine.total_events()
+            == 3000),
+        "a {} + b {}",
+        ea.total_events(),
+        b.engine.total_events()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let mut all = stored_ids(&ea);
+    for (id, c) in stored_ids(&b.engine) {
+        *all.entry(id).or_default() += c;
+    }
+    assert_eq!(all.len(), 3000, "no loss across the two stores");
+    assert!(
+        all.values().all(|&c| c == 1),
+        "no duplicates across the two stores"
+    );
+    assert!(matches!(b.stop(), Stopped::Clean));
+    assert_eq!(kafka.committed("g-pair", "in", 6), vec![500; 6]);
+}
+
+#[test]
+fn a_new_store_starts_at_kafkas_committed_offsets() {
+    init_logs();
+    let kafka = Kafka::new(&[("in", 2)]);
+    kafka.produce("in", 2, &(0..100).map(call).collect::<Vec<_>>());
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Agent::start(config(&kafka.brokers, da.path(), "g-fresh", &[])).unwrap();
+    assert!(wait_until(Duration::from_secs(30), || a
+        .engine
+        .total_events()
+        == 100));
+    assert!(matches!(a.stop(), Stopped::Clean));
+    assert_eq!(kafka.committed("g-fresh", "in", 2), vec![50, 50]);
+    // A store that has never seen these partitions starts where the group left off.
+    let b = Agent::start(config(&kafka.brokers, db.path(), "g-fresh", &[])).unwrap();
+    kafka.produce("in", 2, &(100..110).map(call).collect::<Vec<_>>());
+    assert!(wait_until(Duration::from_secs(30), || b
+        .engine
+        .total_events()
+        >= 10));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(b.engine.total_events(), 10);
+    assert!(matches!(b.stop(), Stopped::Clean));
+}

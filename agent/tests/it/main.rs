@@ -1,0 +1,4 @@
+//! Agent integration tests against librdkafka's in-process mock cluster, one binary.
+
+mod common;
+mod delivery;
