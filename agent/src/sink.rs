@@ -617,7 +617,8 @@ impl Sink {
                 Some(Err(KafkaError::PartitionEOF(_))) | None => {}
                 Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
             }
-            if let Some(why) = shared.lock().fatal.clone() {
+            let fatal = shared.lock().fatal.clone();
+            if let Some(why) = fatal {
                 // Commit what is durable before the failure point, then stop.
                 shared.flush_parts(None, true);
                 shared.commit(&self.consumer, None, CommitMode::Sync, true);
@@ -659,7 +660,8 @@ impl Sink {
         shared.flush_parts(None, true);
         shared.commit(&self.consumer, None, CommitMode::Sync, true);
         let unflushed = shared.lock().parts.values().any(|p| p.last != p.durable);
-        if let Some(why) = shared.lock().fatal.clone() {
+        let fatal = shared.lock().fatal.clone();
+        if let Some(why) = fatal {
             return Stopped::Failed(why);
         }
         if unflushed {

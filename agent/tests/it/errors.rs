@@ -1,0 +1,231 @@
+//! Poison messages under each policy, and Avro end to end.
+
+use std::time::Duration;
+
+use keplor_agent::agent::Agent;
+use keplor_agent::sink::Stopped;
+use rdkafka::message::{Headers, Message};
+
+use crate::common::*;
+
+/// Every tenth message is not JSON, every tenth + 5 has a negative counter.
+fn mixed(n: u64) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| match i % 10 {
+            3 => b"{not json".to_vec(),
+            8 => br#"{"usage":{"tokens":-4},"ts":1}"#.to_vec(),
+            _ => call(i),
+        })
+        .collect()
+}
+
+#[test]
+fn poison_messages_go_to_the_dlq_with_headers() {
+    let kafka = Kafka::new(&[("in", 2), ("dlq", 1)]);
+    kafka.produce("in", 2, &mixed(400));
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(config(
+        &kafka.brokers,
+        dir.path(),
+        "g-dlq",
+        &[
+            ("KEPLOR_ERRORS__POLICY", "dlq"),
+            ("KEPLOR_ERRORS__DLQ_TOPIC", "dlq"),
+        ],
+    ))
+    .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || agent.engine.total_events()
+            == 320),
+        "{}",
+        agent.engine.total_events()
+    );
+    assert!(matches!(agent.stop(), Stopped::Clean));
+    // The partition was never blocked, and its offset passed the poison messages.
+    assert_eq!(kafka.committed("g-dlq", "in", 2), vec![200, 200]);
+    let dead = kafka.read_all("dlq", 1, 80);
+    assert_eq!(dead.len(), 80);
+    for m in &dead {
+        let h = m.headers().expect("headers");
+        let get = |k: &str| {
+            h.iter()
+                .find(|x| x.key == k)
+                .and_then(|x| x.value)
+                .map(|v| String::from_utf8_lossy(v).to_string())
+        };
+        assert_eq!(get("keplor.source.topic").as_deref(), Some("in"));
+        assert!(get("keplor.source.offset").unwrap().parse::<i64>().is_ok());
+        let reason = get("keplor.error.reason").unwrap();
+        assert!(reason == "decode" || reason == "field", "{reason}");
+        assert!(!get("keplor.error").unwrap().is_empty());
+        assert_eq!(
+            get("origin").as_deref(),
+            Some("test"),
+            "the original headers are kept"
+        );
+        let body = text(m);
+        assert!(body == "{not json" || body.contains("-4"), "{body}");
+    }
+}
+
+#[test]
+fn skip_counts_and_moves_on() {
+    let kafka = Kafka::new(&[("in", 2)]);
+    kafka.produce("in", 2, &mixed(200));
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(config(&kafka.brokers, dir.path(), "g-skip", &[])).unwrap();
+    assert!(wait_until(Duration::from_secs(30), || agent
+        .engine
+        .total_events()
+        == 160));
+    assert!(wait_until(Duration::from_secs(5), || agent
+        .metrics
+        .rejected_total()
+        == 40));
+    let http = agent.http_addr().unwrap();
+    let metrics: String = ureq::get(&format!("http://{http}/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        metrics.contains("keplor_messages_rejected_total{reason=\"decode\"} 20"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("keplor_messages_rejected_total{reason=\"field\"} 20"));
+    assert!(matches!(agent.stop(), Stopped::Clean));
+    assert_eq!(kafka.committed("g-skip", "in", 2), vec![100, 100]);
+}
+
+#[test]
+fn stop_policy_stops_after_committing_what_came_before() {
+    init_logs();
+    let kafka = Kafka::new(&[("in", 1)]);
+    let mut payloads: Vec<Vec<u8>> = (0..50).map(call).collect();
+    payloads.push(b"garbage".to_vec());
+    payloads.extend((51..60).map(call));
+    kafka.produce("in", 1, &payloads);
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(config(
+        &kafka.brokers,
+        dir.path(),
+        "g-stop",
+        &[("KEPLOR_ERRORS__POLICY", "stop")],
+    ))
+    .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || agent.finished()),
+        "the agent stops on the poison message"
+    );
+    let engine = agent.engine.clone();
+    match agent.stop() {
+        Stopped::Failed(why) => assert!(why.contains("in/0@50"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(engine.total_events(), 50);
+    assert_eq!(
+        kafka.committed("g-stop", "in", 1),
+        vec![50],
+        "committed up to the poison message, not past it"
+    );
+}
+
+const AVSC: &str = r#"{"type":"record","name":"Call","fields":[
+  {"name":"user","type":"string"},{"name":"tokens","type":"long"},{"name":"ts","type":"long"},
+  {"name":"meta","type":{"type":"record","name":"Meta","fields":[{"name":"model","type":["null","string"]}]}}]}"#;
+
+fn avro_call(schema: &apache_avro::Schema, i: u64) -> Vec<u8> {
+    use apache_avro::types::{Record, Value};
+    let meta_schema = match schema {
+        apache_avro::Schema::Record(r) => r.fields[3].schema.clone(),
+        _ => unreachable!(),
+    };
+    let mut meta = Record::new(&meta_schema).unwrap();
+    meta.put(
+        "model",
+        Value::Union(1, Box::new(Value::String(format!("m{}", i % 3)))),
+    );
+    let mut r = Record::new(schema).unwrap();
+    r.put("user", format!("u{}", i % 5));
+    r.put("tokens", i as i64);
+    r.put("ts", 1_764_028_800_000i64 + i as i64);
+    r.put("meta", meta);
+    #[allow(deprecated)]
+    let datum = apache_avro::to_avro_datum(schema, r).unwrap();
+    datum
+}
+
+fn avro_config(
+    brokers: &str,
+    dir: &std::path::Path,
+    group: &str,
+    format: &str,
+) -> keplor_agent::config::Config {
+    std::fs::write(dir.join("call.avsc"), AVSC).unwrap();
+    let text = format!(
+        r#"
+[kafka]
+brokers = "{brokers}"
+group_id = "{group}"
+topics = ["in"]
+[format]
+{format}
+[schema]
+id = 4
+dims = [{{ name = "user", path = "user", bloom = true, rollup = true }}, {{ name = "model", path = "meta.model" }}]
+counters = [{{ name = "tokens", path = "tokens" }}]
+ts = {{ source = "field", path = "ts", unit = "ms" }}
+[engine]
+data_dir = "{}"
+[http]
+enabled = false
+"#,
+        dir.join("data").display()
+    );
+    keplor_agent::config::Config::from_toml(&text, [], dir).unwrap()
+}
+
+#[test]
+fn avro_plain_and_confluent_end_to_end() {
+    let schema = apache_avro::Schema::parse_str(AVSC).unwrap();
+    for (format, frame) in [
+        ("kind = \"avro\"\nschema_file = \"call.avsc\"", false),
+        (
+            "kind = \"avro-confluent\"\nschemas = { 42 = \"call.avsc\" }",
+            true,
+        ),
+    ] {
+        let kafka = Kafka::new(&[("in", 2)]);
+        let payloads: Vec<Vec<u8>> = (0..300)
+            .map(|i| {
+                let datum = avro_call(&schema, i);
+                if frame {
+                    let mut v = vec![0, 0, 0, 0, 42];
+                    v.extend(datum);
+                    v
+                } else {
+                    datum
+                }
+            })
+            .collect();
+        kafka.produce("in", 2, &payloads);
+        let dir = tempfile::tempdir().unwrap();
+        let agent =
+            Agent::start(avro_config(&kafka.brokers, dir.path(), "g-avro", format)).unwrap();
+        assert!(
+            wait_until(Duration::from_secs(30), || agent.engine.total_events()
+                == 300),
+            "{format}"
+        );
+        let f = keplordb::DynFilter {
+            dims: vec![Some("u1".into()), Some("m2".into())],
+            ..Default::default()
+        };
+        let a = agent.engine.aggregate(&f).unwrap();
+        let want: Vec<u64> = (0..300).filter(|i| i % 5 == 1 && i % 3 == 2).collect();
+        assert_eq!(a.event_count, want.len() as u64);
+        assert_eq!(a.counters[0], want.iter().sum::<u64>());
+        assert!(matches!(agent.stop(), Stopped::Clean));
+    }
+}
