@@ -128,7 +128,7 @@ enum Source {
         endpoints: Vec<String>,
         token: Option<String>,
     },
-    Dir(DynEngine),
+    Dir(Box<DynEngine>),
 }
 
 impl Source {
@@ -194,10 +194,10 @@ fn execute(args: QueryArgs) -> Result<(), (u8, String)> {
     let usage = |e: String| (2u8, e);
     let runtime = |e: String| (1u8, e);
     let source = match &args.data_dir {
-        Some(dir) => Source::Dir(
+        Some(dir) => Source::Dir(Box::new(
             DynEngine::open_read_only(dir)
                 .map_err(|e| runtime(format!("{}: {e}", dir.display())))?,
-        ),
+        )),
         None => Source::Http {
             endpoints: if args.endpoints.is_empty() {
                 vec!["http://127.0.0.1:8686".into()]

@@ -142,7 +142,21 @@ impl std::fmt::Debug for Shared {
 #[derive(Debug)]
 pub struct AgentContext(Arc<Shared>);
 
-impl ClientContext for AgentContext {}
+impl ClientContext for AgentContext {
+    /// librdkafka's statistics (every second): the partitions' high watermarks, for lag.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let st = self.0.lock();
+        for (topic, t) in &statistics.topics {
+            for (p, part) in &t.partitions {
+                if *p >= 0 && part.hi_offset >= 0 && st.parts.contains_key(&(topic.clone(), *p)) {
+                    self.0
+                        .metrics
+                        .partition(topic, *p, |g| g.high_watermark = Some(part.hi_offset));
+                }
+            }
+        }
+    }
+}
 
 impl ConsumerContext for AgentContext {
     fn rebalance(
@@ -559,6 +573,7 @@ impl Sink {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
+            .set("statistics.interval.ms", "1000")
             .set(
                 "auto.offset.reset",
                 match k.auto_offset_reset {
@@ -598,7 +613,6 @@ impl Sink {
     pub fn run(self, stop: &AtomicBool) -> Stopped {
         let shared = &self.shared;
         let mut last_commit = Instant::now();
-        let mut last_watermarks = Instant::now() - Duration::from_secs(60);
         let mut last_gc = Instant::now();
         let poll_timeout = shared
             .config
@@ -632,13 +646,11 @@ impl Sink {
                 return Stopped::Crashed;
             }
             self.pause_resume(&failed);
-            if last_commit.elapsed() >= Duration::from_millis(200) {
-                shared.commit(&self.consumer, None, CommitMode::Async, false);
+            // Synchronous, once a second: the store is the source of truth, Kafka's offset is
+            // for lag, handover and other tools, and a synchronous commit tells us it landed.
+            if last_commit.elapsed() >= Duration::from_secs(1) {
+                shared.commit(&self.consumer, None, CommitMode::Sync, false);
                 last_commit = Instant::now();
-            }
-            if last_watermarks.elapsed() >= Duration::from_secs(5) {
-                self.refresh_watermarks();
-                last_watermarks = Instant::now();
             }
             if let Some(retention) = shared.config.engine.retention {
                 if last_gc.elapsed() >= Duration::from_secs(60) {
@@ -714,20 +726,6 @@ impl Sink {
                 }
                 self.shared.metrics.partition(&t, p, |g| g.paused = false);
                 tracing::info!(topic = t, partition = p, "partition resumed");
-            }
-        }
-    }
-
-    fn refresh_watermarks(&self) {
-        let keys: Vec<(String, i32)> = self.shared.lock().parts.keys().cloned().collect();
-        for (t, p) in keys {
-            if let Ok((_, high)) = self
-                .consumer
-                .fetch_watermarks(&t, p, Duration::from_millis(500))
-            {
-                self.shared
-                    .metrics
-                    .partition(&t, p, |g| g.high_watermark = Some(high));
             }
         }
     }

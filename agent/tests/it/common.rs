@@ -147,7 +147,7 @@ pub fn call(i: u64) -> Vec<u8> {
         i % 3,
         i % 100,
         i * 10,
-        if i % 10 == 0 { 500 } else { 200 },
+        if i.is_multiple_of(10) { 500 } else { 200 },
         1_764_028_800_000 + i as i64
     )
     .into_bytes()

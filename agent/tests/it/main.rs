@@ -3,3 +3,4 @@
 mod common;
 mod delivery;
 mod errors;
+mod http_cli;
