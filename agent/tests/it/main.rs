@@ -4,3 +4,4 @@ mod common;
 mod delivery;
 mod errors;
 mod http_cli;
+mod process;
