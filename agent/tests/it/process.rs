@@ -10,10 +10,19 @@ use keplordb::DynEngine;
 use crate::common::*;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
-fn write_config(dir: &std::path::Path, brokers: &str, group: &str, port: u16) -> std::path::PathBuf {
+fn write_config(
+    dir: &std::path::Path,
+    brokers: &str,
+    group: &str,
+    port: u16,
+) -> std::path::PathBuf {
     let path = dir.join("agent.toml");
     let text = format!(
         r#"
@@ -52,7 +61,9 @@ fn spawn(config: &std::path::Path) -> Child {
 }
 
 fn consumed(port: u16) -> u64 {
-    let Ok(mut r) = ureq::get(&format!("http://127.0.0.1:{port}/metrics")).call() else { return 0 };
+    let Ok(mut r) = ureq::get(&format!("http://127.0.0.1:{port}/metrics")).call() else {
+        return 0;
+    };
     let body = r.body_mut().read_to_string().unwrap_or_default();
     body.lines()
         .find_map(|l| l.strip_prefix("keplor_events_appended_total "))
@@ -61,7 +72,11 @@ fn consumed(port: u16) -> u64 {
 }
 
 fn signal(child: &Child, sig: &str) {
-    assert!(Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
 }
 
 fn wait_exit(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
@@ -88,7 +103,11 @@ fn sigterm_stops_cleanly_and_sigkill_loses_nothing() {
     for round in 0..4u64 {
         let mut child = spawn(&config);
         std::thread::sleep(Duration::from_millis(300 + round * 250));
-        kafka.produce("in", 3, &(produced..produced + 300).map(call).collect::<Vec<_>>());
+        kafka.produce(
+            "in",
+            3,
+            &(produced..produced + 300).map(call).collect::<Vec<_>>(),
+        );
         produced += 300;
         std::thread::sleep(Duration::from_millis(100 + round * 70));
         signal(&child, "-KILL");
@@ -97,24 +116,36 @@ fn sigterm_stops_cleanly_and_sigkill_loses_nothing() {
 
     // A last run; SIGTERM once everything is stored: exit 0, offsets committed.
     let mut child = spawn(&config);
-    assert!(wait_until(Duration::from_secs(60), || consumed(port) > 0 || wait_exit(&mut child, Duration::ZERO).is_some()));
+    assert!(wait_until(Duration::from_secs(60), || consumed(port) > 0
+        || wait_exit(&mut child, Duration::ZERO).is_some()));
     let data = dir.path().join("data");
     let stored_all = wait_until(Duration::from_secs(60), || {
         // Query through the API: total events.
-        let Ok(mut r) = ureq::get(&format!("http://127.0.0.1:{port}/v1/aggregate")).call() else { return false };
-        let v: serde_json::Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap_or_default()).unwrap_or_default();
+        let Ok(mut r) = ureq::get(&format!("http://127.0.0.1:{port}/v1/aggregate")).call() else {
+            return false;
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&r.body_mut().read_to_string().unwrap_or_default())
+                .unwrap_or_default();
         v["event_count"].as_u64() == Some(produced)
     });
     assert!(stored_all, "not everything was stored");
     signal(&child, "-TERM");
-    let status = wait_exit(&mut child, Duration::from_secs(20)).expect("exits within the grace period");
+    let status =
+        wait_exit(&mut child, Duration::from_secs(20)).expect("exits within the grace period");
     assert!(status.success(), "{status:?}");
-    assert_eq!(kafka.committed("g-proc", "in", 3), vec![produced as i64 / 3; 3]);
+    assert_eq!(
+        kafka.committed("g-proc", "in", 3),
+        vec![produced as i64 / 3; 3]
+    );
 
     let engine = DynEngine::open_read_only(&data).unwrap();
     let ids = stored_ids(&engine);
     assert_eq!(ids.len() as u64, produced);
-    assert!(ids.values().all(|&n| n == 1), "exactly once across four SIGKILLs");
+    assert!(
+        ids.values().all(|&n| n == 1),
+        "exactly once across four SIGKILLs"
+    );
 }
 
 #[test]
@@ -122,7 +153,17 @@ fn kcat_and_kafka_python_producers_feed_the_agent() {
     let kafka = Kafka::new(&[("in", 2)]);
     // kcat (Debian's package): key:value lines, with a header.
     let mut kcat = Command::new("kcat")
-        .args(["-b", &kafka.brokers, "-P", "-t", "in", "-K", "\t", "-H", "producer=kcat"])
+        .args([
+            "-b",
+            &kafka.brokers,
+            "-P",
+            "-t",
+            "in",
+            "-K",
+            "\t",
+            "-H",
+            "producer=kcat",
+        ])
         .stdin(Stdio::piped())
         .spawn()
         .expect("kcat is installed by .ci/run (apt-get install kcat)");
@@ -146,13 +187,32 @@ p.close()
 "#,
         kafka.brokers
     );
-    let out = Command::new("python3").args(["-c", &script]).output().expect("python3");
-    assert!(out.status.success(), "kafka-python (pip install kafka-python): {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "kafka-python (pip install kafka-python): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let dir = tempfile::tempdir().unwrap();
-    let agent = keplor_agent::agent::Agent::start(config(&kafka.brokers, dir.path(), "g-ext", &[])).unwrap();
-    assert!(wait_until(Duration::from_secs(30), || agent.engine.total_events() == 400), "{}", agent.engine.total_events());
-    let py = agent.engine.aggregate(&keplordb::DynFilter { dims: vec![None, Some("py".into())], ..Default::default() }).unwrap();
+    let agent = keplor_agent::agent::Agent::start(config(&kafka.brokers, dir.path(), "g-ext", &[]))
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || agent.engine.total_events()
+            == 400),
+        "{}",
+        agent.engine.total_events()
+    );
+    let py = agent
+        .engine
+        .aggregate(&keplordb::DynFilter {
+            dims: vec![None, Some("py".into())],
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(py.event_count, 200);
     assert_eq!(py.counters[0], (200..400u64).sum::<u64>());
     assert!(matches!(agent.stop(), keplor_agent::sink::Stopped::Clean));
