@@ -33,7 +33,7 @@ impl From<u16> for EventFlags {
 
 /// One event of a schema with `D` dims, `C` counters and `L` labels.
 ///
-/// `#[derive(SchemaDef)]` generates a typed builder that produces this; you rarely build it by hand.
+/// `#[derive(Schema)]` generates a typed builder that produces this; you rarely build it by hand.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogEvent<const D: usize, const C: usize, const L: usize> {
     /// Unique event id. Empty means "let the engine assign one".

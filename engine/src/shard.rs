@@ -1,8 +1,9 @@
 //! One WAL shard: its file, its memtable, and the bookkeeping for group commit.
 //!
 //! Lock order (never taken the other way round): `rotation` → `state` → the engine's view
-//! lock → a memtable's lock → the tombstone set. `sync_lock` is never held together with
-//! `state` for longer than it takes to clone the file handle.
+//! lock → the tombstone set (read) → a memtable's lock. Deletes take the view lock, then the
+//! tombstone set (write, released) and only then memtable locks. `sync_lock` is never held
+//! together with `state` for longer than it takes to clone the file handle.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

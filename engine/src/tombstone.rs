@@ -139,9 +139,15 @@ impl Tombstones {
                     schema_id: schema.schema_id,
                     fingerprint: schema.fingerprint(),
                 };
-                let w = WalWriter::create(&path, header)?;
+                // Prepared under a temporary name: a crash never leaves a log whose header is
+                // cut short under the real name.
+                let tmp = dir.join(format!("{TOMBSTONE_FILE}.tmp"));
+                let mut w = WalWriter::create(&tmp, header)?;
                 w.sync()?;
+                std::fs::rename(&tmp, &path)
+                    .map_err(|e| DbError::io("install tombstone log", &path, e))?;
                 crate::fsutil::sync_dir(dir)?;
+                w.path = path.clone();
                 w
             }
         };

@@ -245,6 +245,7 @@ impl DynEngine {
         rows: &[R],
         checkpoint: Option<SourceCheckpoint<'_>>,
     ) -> Result<AppendTicket> {
+        self.writable("append")?;
         if shard >= self.shards.len() {
             return Err(DbError::ShardOutOfRange {
                 shard,
@@ -377,6 +378,7 @@ impl DynEngine {
 
     /// Makes the append identified by `ticket` durable (an fsync unless one already covered it).
     pub fn wait_durable(&self, ticket: &AppendTicket) -> Result<()> {
+        self.writable("wait_durable")?;
         let shard = self
             .shards
             .get(ticket.shard)

@@ -288,8 +288,14 @@ pub(super) fn open(config: EngineConfig) -> Result<DynEngine> {
                     state_wal = Some(WalWriter::open_at(&img.path, img.valid_len)?);
                     state_mem = Some(Arc::new(mem));
                 } else if writable {
-                    // A shard that no longer exists: its events go to segments now.
-                    if mem.read().len() > 0 {
+                    // A shard that no longer exists: its events go to segments now, unless a
+                    // crash after an earlier conversion left the file behind (same generation).
+                    let generation = img.header.generation;
+                    if !complete_generation(&segments, generation) && mem.read().len() > 0 {
+                        for s in segments.iter().filter(|s| s.generation == generation) {
+                            remove_if_exists(&s.path)?;
+                        }
+                        segments.retain(|s| s.generation != generation);
                         segments.extend(engine.write_segments(&mem)?);
                     }
                     to_unlink.push(img.path.clone());

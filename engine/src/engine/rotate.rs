@@ -142,7 +142,13 @@ impl DynEngine {
         pending: &mut Option<Arc<MemTable>>,
     ) -> Result<()> {
         let segments = self.write_segments(frozen)?;
-        self.publish_segments(&segments, Some(frozen))?;
+        if let Err(e) = self.publish_segments(&segments, Some(frozen)) {
+            // Not published: the files must not outlive this attempt (a retry writes new ones).
+            for s in &segments {
+                let _ = remove_if_exists(&s.path);
+            }
+            return Err(e);
+        }
         *pending = None;
         remove_if_exists(&self.dir.join(rotating_name(shard.index)))?;
         sync_dir(&self.dir)?;
@@ -173,10 +179,13 @@ impl DynEngine {
         })?;
         let mut out: Vec<Arc<Segment>> = Vec::with_capacity(parts.len());
         for (i, rows) in parts.iter().enumerate() {
+            let id = self.next_segment_id.fetch_add(1, Ordering::Relaxed);
             let written = encode_segment(&input, rows, i as u16, part_count).and_then(|bytes| {
-                let id = self.next_segment_id.fetch_add(1, Ordering::Relaxed);
                 let path = write_segment_file(&self.dir, id, &bytes)?;
-                Segment::open(path, id, &self.schema, &self.cache)
+                Segment::open(path.clone(), id, &self.schema, &self.cache).inspect_err(|_| {
+                    // Renamed into place but not usable: remove it with the other parts.
+                    let _ = remove_if_exists(&path);
+                })
             });
             match written {
                 Ok(s) => out.push(s),

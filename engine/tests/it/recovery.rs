@@ -323,6 +323,11 @@ fn second_writer_is_locked_out_but_readers_are_not() {
         Err(DbError::ReadOnly { .. })
     ));
     assert!(matches!(ro.flush(), Err(DbError::ReadOnly { .. })));
+    let none: &[keplordb::DynEvent] = &[];
+    assert!(matches!(
+        ro.append_batch_to(0, none, None),
+        Err(DbError::ReadOnly { .. })
+    ));
     drop(engine);
     TestEngine::open(config(dir.path())).unwrap();
 }
@@ -399,4 +404,27 @@ fn unreadable_wal_header_is_set_aside() {
         .collect();
     assert_eq!(aside.len(), 1);
     engine.append(&event(2)).unwrap();
+}
+
+#[test]
+fn a_removed_shards_wal_left_by_a_crash_is_not_converted_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut four = config(dir.path());
+    four.wal_shard_count = 4;
+    {
+        let engine = TestEngine::open(four).unwrap();
+        engine
+            .append_batch_to(3, &(0..30).map(event).collect::<Vec<_>>(), None)
+            .unwrap();
+        engine.sync().unwrap();
+    }
+    let saved = fs::read(dir.path().join("shard-003.wal")).unwrap();
+    let mut two = config(dir.path());
+    two.wal_shard_count = 2;
+    drop(TestEngine::open(two.clone()).unwrap());
+    // A crash between the conversion and the unlink leaves the file behind.
+    fs::write(dir.path().join("shard-003.wal"), &saved).unwrap();
+    let engine = TestEngine::open(two).unwrap();
+    assert_eq!(all_events(&engine), (0..30).map(event).collect::<Vec<_>>());
+    assert!(!dir.path().join("shard-003.wal").exists());
 }
