@@ -13,6 +13,7 @@ pub const MESSAGES_REJECTED: &str = "keplor_messages_rejected_total";
 pub const DLQ_PRODUCED: &str = "keplor_dlq_produced_total";
 pub const APPEND_ERRORS: &str = "keplor_append_errors_total";
 pub const COMMITS: &str = "keplor_offset_commits_total";
+pub const OFFSETS_SKIPPED: &str = "keplor_offsets_skipped_total";
 pub const COMMITTED_OFFSET: &str = "keplor_partition_committed_offset";
 pub const DURABLE_OFFSET: &str = "keplor_partition_durable_offset";
 pub const CONSUMER_LAG: &str = "keplor_partition_consumer_lag";
@@ -119,6 +120,7 @@ pub struct Metrics {
     pub dlq_produced: AtomicU64,
     pub append_errors: AtomicU64,
     pub commits: AtomicU64,
+    pub offsets_skipped: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     pub partitions: Mutex<BTreeMap<(String, i32), PartitionGauges>>,
     pub batch_events: Histogram,
@@ -135,6 +137,7 @@ impl Default for Metrics {
             dlq_produced: AtomicU64::new(0),
             append_errors: AtomicU64::new(0),
             commits: AtomicU64::new(0),
+            offsets_skipped: AtomicU64::new(0),
             rejected: Mutex::new(BTreeMap::new()),
             partitions: Mutex::new(BTreeMap::new()),
             batch_events: Histogram::new(SIZE_BUCKETS),
@@ -226,6 +229,12 @@ impl Metrics {
             COMMITS,
             "Offset commits sent to Kafka.",
             self.commits.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            OFFSETS_SKIPPED,
+            "Offsets between two consumed messages that the broker did not deliver (retention, compaction).",
+            self.offsets_skipped.load(Ordering::Relaxed),
         );
         let _ = writeln!(out, "# HELP {MESSAGES_REJECTED} Messages that failed to decode or map, by reason.\n# TYPE {MESSAGES_REJECTED} counter");
         for (reason, n) in self

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use keplordb::{DbError, DynEngine, DynEvent, SourceCheckpoint};
+use rayon::prelude::*;
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
@@ -31,6 +32,14 @@ use rdkafka::types::RDKafkaRespErr;
 use crate::config::{Assignment, Config, ErrorPolicy, OffsetReset};
 use crate::mapping::{MapError, Mapper, Meta};
 use crate::metrics::Metrics;
+
+/// A polled batch and its mapping results, in poll order.
+type Mapped<'c> = (Vec<BorrowedMessage<'c>>, Vec<Result<DynEvent, MapError>>);
+
+/// Messages taken per loop iteration before batching, commit and fault checks run.
+const MAX_MESSAGES_PER_ITERATION: usize = 8_000;
+/// Below this many fetched messages, mapping stays on the consumer thread.
+const PARALLEL_MAP_MIN: usize = 64;
 
 /// The checkpoint key of a partition.
 pub fn source_key(topic: &str, partition: i32) -> String {
@@ -289,12 +298,32 @@ impl Shared {
         self.lock().fatal.get_or_insert(why);
     }
 
-    /// Takes one message into its partition's batch.
-    fn handle(&self, msg: &BorrowedMessage<'_>) {
+    /// Maps one message to an event (pure: runs on any thread).
+    fn map(&self, msg: &BorrowedMessage<'_>) -> Result<DynEvent, MapError> {
+        let meta = Meta {
+            topic: msg.topic(),
+            partition: msg.partition(),
+            offset: msg.offset(),
+            timestamp_ms: msg.timestamp().to_millis(),
+        };
+        self.mapper.map(msg.payload(), meta)
+    }
+
+    /// Takes one mapped message into its partition's batch, or applies the error policy.
+    fn take(&self, msg: &BorrowedMessage<'_>, mapped: Result<DynEvent, MapError>) {
         let (topic, p, offset) = (msg.topic(), msg.partition(), msg.offset());
         self.metrics.consumed.fetch_add(1, Ordering::Relaxed);
         let mut st = self.lock();
-        let Some(part) = st.parts.get_mut(&(topic.to_string(), p)) else {
+        if st.fatal.is_some() {
+            // Stopping: nothing after the failure point is taken (it is read again later).
+            return;
+        }
+        let Some(part) = st
+            .parts
+            .iter_mut()
+            .find(|((t, q), _)| *q == p && t == topic)
+            .map(|(_, v)| v)
+        else {
             // Not (or no longer) assigned: it will be consumed again by its owner.
             return;
         };
@@ -303,15 +332,25 @@ impl Shared {
             // replay of something already taken.
             return;
         }
-        let meta = Meta {
-            topic,
-            partition: p,
-            offset,
-            timestamp_ms: msg.timestamp().to_millis(),
-        };
-        match self.mapper.map(msg.payload(), meta) {
+        if let Some(l) = part.last {
+            if offset > l + 1 {
+                // Offsets the broker no longer has (retention) or never will (compaction,
+                // transaction markers): nothing to store, but an operator wants to know.
+                self.metrics
+                    .offsets_skipped
+                    .fetch_add((offset - l - 1) as u64, Ordering::Relaxed);
+                tracing::warn!(
+                    topic,
+                    partition = p,
+                    from = l + 1,
+                    to = offset - 1,
+                    "offsets skipped by the broker"
+                );
+            }
+        }
+        match mapped {
             Ok(ev) => {
-                part.batch_bytes += msg.payload_len() as u64 + 64;
+                part.batch_bytes += msg.payload().map_or(0, <[u8]>::len) as u64 + 64;
                 part.batch.push(ev);
                 part.first_at.get_or_insert_with(Instant::now);
                 part.last = Some(offset);
@@ -410,27 +449,45 @@ impl Shared {
                 }
             }
         }
-        let mut tickets = Vec::new();
-        let mut failed = Vec::new();
-        for k in &keys {
-            let Some(part) = st.parts.get_mut(k) else {
+        // Take the batches out, append them in parallel (partitions on different shards do not
+        // contend), then put back the ones that failed.
+        let mut work = Vec::with_capacity(keys.len());
+        for k in keys {
+            let Some(part) = st.parts.get_mut(&k) else {
                 continue;
             };
             let Some(last) = part.last else { continue };
-            let source = source_key(&k.0, k.1);
-            let t = Instant::now();
-            let result = self.engine.append_batch_to(
-                part.shard,
-                &part.batch,
-                Some(SourceCheckpoint {
+            work.push((k, part.shard, last, std::mem::take(&mut part.batch)));
+        }
+        drop(st);
+        let appended: Vec<_> = work
+            .into_par_iter()
+            .map(|(k, shard, last, batch)| {
+                let source = source_key(&k.0, k.1);
+                let t = Instant::now();
+                let checkpoint = SourceCheckpoint {
                     source: &source,
                     position: last as u64,
-                }),
-            );
-            self.metrics.append_seconds.observe_duration(t.elapsed());
+                };
+                let result = self.engine.append_batch_to(shard, &batch, Some(checkpoint));
+                self.metrics.append_seconds.observe_duration(t.elapsed());
+                (k, last, batch, result)
+            })
+            .collect();
+        let mut tickets = Vec::new();
+        let mut failed = Vec::new();
+        let mut st = self.lock();
+        for (k, last, batch, result) in appended {
+            let Some(part) = st.parts.get_mut(&k) else {
+                continue;
+            };
             match result {
-                Ok(ticket) => tickets.push((k.clone(), ticket, last, part.batch.len())),
+                Ok(ticket) => {
+                    tickets.push((k, ticket, last, batch.len()));
+                    part.batch = batch;
+                }
                 Err(e) => {
+                    part.batch = batch;
                     self.metrics.append_errors.fetch_add(1, Ordering::Relaxed);
                     if matches!(e, DbError::ShardFailed { .. }) {
                         drop(st);
@@ -439,7 +496,7 @@ impl Shared {
                     }
                     tracing::error!(topic = k.0, partition = k.1, error = %e, "append failed; pausing the partition");
                     part.retry_at = Some(now + self.config.errors.retry_backoff);
-                    failed.push(k.clone());
+                    failed.push(k);
                 }
             }
         }
@@ -447,29 +504,47 @@ impl Shared {
         if !tickets.is_empty() && self.crash_point() {
             return failed;
         }
-        // One fsync per shard covers every batch appended to it (group commit).
+        // One fsync per shard covers every batch appended to it (group commit); the shards'
+        // fsyncs run in parallel.
         let t = Instant::now();
-        for (k, ticket, last, n) in tickets {
-            if let Err(e) = self.engine.wait_durable(&ticket) {
-                self.fatal(format!("fsync failed on shard {}: {e}", ticket.shard));
+        let mut last_per_shard: BTreeMap<usize, keplordb::AppendTicket> = BTreeMap::new();
+        for (_, ticket, _, _) in &tickets {
+            let e = last_per_shard.entry(ticket.shard).or_insert(*ticket);
+            e.lsn = e.lsn.max(ticket.lsn);
+        }
+        let synced: Vec<_> = last_per_shard
+            .values()
+            .collect::<Vec<_>>()
+            .par_iter()
+            .map(|t| (t.shard, self.engine.wait_durable(t)))
+            .collect();
+        for (shard, r) in synced {
+            if let Err(e) = r {
+                self.fatal(format!("fsync failed on shard {shard}: {e}"));
                 return failed;
             }
-            self.metrics.appended.fetch_add(n as u64, Ordering::Relaxed);
-            self.metrics.batch_events.observe(n as f64);
-            let mut st = self.lock();
-            if let Some(part) = st.parts.get_mut(&k) {
-                part.durable = Some(last);
+        }
+        self.metrics.fsync_seconds.observe_duration(t.elapsed());
+        let mut st = self.lock();
+        for (k, _, last, n) in &tickets {
+            self.metrics
+                .appended
+                .fetch_add(*n as u64, Ordering::Relaxed);
+            self.metrics.batch_events.observe(*n as f64);
+            if let Some(part) = st.parts.get_mut(k) {
+                part.durable = Some(*last);
                 part.batch.clear();
                 part.batch_bytes = 0;
                 part.first_at = None;
                 part.dlq_unflushed = false;
                 part.retry_at = None;
             }
-            drop(st);
-            self.metrics
-                .partition(&k.0, k.1, |g| g.durable = Some(last));
         }
-        self.metrics.fsync_seconds.observe_duration(t.elapsed());
+        drop(st);
+        for (k, _, last, _) in &tickets {
+            self.metrics
+                .partition(&k.0, k.1, |g| g.durable = Some(*last));
+        }
         failed
     }
 
@@ -554,6 +629,9 @@ impl Sink {
         let mapper = Mapper::new(&config)?;
         let k = &config.kafka;
         let mut cc = ClientConfig::new();
+        // Defaults for a low-latency sink (a property in the config wins): brokers answer a
+        // fetch within 50 ms instead of librdkafka's 500 ms when data trickles in.
+        cc.set("fetch.wait.max.ms", "50");
         for (key, v) in &k.properties {
             cc.set(key, v);
         }
@@ -610,7 +688,38 @@ impl Sink {
     }
 
     /// Polls until `stop` is set or a fatal error; then flushes, fsyncs and commits.
+    ///
+    /// Two stages overlap: this thread polls, takes mapped messages into their partitions'
+    /// batches and appends; a mapping thread (itself fanning out over rayon) decodes the batch
+    /// polled before. Messages are taken in the order they were polled.
     pub fn run(self, stop: &AtomicBool) -> Stopped {
+        std::thread::scope(|scope| {
+            let (to_map, map_rx) = std::sync::mpsc::sync_channel::<Vec<BorrowedMessage<'_>>>(1);
+            let (to_take, take_rx) = std::sync::mpsc::sync_channel::<Mapped<'_>>(2);
+            let shared = &self.shared;
+            scope.spawn(move || {
+                for batch in map_rx {
+                    let mapped: Vec<Result<DynEvent, MapError>> = if batch.len() >= PARALLEL_MAP_MIN
+                    {
+                        batch.par_iter().map(|m| shared.map(m)).collect()
+                    } else {
+                        batch.iter().map(|m| shared.map(m)).collect()
+                    };
+                    if to_take.send((batch, mapped)).is_err() {
+                        break;
+                    }
+                }
+            });
+            self.poll_loop(stop, to_map, take_rx)
+        })
+    }
+
+    fn poll_loop<'c>(
+        &'c self,
+        stop: &AtomicBool,
+        to_map: std::sync::mpsc::SyncSender<Vec<BorrowedMessage<'c>>>,
+        take_rx: std::sync::mpsc::Receiver<Mapped<'c>>,
+    ) -> Stopped {
         let shared = &self.shared;
         let mut last_commit = Instant::now();
         let mut last_gc = Instant::now();
@@ -620,16 +729,51 @@ impl Sink {
             .linger
             .min(Duration::from_millis(100))
             .max(Duration::from_millis(1));
+        let mut in_flight = 0usize;
         while !stop.load(Ordering::Acquire) {
-            match self.consumer.poll(poll_timeout) {
-                Some(Ok(m)) => {
-                    shared.handle(&m);
+            // Wait for one message, then drain what is already fetched (up to a bound) before
+            // the per-iteration work: batching decisions, commits and fault checks cost per
+            // partition, not per message.
+            let mut timeout = if in_flight > 0 {
+                Duration::ZERO
+            } else {
+                poll_timeout
+            };
+            let mut fetched: Vec<BorrowedMessage<'_>> = Vec::new();
+            for _ in 0..MAX_MESSAGES_PER_ITERATION {
+                match self.consumer.poll(timeout) {
+                    Some(Ok(m)) => fetched.push(m),
+                    Some(Err(KafkaError::PartitionEOF(_))) => {}
+                    Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+                    None => break,
+                }
+                timeout = Duration::ZERO;
+            }
+            let polled_nothing = fetched.is_empty();
+            if !polled_nothing {
+                if to_map.send(fetched).is_err() {
+                    return Stopped::Failed("the mapping thread stopped".into());
+                }
+                in_flight += 1;
+            }
+            // Take what is mapped: wait when the pipeline is full, or when there is nothing else
+            // to do than wait for the mapping thread.
+            let mut waited = false;
+            loop {
+                let next = if in_flight >= 2 || (in_flight > 0 && polled_nothing && !waited) {
+                    waited = true;
+                    take_rx.recv_timeout(poll_timeout).map_err(|_| ())
+                } else {
+                    take_rx.try_recv().map_err(|_| ())
+                };
+                let Ok((batch, mapped)) = next else { break };
+                in_flight -= 1;
+                for (m, r) in batch.iter().zip(mapped) {
+                    shared.take(m, r);
                     if shared.crash_point() {
                         return Stopped::Crashed;
                     }
                 }
-                Some(Err(KafkaError::PartitionEOF(_))) | None => {}
-                Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
             }
             let fatal = shared.lock().fatal.clone();
             if let Some(why) = fatal {
@@ -666,6 +810,17 @@ impl Sink {
                     }
                     last_gc = Instant::now();
                 }
+            }
+        }
+        // Take what was already polled and mapped: it is flushed with the rest.
+        drop(to_map);
+        while in_flight > 0 {
+            let Ok((batch, mapped)) = take_rx.recv() else {
+                break;
+            };
+            in_flight -= 1;
+            for (m, r) in batch.iter().zip(mapped) {
+                self.shared.take(m, r);
             }
         }
         tracing::info!("stopping: flushing, syncing and committing");

@@ -104,12 +104,68 @@ fn agent_rate(brokers: &str, topic: &str, n: usize, avro: bool) -> f64 {
     }
     let start = Instant::now();
     while agent.metrics.appended.load(Ordering::Relaxed) < n as u64 {
-        assert!(start.elapsed() < Duration::from_secs(600), "agent stalled");
+        if start.elapsed() > Duration::from_secs(60) {
+            let m = agent.metrics.partitions.lock().unwrap().clone();
+            eprintln!(
+                "stalled: engine holds {} events; {m:?}",
+                agent.engine.total_events()
+            );
+            std::thread::sleep(Duration::from_secs(5));
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "agent stalled: {} appended, {} rejected, {} offsets skipped",
+            agent.metrics.appended.load(Ordering::Relaxed),
+            agent.metrics.rejected_total(),
+            agent.metrics.offsets_skipped.load(Ordering::Relaxed)
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
     let secs = start.elapsed().as_secs_f64();
+    if std::env::var_os("KEPLOR_BENCH_VERBOSE").is_some() {
+        for line in agent.metrics.render(&agent.engine).lines() {
+            if line.starts_with("keplor_fsync_seconds_sum")
+                || line.starts_with("keplor_fsync_seconds_count")
+                || line.starts_with("keplor_append_seconds_sum")
+                || line.starts_with("keplor_batch_events_sum")
+                || line.starts_with("keplor_batch_events_count")
+            {
+                eprintln!("{topic}: {line}");
+            }
+        }
+        eprintln!("{topic}: {secs:.2} s");
+    }
     let _ = agent.stop();
     n as f64 / secs
+}
+
+/// The same consumer settings as the agent, polling and dropping every message: what
+/// librdkafka alone delivers in this process.
+fn consumer_rate(brokers: &str, topic: &str, n: usize) -> f64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("bare-{topic}"))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.max.bytes", "52428800")
+        .set("queued.max.messages.kbytes", "262144")
+        .set("enable.auto.offset.store", "false")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("statistics.interval.ms", "1000")
+        .set("fetch.wait.max.ms", "50")
+        .create()
+        .unwrap();
+    c.subscribe(&[topic]).unwrap();
+    let mut got = 0usize;
+    let mut start = None;
+    while got < n {
+        if let Some(Ok(_)) = c.poll(Duration::from_millis(100)) {
+            start.get_or_insert_with(Instant::now);
+            got += 1;
+        }
+    }
+    n as f64 / start.map_or(1.0, |s| s.elapsed().as_secs_f64())
 }
 
 fn kcat_rate(brokers: &str, topic: &str, n: usize) -> Option<f64> {
@@ -143,13 +199,21 @@ fn now_ms() -> i64 {
 }
 
 fn main() {
+    if let Ok(filter) = std::env::var("KEPLOR_BENCH_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .try_init();
+    }
     let n: usize = std::env::var("KEPLOR_BENCH_MESSAGES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
     let mock = MockCluster::new(1).expect("mock cluster");
-    mock.create_topic("json", 4, 1).unwrap();
-    mock.create_topic("avro", 4, 1).unwrap();
+    // librdkafka's mock keeps at most 5 MiB per partition (it drops older messages beyond
+    // that): enough partitions keep every message of the run.
+    let partitions = (n / 10_000).max(4) as i32;
+    mock.create_topic("json", partitions, 1).unwrap();
+    mock.create_topic("avro", partitions, 1).unwrap();
     mock.create_topic("latency", 4, 1).unwrap();
     let brokers = mock.bootstrap_servers();
 
@@ -177,6 +241,7 @@ fn main() {
 
     let kcat_json = kcat_rate(&brokers, "json", n);
     let kcat_avro = kcat_rate(&brokers, "avro", n);
+    let bare = consumer_rate(&brokers, "json", n);
     let json = agent_rate(&brokers, "json", n, false);
     let avro = agent_rate(&brokers, "avro", n, true);
 
@@ -262,5 +327,6 @@ fn main() {
         lat.len()
     );
     let _ = agent.stop();
+    println!("(librdkafka consumer alone in this process, polling and dropping: {bare:.0} msg/s)");
     drop(mock);
 }

@@ -147,4 +147,7 @@ fn shipped_example_configs_are_valid() {
         }
     }
     assert!(n >= 3, "config/ holds the commented examples");
+    // The Helm chart's default configuration too.
+    let helm = Path::new(env!("CARGO_MANIFEST_DIR")).join("../helm/keplor-agent/files/agent.toml");
+    Config::load(&helm, []).unwrap_or_else(|e| panic!("{}: {e}", helm.display()));
 }

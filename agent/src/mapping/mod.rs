@@ -8,7 +8,9 @@ use std::sync::{Arc, RwLock};
 
 use apache_avro::types::Value as Avro;
 use keplordb::{DynEvent, EventFlags};
+use serde_json::value::RawValue;
 use serde_json::Value as Json;
+use std::borrow::Cow;
 
 use crate::config::{Config, Format, IdSource, TsSource, TsUnit};
 pub use time::parse_rfc3339;
@@ -63,15 +65,61 @@ pub struct Meta<'a> {
     pub timestamp_ms: Option<i64>,
 }
 
-/// A decoded payload.
-enum Doc {
-    Json(Json),
+/// A JSON object with its values left unparsed: only the columns' paths are decoded.
+type JsonObject<'a> = HashMap<Cow<'a, str>, &'a RawValue, keplordb::hash::FastBuild>;
+
+/// A decoded payload. JSON is parsed lazily: the top-level object's keys are indexed, nested
+/// objects are parsed when a path goes through them, and only the values read are decoded.
+enum Doc<'a> {
+    JsonObject(JsonObject<'a>),
+    JsonOther(&'a RawValue),
     Avro(Avro),
+}
+
+/// The child of a JSON container.
+fn json_child<'a>(raw: &'a RawValue, key: &str, index: Option<usize>) -> Option<&'a RawValue> {
+    let text = raw.get();
+    match text.as_bytes().first()? {
+        b'{' => serde_json::from_str::<JsonObject<'a>>(text)
+            .ok()?
+            .get(key)
+            .copied(),
+        b'[' => serde_json::from_str::<Vec<&'a RawValue>>(text)
+            .ok()?
+            .get(index?)
+            .copied(),
+        _ => None,
+    }
+}
+
+/// A JSON scalar.
+fn json_scalar(raw: &RawValue) -> Scalar<'_> {
+    let text = raw.get();
+    match text.as_bytes().first() {
+        Some(b'"') => match serde_json::from_str::<&str>(text) {
+            Ok(s) => Scalar::Str(Cow::Borrowed(s)),
+            // Escaped: decode into an owned string.
+            Err(_) => serde_json::from_str::<String>(text)
+                .map_or(Scalar::Missing, |s| Scalar::Str(Cow::Owned(s))),
+        },
+        Some(b't') => Scalar::Bool(true),
+        Some(b'f') => Scalar::Bool(false),
+        Some(b'n') | Some(b'{') | Some(b'[') | None => Scalar::Missing,
+        Some(_) => {
+            if let Ok(i) = text.parse::<i64>() {
+                Scalar::Int(i)
+            } else if let Ok(u) = text.parse::<u64>() {
+                Scalar::UInt(u)
+            } else {
+                text.parse::<f64>().map_or(Scalar::Missing, Scalar::Float)
+            }
+        }
+    }
 }
 
 /// A scalar read at a path.
 enum Scalar<'a> {
-    Str(&'a str),
+    Str(Cow<'a, str>),
     Int(i64),
     UInt(u64),
     Float(f64),
@@ -83,28 +131,57 @@ enum Scalar<'a> {
 /// A path compiled for the configured format.
 #[derive(Debug, Clone)]
 enum Path {
-    Json(String),
+    /// JSON pointer tokens (unescaped), each with its array index when it is a number.
+    Json(String, Vec<(String, Option<usize>)>),
     Avro(Vec<String>),
 }
 
-impl Doc {
+/// Splits a JSON pointer (RFC 6901) once, so lookups do not re-parse it per message.
+fn compile_pointer(p: &str) -> Path {
+    let tokens = p
+        .split('/')
+        .skip(1)
+        .map(|t| {
+            let t = t.replace("~1", "/").replace("~0", "~");
+            let index = (!t.is_empty()
+                && t.bytes().all(|b| b.is_ascii_digit())
+                && (t == "0" || !t.starts_with('0')))
+            .then(|| t.parse().ok())
+            .flatten();
+            (t, index)
+        })
+        .collect();
+    Path::Json(p.to_string(), tokens)
+}
+
+impl Doc<'_> {
     fn get(&self, path: &Path) -> Scalar<'_> {
         match (self, path) {
-            (Doc::Json(v), Path::Json(p)) => match v.pointer(p) {
-                None | Some(Json::Null) => Scalar::Missing,
-                Some(Json::String(s)) => Scalar::Str(s),
-                Some(Json::Bool(b)) => Scalar::Bool(*b),
-                Some(Json::Number(n)) => {
-                    if let Some(i) = n.as_i64() {
-                        Scalar::Int(i)
-                    } else if let Some(u) = n.as_u64() {
-                        Scalar::UInt(u)
-                    } else {
-                        Scalar::Float(n.as_f64().unwrap_or(f64::NAN))
+            (Doc::JsonObject(top), Path::Json(_, tokens)) => {
+                let Some(((first, _), rest)) = tokens.split_first() else {
+                    return Scalar::Missing;
+                };
+                let Some(mut cur) = top.get(first.as_str()).copied() else {
+                    return Scalar::Missing;
+                };
+                for (key, index) in rest {
+                    match json_child(cur, key, *index) {
+                        Some(next) => cur = next,
+                        None => return Scalar::Missing,
                     }
                 }
-                Some(_) => Scalar::Missing,
-            },
+                json_scalar(cur)
+            }
+            (Doc::JsonOther(root), Path::Json(_, tokens)) => {
+                let mut cur = *root;
+                for (key, index) in tokens {
+                    match json_child(cur, key, *index) {
+                        Some(next) => cur = next,
+                        None => return Scalar::Missing,
+                    }
+                }
+                json_scalar(cur)
+            }
             (Doc::Avro(v), Path::Avro(segs)) => {
                 let mut cur = v;
                 for seg in segs {
@@ -140,7 +217,7 @@ impl Doc {
                     | Avro::LocalTimestampNanos(i) => Scalar::Int(*i),
                     Avro::Float(f) => Scalar::Float(*f as f64),
                     Avro::Double(f) => Scalar::Float(*f),
-                    Avro::String(s) | Avro::Enum(_, s) => Scalar::Str(s),
+                    Avro::String(s) | Avro::Enum(_, s) => Scalar::Str(Cow::Borrowed(s)),
                     Avro::Bytes(b) | Avro::Fixed(_, b) => Scalar::Bytes(b),
                     _ => Scalar::Missing,
                 }
@@ -164,8 +241,9 @@ enum Decoder {
 /// one per configured file or registry id), so they are leaked to give the reader a `'static`
 /// borrow and keep the resolved names across messages.
 struct AvroReader {
-    schema: &'static apache_avro::Schema,
     reader: apache_avro::reader::datum::GenericDatumReader<'static>,
+    /// Re-encodes a decoded value (validating it) to measure its length; see `read_datum`.
+    writer: apache_avro::writer::datum::GenericDatumWriter<'static>,
 }
 
 fn avro_reader(schema: apache_avro::Schema) -> Result<AvroReader, String> {
@@ -173,10 +251,26 @@ fn avro_reader(schema: apache_avro::Schema) -> Result<AvroReader, String> {
     let reader = apache_avro::reader::datum::GenericDatumReader::builder(schema)
         .build()
         .map_err(|e| format!("Avro schema: {e}"))?;
-    Ok(AvroReader { schema, reader })
+    let writer = apache_avro::writer::datum::GenericDatumWriter::builder(schema)
+        .build()
+        .map_err(|e| format!("Avro schema: {e}"))?;
+    Ok(AvroReader { reader, writer })
 }
 
-fn read_datum(r: &AvroReader, mut bytes: &[u8]) -> Result<Doc, MapError> {
+/// Counts bytes without storing them.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn read_datum(r: &AvroReader, mut bytes: &[u8]) -> Result<Doc<'static>, MapError> {
     let whole_len = bytes.len();
     let v = r
         .reader
@@ -189,15 +283,16 @@ fn read_datum(r: &AvroReader, mut bytes: &[u8]) -> Result<Doc, MapError> {
         )));
     }
     // apache-avro reads a datum cut short inside a union as null, so a truncated message can
-    // decode. Avro's binary encoding of a value has one length: a datum that re-encodes to
-    // fewer bytes than it was read from is incomplete.
-    #[allow(deprecated)]
-    let consumed = apache_avro::to_avro_datum(r.schema, v.clone())
-        .map_err(|e| MapError::Decode(e.to_string()))?
-        .len();
-    if consumed != whole_len || !v.validate(r.schema) {
+    // decode. A value has exactly one binary encoding length: a datum that re-encodes to fewer
+    // bytes than it was read from is incomplete. (The writer also validates the value.)
+    let mut count = ByteCount(0);
+    r.writer
+        .write_value_ref(&mut count, &v)
+        .map_err(|e| MapError::Decode(e.to_string()))?;
+    if count.0 != whole_len {
         return Err(MapError::Decode(format!(
-            "Avro datum is truncated: {whole_len} bytes read, the decoded value needs {consumed}"
+            "Avro datum is truncated: {whole_len} bytes read, the decoded value needs {}",
+            count.0
         )));
     }
     Ok(Doc::Avro(v))
@@ -249,7 +344,7 @@ impl Mapper {
                         .collect(),
                 )
             } else {
-                Path::Json(p.to_string())
+                compile_pointer(p)
             }
         };
         let decoder = match &config.format {
@@ -303,11 +398,18 @@ impl Mapper {
         Ok(Mapper { decoder, columns })
     }
 
-    fn decode(&self, payload: &[u8]) -> Result<Doc, MapError> {
+    fn decode<'a>(&self, payload: &'a [u8]) -> Result<Doc<'a>, MapError> {
         match &self.decoder {
-            Decoder::Json => serde_json::from_slice(payload)
-                .map(Doc::Json)
-                .map_err(|e| MapError::Decode(e.to_string())),
+            Decoder::Json => {
+                let text = std::str::from_utf8(payload)
+                    .map_err(|e| MapError::Decode(format!("payload is not UTF-8: {e}")))?;
+                if text.trim_start().starts_with('{') {
+                    serde_json::from_str::<JsonObject<'_>>(text).map(Doc::JsonObject)
+                } else {
+                    serde_json::from_str::<&RawValue>(text).map(Doc::JsonOther)
+                }
+                .map_err(|e| MapError::Decode(e.to_string()))
+            }
             Decoder::Avro(reader) => read_datum(reader, payload),
             Decoder::Confluent { readers, registry } => {
                 if payload.len() < 5 || payload[0] != 0 {
@@ -353,7 +455,7 @@ impl Mapper {
         let field = |column: &str, path: &Path, problem: String| MapError::Field {
             column: column.to_string(),
             path: match path {
-                Path::Json(p) => p.clone(),
+                Path::Json(p, _) => p.clone(),
                 Path::Avro(s) => s.join("."),
             },
             problem,
@@ -400,7 +502,7 @@ impl Mapper {
             Some((p, unit)) => {
                 let v = match (doc.get(p), unit) {
                     (Scalar::Str(s), TsUnit::Rfc3339) => {
-                        parse_rfc3339(s).map_err(|e| field("ts", p, e))? as i128
+                        parse_rfc3339(&s).map_err(|e| field("ts", p, e))? as i128
                     }
                     (Scalar::Missing, _) => return Err(field("ts", p, "missing".into())),
                     (_, TsUnit::Rfc3339) => {
