@@ -315,7 +315,7 @@ pub fn events(
     p: &Params,
     max_limit: usize,
 ) -> Result<EventsResponse, QueryError> {
-    let limit = p.limit.unwrap_or(100);
+    let limit = p.limit.unwrap_or(100.min(max_limit));
     if limit > max_limit {
         return Err(perr(
             "limit",

@@ -181,6 +181,11 @@ impl ConsumerContext for AgentContext {
         let shared = &self.0;
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                // Kafka's committed offsets: if another member stored and committed past this
+                // store's checkpoint (a partition that moved away and came back), start there.
+                let committed = consumer
+                    .committed_offsets(tpl.clone(), Duration::from_secs(10))
+                    .ok();
                 let mut st = shared.lock();
                 for mut e in tpl.elements() {
                     let (topic, p) = (e.topic().to_string(), e.partition());
@@ -188,14 +193,32 @@ impl ConsumerContext for AgentContext {
                         .engine
                         .durable_checkpoint(&source_key(&topic, p))
                         .map(|o| o as i64);
-                    if let Some(o) = durable {
-                        // Resume right after what the store already holds.
-                        let _ = e.set_offset(Offset::Offset(o + 1));
-                    }
+                    let group = committed.as_ref().and_then(|c| {
+                        match c.find_partition(&topic, p)?.offset() {
+                            Offset::Offset(o) => Some(o),
+                            _ => None,
+                        }
+                    });
+                    let start = durable.map(|o| {
+                        // Resume right after what the store already holds, or later when the
+                        // group committed further (those offsets are stored elsewhere).
+                        let start = group.map_or(o + 1, |g| g.max(o + 1));
+                        let _ = e.set_offset(Offset::Offset(start));
+                        start
+                    });
                     let shard = shard_of(&topic, p, shared.engine.shard_count());
                     tracing::info!(topic, partition = p, shard, durable, offset = ?e.offset(), "partition assigned");
                     shared.metrics.partition(&topic, p, |g| g.durable = durable);
-                    st.parts.insert((topic, p), Part::new(shard, durable));
+                    let mut part = Part::new(shard, durable);
+                    if let (Some(start), Some(o)) = (start, durable) {
+                        if start > o + 1 {
+                            // Skipping what other members stored: record the jump (a checkpoint
+                            // at start - 1) and never commit below the group's offset.
+                            part.last = Some(start - 1);
+                            part.commit_sent = durable;
+                        }
+                    }
+                    st.parts.insert((topic, p), part);
                 }
                 st.assigned = true;
                 drop(st);
@@ -354,6 +377,10 @@ impl Shared {
                 part.batch.push(ev);
                 part.first_at.get_or_insert_with(Instant::now);
                 part.last = Some(offset);
+            }
+            Err(e @ MapError::Registry(_)) => {
+                drop(st);
+                self.fatal(format!("{topic}/{p}@{offset}: {e}; stopping instead of treating good messages as poison"));
             }
             Err(e) => {
                 self.metrics.rejected(e.reason());

@@ -69,7 +69,8 @@ pub struct KafkaConfig {
     pub topics: Vec<String>,
     pub assignment: Assignment,
     pub auto_offset_reset: OffsetReset,
-    /// librdkafka properties passed through unchanged.
+    /// librdkafka properties passed through unchanged (printed with secrets masked).
+    #[serde(serialize_with = "ser_properties")]
     pub properties: BTreeMap<String, String>,
 }
 
@@ -231,6 +232,22 @@ fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<
         None => s.serialize_str("none"),
     }
 }
+/// Properties whose values are secrets (passwords, keys, tokens) are masked when printed.
+fn ser_properties<S: serde::Serializer>(
+    v: &BTreeMap<String, String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(Some(v.len()))?;
+    for (k, x) in v {
+        let secret = ["password", "secret", "token", "key", "credential", "jaas"]
+            .iter()
+            .any(|w| k.contains(w));
+        m.serialize_entry(k, if secret { "<set>" } else { x.as_str() })?;
+    }
+    m.end()
+}
+
 fn ser_secret<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(if v.is_some() { "<set>" } else { "<none>" })
 }
@@ -262,13 +279,28 @@ impl Config {
             )
         })?;
         apply_env(&mut table, env)?;
-        let raw: RawConfig =
-            toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| {
-                    let msg = e.message().to_string();
-                    err("<config>", msg)
-                })?;
+        // Each section is deserialized on its own so that an unknown key or a wrong type is
+        // reported under its section's name.
+        let mut raw = RawConfig::default();
+        for (section, value) in table {
+            let de = |e: toml::de::Error| err(section.clone(), e.message().trim().to_string());
+            match section.as_str() {
+                "kafka" => raw.kafka = Some(value.clone().try_into().map_err(de)?),
+                "format" => raw.format = Some(value.clone().try_into().map_err(de)?),
+                "schema" => raw.schema = Some(value.clone().try_into().map_err(de)?),
+                "engine" => raw.engine = Some(value.clone().try_into().map_err(de)?),
+                "batch" => raw.batch = Some(value.clone().try_into().map_err(de)?),
+                "errors" => raw.errors = Some(value.clone().try_into().map_err(de)?),
+                "http" => raw.http = Some(value.clone().try_into().map_err(de)?),
+                "shutdown" => raw.shutdown = Some(value.clone().try_into().map_err(de)?),
+                other => {
+                    return Err(err(
+                        other,
+                        "unknown section: use kafka, format, schema, engine, batch, errors, http or shutdown",
+                    ))
+                }
+            }
+        }
         resolve(raw, base)
     }
 
@@ -310,7 +342,7 @@ fn apply_env(
         let Some(rest) = name.strip_prefix("KEPLOR_") else {
             continue;
         };
-        if rest == "CONFIG" || rest == "LOG" {
+        if rest == "CONFIG" || rest == "LOG" || rest == "TOKEN" {
             continue; // read by the CLI
         }
         let parts: Vec<&str> = rest.split("__").collect();
@@ -464,7 +496,9 @@ fn resolve(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
                 ))
             }
         };
-        const OWNED: [&str; 6] = [
+        const OWNED: [&str; 8] = [
+            "enable.partition.eof",
+            "statistics.interval.ms",
             "bootstrap.servers",
             "group.id",
             "enable.auto.commit",
@@ -647,12 +681,30 @@ fn resolve(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         status: s.status,
         flags: s.flags,
     };
+    let ts_path = match &schema.ts {
+        TsSource::Field { path, .. } => Some(path),
+        TsSource::Kafka => None,
+    };
+    let id_path = match &schema.event_id {
+        IdSource::Field { path } => Some(path),
+        IdSource::Offset => None,
+    };
+    let fixed = [
+        ("metric", schema.metric.as_ref()),
+        ("latency_ms", schema.latency_ms.as_ref()),
+        ("latency_detail_ms", schema.latency_detail_ms.as_ref()),
+        ("status", schema.status.as_ref()),
+        ("flags", schema.flags.as_ref()),
+        ("ts.path", ts_path),
+        ("event_id.path", id_path),
+    ];
     for (kind, p) in schema
         .dims
         .iter()
         .map(|d| ("dims", &d.path))
         .chain(schema.counters.iter().map(|c| ("counters", &c.path)))
         .chain(schema.labels.iter().map(|c| ("labels", &c.path)))
+        .chain(fixed.into_iter().filter_map(|(k, p)| p.map(|p| (k, p))))
     {
         if matches!(format, Format::Json) && !p.is_empty() && !p.starts_with('/') {
             return Err(err(
@@ -793,10 +845,21 @@ fn resolve(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         shutdown_grace,
     };
     // The engine checks names, caps and index references; surface its message under our key.
-    config
-        .engine_config()
-        .validate()
-        .map_err(|e| err("schema", e.to_string()))?;
+    config.engine_config().validate().map_err(|e| {
+        let key = match &e {
+            keplordb::DbError::InvalidConfig { field, .. } => match *field {
+                "wal_sync_interval" => "engine.sync_interval",
+                "wal_max_events" => "engine.max_segment_events",
+                "wal_shard_count" => "engine.shards",
+                "bloom_dim" | "rollup_dims" | "dim_names" | "counter_names" | "label_names" => {
+                    "schema.dims"
+                }
+                _ => "engine",
+            },
+            _ => "schema",
+        };
+        err(key, e.to_string())
+    })?;
     Ok(config)
 }
 

@@ -124,7 +124,7 @@ pub struct RawBatch {
     pub max_events: Option<u64>,
     pub max_bytes: Option<Quantity>,
     pub linger: Option<Quantity>,
-    /// Most bytes held in memory across all partitions before fetching pauses.
+    /// Most bytes buffered across all partitions: above it, every partition is flushed at once.
     pub max_pending_bytes: Option<Quantity>,
 }
 

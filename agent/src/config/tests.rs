@@ -49,6 +49,8 @@ fn env_overrides_every_key() {
             ("KEPLOR_KAFKA__PROPERTIES__SASL_MECHANISM", "PLAIN"),
             ("KEPLOR_HTTP__AUTH_TOKEN", "s3cret"),
             ("KEPLOR_CONFIG", "/ignored"),
+            ("KEPLOR_TOKEN", "read by the query CLI"),
+            ("KEPLOR_KAFKA__PROPERTIES__SASL_PASSWORD", "hunter2"),
             ("PATH", "/usr/bin"),
         ],
     )
@@ -60,12 +62,22 @@ fn env_overrides_every_key() {
     assert_eq!(c.kafka.properties["sasl.mechanism"], "PLAIN");
     assert_eq!(c.http.auth_token.as_deref(), Some("s3cret"));
     assert!(!c.to_toml().contains("s3cret"), "secrets are masked");
+    assert_eq!(c.kafka.properties["sasl.password"], "hunter2");
+    assert!(
+        !c.to_toml().contains("hunter2"),
+        "property secrets are masked too"
+    );
 }
 
 #[test]
 fn unknown_keys_are_rejected() {
     let e = load("[batch]\nlinger_ms = 5", &[]).unwrap_err();
     assert!(e.message.contains("linger_ms"), "{e}");
+    assert_eq!(e.key, "batch", "the section is named");
+    let e = load("[batches]\nlinger = \"5ms\"", &[]).unwrap_err();
+    assert_eq!(e.key, "batches");
+    let e = load("[engine]\nshards = \"four\"", &[]).unwrap_err();
+    assert_eq!(e.key, "engine");
     let e = load("", &[("KEPLOR_BATCH__LINGER_MS", "5")]).unwrap_err();
     assert!(e.message.contains("linger_ms"), "{e}");
     let e = load("", &[("KEPLOR_BATCH", "5")]).unwrap_err();
@@ -115,6 +127,16 @@ fn errors_name_their_keys() {
             "schema.ts.path",
             "needs the field's path",
         ),
+        (
+            "[engine]\nsync_interval = 0",
+            "engine.sync_interval",
+            "0 is not a sync interval",
+        ),
+        (
+            "[kafka.properties]\n\"enable.partition.eof\" = true",
+            "kafka.properties.enable.partition.eof",
+            "set by the agent",
+        ),
     ];
     for (extra, key, msg) in cases {
         let e = load(extra, &[]).unwrap_err();
@@ -127,6 +149,9 @@ fn errors_name_their_keys() {
     );
     let e = Config::from_toml(&two_blooms, [], Path::new(".")).unwrap_err();
     assert!(e.message.contains("`user` and `model`"), "{e}");
+    let bad_metric = BASE.replace("[schema]\nid = 1", "[schema]\nid = 1\nmetric = \"cost\"");
+    let e = Config::from_toml(&bad_metric, [], Path::new(".")).unwrap_err();
+    assert_eq!(e.key, "schema.metric", "{e}");
     let bad_pointer = BASE.replace("\"/model\"", "\"model\"");
     let e = Config::from_toml(&bad_pointer, [], Path::new(".")).unwrap_err();
     assert!(e.message.contains("JSON pointer"), "{e}");

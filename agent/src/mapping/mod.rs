@@ -28,6 +28,9 @@ pub enum MapError {
     },
     /// The message has no payload.
     Empty,
+    /// The schema registry could not be asked: not the message's fault, so no error policy
+    /// applies (the agent stops rather than skip or dead-letter good messages).
+    Registry(String),
 }
 
 impl MapError {
@@ -37,6 +40,7 @@ impl MapError {
             MapError::Decode(_) => "decode",
             MapError::Field { .. } => "field",
             MapError::Empty => "empty",
+            MapError::Registry(_) => "registry",
         }
     }
 }
@@ -51,6 +55,7 @@ impl std::fmt::Display for MapError {
                 problem,
             } => write!(f, "column `{column}` (at {path}): {problem}"),
             MapError::Empty => f.write_str("message has no payload"),
+            MapError::Registry(e) => write!(f, "schema registry unavailable: {e}"),
         }
     }
 }
@@ -432,7 +437,7 @@ impl Mapper {
                             )));
                         };
                         let r = Arc::new(
-                            avro_reader(fetch_schema(url, id).map_err(MapError::Decode)?)
+                            avro_reader(fetch_schema(url, id).map_err(MapError::Registry)?)
                                 .map_err(MapError::Decode)?,
                         );
                         readers
@@ -510,12 +515,15 @@ impl Mapper {
                     }
                     _ => {
                         let n = int("ts", p)?;
-                        n * match unit {
+                        let scale = match unit {
                             TsUnit::Ns => 1,
                             TsUnit::Us => 1_000,
                             TsUnit::Ms => 1_000_000,
                             _ => 1_000_000_000,
-                        }
+                        };
+                        n.checked_mul(scale).ok_or_else(|| {
+                            field("ts", p, "out of the representable range".into())
+                        })?
                     }
                 };
                 i64::try_from(v)
@@ -532,7 +540,7 @@ impl Mapper {
                 id
             }
         };
-        Ok(DynEvent {
+        let event = DynEvent {
             id,
             ts_ns,
             metric: opt("metric", &c.metric, i64::MIN as i128, i64::MAX as i128)? as i64,
@@ -556,7 +564,31 @@ impl Mapper {
                 .iter()
                 .map(|(n, p)| text(n, p))
                 .collect::<Result<_, _>>()?,
-        })
+        };
+        // Values the engine would refuse are the message's fault: poison, not a failed append.
+        let too_large = |column: &str, len: usize, max: usize| MapError::Field {
+            column: column.to_string(),
+            path: String::new(),
+            problem: format!("{len} bytes, the limit is {max}"),
+        };
+        if event.id.len() > keplordb::MAX_VALUE_LEN {
+            return Err(too_large(
+                "event_id",
+                event.id.len(),
+                keplordb::MAX_VALUE_LEN,
+            ));
+        }
+        for ((name, _), v) in c.dims.iter().zip(&event.dims) {
+            if v.len() > keplordb::MAX_VALUE_LEN {
+                return Err(too_large(name, v.len(), keplordb::MAX_VALUE_LEN));
+            }
+        }
+        for ((name, _), v) in c.labels.iter().zip(&event.labels) {
+            if v.len() > keplordb::MAX_LABEL_LEN {
+                return Err(too_large(name, v.len(), keplordb::MAX_LABEL_LEN));
+            }
+        }
+        Ok(event)
     }
 }
 

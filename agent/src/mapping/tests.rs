@@ -75,6 +75,13 @@ fn json_poison_is_typed() {
         "column `tokens` (at /usage/tokens): -1 is out of range 0..=4294967295"
     );
     assert_eq!(m.map(None, meta()).unwrap_err(), MapError::Empty);
+    // A value the engine would refuse is poison, not a failed append.
+    let huge = format!(r#"{{"user":{{"name":"{}"}}}}"#, "u".repeat(70_000));
+    let e = m.map(Some(huge.as_bytes()), meta()).unwrap_err();
+    assert!(
+        e.to_string().contains("70000 bytes, the limit is 65535"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -113,6 +120,13 @@ event_id = { source = "field", path = "/rid" }
         m.map(Some(br#"{"at":5,"rid":"r"}"#), meta()).unwrap().ts_ns,
         5_000
     );
+    let e = m
+        .map(
+            Some(br#"{"at":170141183460469231731687303715884105727,"rid":"r"}"#),
+            meta(),
+        )
+        .unwrap_err();
+    assert_eq!(e.reason(), "field", "{e}");
 }
 
 const AVSC: &str = r#"{"type":"record","name":"A","fields":[

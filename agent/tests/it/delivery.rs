@@ -208,3 +208,51 @@ fn a_new_store_starts_at_kafkas_committed_offsets() {
     assert_eq!(b.engine.total_events(), 10);
     assert!(matches!(b.stop(), Stopped::Clean));
 }
+
+#[test]
+fn a_partition_that_comes_back_resumes_where_the_group_left_off() {
+    let kafka = Kafka::new(&[("in", 2)]);
+    kafka.produce("in", 2, &(0..200).map(call).collect::<Vec<_>>());
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // a stores the first 200 and leaves.
+    let a = Agent::start(config(&kafka.brokers, da.path(), "g-back", &[])).unwrap();
+    assert!(wait_until(Duration::from_secs(30), || a
+        .engine
+        .total_events()
+        == 200));
+    assert!(matches!(a.stop(), Stopped::Clean));
+    // b takes over, stores 200 more, commits, leaves.
+    let b = Agent::start(config(&kafka.brokers, db.path(), "g-back", &[])).unwrap();
+    kafka.produce("in", 2, &(200..400).map(call).collect::<Vec<_>>());
+    assert!(wait_until(Duration::from_secs(30), || b
+        .engine
+        .total_events()
+        == 200));
+    let eb = b.engine.clone();
+    assert!(matches!(b.stop(), Stopped::Clean));
+    // a comes back: its own checkpoint is older than the group's offset; it must not re-read
+    // what b stored.
+    kafka.produce("in", 2, &(400..500).map(call).collect::<Vec<_>>());
+    let a = Agent::start(config(&kafka.brokers, da.path(), "g-back", &[])).unwrap();
+    assert!(wait_until(Duration::from_secs(30), || a
+        .engine
+        .total_events()
+        == 300));
+    std::thread::sleep(Duration::from_millis(500));
+    let mut all = stored_ids(&a.engine);
+    for (id, c) in stored_ids(&eb) {
+        *all.entry(id).or_default() += c;
+    }
+    assert_eq!(all.len(), 500);
+    assert!(
+        all.values().all(|&c| c == 1),
+        "no message stored by both agents"
+    );
+    assert_eq!(
+        a.metrics.offsets_skipped.load(Ordering::Relaxed),
+        0,
+        "a jump to the group's offset is not a gap"
+    );
+    assert!(matches!(a.stop(), Stopped::Clean));
+    assert_eq!(kafka.committed("g-back", "in", 2), vec![250, 250]);
+}
