@@ -656,9 +656,13 @@ impl Sink {
         let mapper = Mapper::new(&config)?;
         let k = &config.kafka;
         let mut cc = ClientConfig::new();
-        // Defaults for a low-latency sink (a property in the config wins): brokers answer a
-        // fetch within 50 ms instead of librdkafka's 500 ms when data trickles in.
+        // Defaults for a sink (a property in the config wins): brokers answer a fetch within
+        // 50 ms instead of librdkafka's 500 ms when data trickles in; and when the local fetch
+        // queue is over its thresholds (messages still being mapped and appended count), the
+        // next fetch waits 10 ms, not librdkafka's 1 s: with its default, a burst stalls the
+        // whole consumer for a second at a time.
         cc.set("fetch.wait.max.ms", "50");
+        cc.set("fetch.queue.backoff.ms", "10");
         for (key, v) in &k.properties {
             cc.set(key, v);
         }

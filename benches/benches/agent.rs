@@ -103,7 +103,18 @@ fn agent_rate(brokers: &str, topic: &str, n: usize, avro: bool) -> f64 {
         std::thread::sleep(Duration::from_millis(1));
     }
     let start = Instant::now();
+    let verbose = std::env::var_os("KEPLOR_BENCH_VERBOSE").is_some();
+    let mut next_report = Duration::ZERO;
     while agent.metrics.appended.load(Ordering::Relaxed) < n as u64 {
+        if verbose && start.elapsed() >= next_report {
+            eprintln!(
+                "{topic}: {:>5} ms consumed {:>7} appended {:>7}",
+                start.elapsed().as_millis(),
+                agent.metrics.consumed.load(Ordering::Relaxed),
+                agent.metrics.appended.load(Ordering::Relaxed)
+            );
+            next_report += Duration::from_millis(100);
+        }
         if start.elapsed() > Duration::from_secs(60) {
             let m = agent.metrics.partitions.lock().unwrap().clone();
             eprintln!(
