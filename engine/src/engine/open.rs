@@ -249,12 +249,7 @@ pub(super) fn open(config: EngineConfig) -> Result<DynEngine> {
                     if complete {
                         report.rotations_already_done += 1;
                     } else if writable {
-                        // Parts of an interrupted phase 2: removed, then written again whole.
-                        for s in segments.iter().filter(|s| s.generation == generation) {
-                            remove_if_exists(&s.path)?;
-                        }
-                        segments.retain(|s| s.generation != generation);
-                        segments.extend(engine.write_segments(&mem)?);
+                        rewrite_generation(&engine, &mut segments, &mem, generation)?;
                         report.rotations_completed += 1;
                     } else {
                         // Read-only: serve the WAL, not the incomplete parts.
@@ -292,11 +287,7 @@ pub(super) fn open(config: EngineConfig) -> Result<DynEngine> {
                     // crash after an earlier conversion left the file behind (same generation).
                     let generation = img.header.generation;
                     if !complete_generation(&segments, generation) && mem.read().len() > 0 {
-                        for s in segments.iter().filter(|s| s.generation == generation) {
-                            remove_if_exists(&s.path)?;
-                        }
-                        segments.retain(|s| s.generation != generation);
-                        segments.extend(engine.write_segments(&mem)?);
+                        rewrite_generation(&engine, &mut segments, &mem, generation)?;
                     }
                     to_unlink.push(img.path.clone());
                 } else if mem.read().len() > 0 {
@@ -430,6 +421,22 @@ pub(super) fn open(config: EngineConfig) -> Result<DynEngine> {
     }
     engine.report = report;
     Ok(engine)
+}
+
+/// Writes `mem` (the events of WAL `generation`) as segments, first removing any parts of that
+/// generation an interrupted run left behind.
+fn rewrite_generation(
+    engine: &DynEngine,
+    segments: &mut Vec<Arc<Segment>>,
+    mem: &MemTable,
+    generation: u64,
+) -> Result<()> {
+    for s in segments.iter().filter(|s| s.generation == generation) {
+        remove_if_exists(&s.path)?;
+    }
+    segments.retain(|s| s.generation != generation);
+    segments.extend(engine.write_segments(mem)?);
+    Ok(())
 }
 
 /// True when every part of `generation` is among `segments`.

@@ -141,30 +141,8 @@ fn dense_range(p: &SegPlan<'_>, k: &Kernels, lo: usize, hi: usize, t: &mut Total
 pub(crate) fn aggregate_plan(p: &SegPlan<'_>, t: &mut Totals) {
     let k = kernels();
     match &p.rows {
-        Rows::Posting(rows) => {
-            for &r in *rows {
-                let r = r as usize;
-                if p.row_ok(r) {
-                    add_seg_row(p, r, t);
-                }
-            }
-        }
-        Rows::Bitmap(bits) => {
-            for (w, &word) in bits.iter().enumerate().skip(p.lo / 64) {
-                let base = w * 64;
-                if base >= p.hi {
-                    break;
-                }
-                let mut m = word;
-                while m != 0 {
-                    let r = base + m.trailing_zeros() as usize;
-                    m &= m - 1;
-                    if r >= p.lo && r < p.hi && p.row_ok(r) {
-                        add_seg_row(p, r, t);
-                    }
-                }
-            }
-        }
+        // Few candidate rows: add them one by one.
+        Rows::Posting(_) | Rows::Bitmap(_) => for_each_row(p, |r| add_seg_row(p, r, t)),
         Rows::Scan => {
             let simple = p.dims.is_empty() && p.status.is_none();
             let first = p.lo / CHUNK_ROWS;
