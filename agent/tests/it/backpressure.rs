@@ -59,15 +59,7 @@ fn a_full_disk_pauses_then_resumes_without_loss() {
     let mount = tempfile::tempdir().unwrap();
     let fs = Tmpfs::mount(mount.path(), "3m");
     // ~4 KiB per message: 2,000 of them need ~8 MiB, far more than the 3 MiB disk.
-    let pad = "x".repeat(4000);
-    let payloads: Vec<Vec<u8>> = (0..2000)
-        .map(|i| {
-            String::from_utf8(call(i))
-                .unwrap()
-                .replace("\"note\":\"", &format!("\"note\":\"{pad}"))
-                .into_bytes()
-        })
-        .collect();
+    let payloads: Vec<Vec<u8>> = (0..2000).map(|i| padded_call(i, 4000)).collect();
     kafka.produce("in", 2, &payloads);
     let agent = Agent::start(config(
         &kafka.brokers,

@@ -164,9 +164,9 @@ status = "/status"
 ts = { source = "field", path = "/ts", unit = "ms" }
 "#;
 
-/// An agent config for `brokers`, storing in `dir`; `env` overrides any key.
-pub fn config(brokers: &str, dir: &Path, group: &str, env: &[(&str, &str)]) -> Config {
-    let text = format!(
+/// The test agents' configuration file: `data_dir` and `listen` as given.
+pub fn config_text(brokers: &str, data_dir: &str, group: &str, listen: &str) -> String {
+    format!(
         r#"
 [kafka]
 brokers = "{brokers}"
@@ -178,23 +178,36 @@ topics = ["in"]
 "topic.metadata.refresh.interval.ms" = 1000
 {SCHEMA}
 [engine]
-data_dir = "{}"
+data_dir = "{data_dir}"
 shards = 2
 [batch]
 linger = "20ms"
 max_events = 300
 [http]
-listen = "127.0.0.1:0"
+listen = "{listen}"
 [shutdown]
 grace_period = "20s"
-"#,
-        dir.display()
-    );
+"#
+    )
+}
+
+/// An agent config for `brokers`, storing in `dir`; `env` overrides any key.
+pub fn config(brokers: &str, dir: &Path, group: &str, env: &[(&str, &str)]) -> Config {
+    let text = config_text(brokers, &dir.display().to_string(), group, "127.0.0.1:0");
     let env: Vec<(String, String)> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     Config::from_toml(&text, env, Path::new(".")).expect("test config")
+}
+
+/// `call(i)` with its note padded by `pad` bytes (to fill disks and broker logs).
+pub fn padded_call(i: u64, pad: usize) -> Vec<u8> {
+    let note = format!("\"note\":\"{}", "x".repeat(pad));
+    String::from_utf8(call(i))
+        .unwrap()
+        .replace("\"note\":\"", &note)
+        .into_bytes()
 }
 
 /// Polls `f` until it is true or `timeout` passes.

@@ -243,15 +243,7 @@ fn offsets_the_broker_dropped_are_counted() {
     assert!(matches!(agent.stop(), Stopped::Clean));
     // While the agent is down, retention drops what it has not read yet: librdkafka's mock
     // keeps 5 MiB per partition, so 8 MiB more pushes the log start past offset 100.
-    let pad = "y".repeat(1000);
-    let payloads: Vec<Vec<u8>> = (100..8100)
-        .map(|i| {
-            String::from_utf8(call(i))
-                .unwrap()
-                .replace("\"note\":\"", &format!("\"note\":\"{pad}"))
-                .into_bytes()
-        })
-        .collect();
+    let payloads: Vec<Vec<u8>> = (100..8100).map(|i| padded_call(i, 1000)).collect();
     kafka.produce("in", 1, &payloads);
     let agent = Agent::start(config(&kafka.brokers, dir.path(), "g-gap", &[])).unwrap();
     assert!(wait_until(Duration::from_secs(30), || agent

@@ -24,28 +24,7 @@ fn write_config(
     port: u16,
 ) -> std::path::PathBuf {
     let path = dir.join("agent.toml");
-    let text = format!(
-        r#"
-[kafka]
-brokers = "{brokers}"
-group_id = "{group}"
-topics = ["in"]
-[kafka.properties]
-"session.timeout.ms" = 6000
-"heartbeat.interval.ms" = 500
-{SCHEMA}
-[engine]
-data_dir = "data"
-shards = 2
-[batch]
-linger = "20ms"
-max_events = 200
-[http]
-listen = "127.0.0.1:{port}"
-[shutdown]
-grace_period = "15s"
-"#
-    );
+    let text = config_text(brokers, "data", group, &format!("127.0.0.1:{port}"));
     std::fs::write(&path, text).unwrap();
     path
 }
