@@ -12,4 +12,5 @@ pub mod http;
 pub mod mapping;
 pub mod metrics;
 pub mod query;
+pub mod ownership;
 pub mod sink;

@@ -14,6 +14,7 @@ pub const DLQ_PRODUCED: &str = "keplor_dlq_produced_total";
 pub const APPEND_ERRORS: &str = "keplor_append_errors_total";
 pub const COMMITS: &str = "keplor_offset_commits_total";
 pub const OFFSETS_SKIPPED: &str = "keplor_offsets_skipped_total";
+pub const HANDOVER_DECISIONS: &str = "keplor_staged_decisions_total";
 pub const COMMITTED_OFFSET: &str = "keplor_partition_committed_offset";
 pub const DURABLE_OFFSET: &str = "keplor_partition_durable_offset";
 pub const CONSUMER_LAG: &str = "keplor_partition_consumer_lag";
@@ -122,6 +123,7 @@ pub struct Metrics {
     pub commits: AtomicU64,
     pub offsets_skipped: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
+    handover: Mutex<BTreeMap<&'static str, u64>>,
     pub partitions: Mutex<BTreeMap<(String, i32), PartitionGauges>>,
     pub batch_events: Histogram,
     pub fsync_seconds: Histogram,
@@ -139,6 +141,7 @@ impl Default for Metrics {
             commits: AtomicU64::new(0),
             offsets_skipped: AtomicU64::new(0),
             rejected: Mutex::new(BTreeMap::new()),
+            handover: Mutex::new(BTreeMap::new()),
             partitions: Mutex::new(BTreeMap::new()),
             batch_events: Histogram::new(SIZE_BUCKETS),
             fsync_seconds: Histogram::new(SECONDS_BUCKETS),
@@ -156,6 +159,17 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry(reason)
+            .or_default() += 1;
+    }
+
+    /// Staged batches of a partition were decided at a handover (`published`, `retracted`,
+    /// `unknown`).
+    pub fn add_handover(&self, kind: &'static str) {
+        *self
+            .handover
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(kind)
             .or_default() += 1;
     }
 
@@ -244,6 +258,15 @@ impl Metrics {
             .iter()
         {
             let _ = writeln!(out, "{MESSAGES_REJECTED}{{reason=\"{reason}\"}} {n}");
+        }
+        let _ = writeln!(out, "# HELP {HANDOVER_DECISIONS} Decisions on staged batches taken from the ownership chain when partitions change hands, by outcome.\n# TYPE {HANDOVER_DECISIONS} counter");
+        for (kind, n) in self
+            .handover
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(out, "{HANDOVER_DECISIONS}{{outcome=\"{kind}\"}} {n}");
         }
         let parts = self
             .partitions

@@ -24,6 +24,7 @@ mod read;
 mod schema;
 mod segment;
 mod shard;
+mod staged;
 mod tombstone;
 mod typed;
 mod view;

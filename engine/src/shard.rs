@@ -13,7 +13,10 @@ use std::time::Instant;
 use crate::error::{DbError, Result};
 use crate::memtable::MemTable;
 use crate::schema::SchemaDef;
-use crate::wal::frame::{read_frame, EventsDecoder, FrameKind, RawRow};
+use crate::staged::{StagedBatch, StagedSet};
+use crate::wal::frame::{
+    encode_checkpoints, read_frame, EventsDecoder, FrameBuf, FrameKind, RawRow,
+};
 use crate::wal::writer::{AppendError, WalWriter};
 
 /// Mutable state of a shard, behind its lock.
@@ -28,6 +31,8 @@ pub(crate) struct ShardState {
     pub checkpoints: BTreeMap<String, u64>,
     /// Set when a write or fsync failed in a way that leaves the file state unknown.
     pub failed: Option<String>,
+    /// Staged batches not yet published or retracted (see `staged.rs`).
+    pub staged: StagedSet,
 }
 
 /// Outcome of writing one frame.
@@ -110,6 +115,76 @@ impl Shard {
         durable: bool,
         is_dead: &dyn Fn(&str) -> bool,
     ) -> Result<Written> {
+        let lsn = self.append_frame(st, frame)?;
+        // The memtable is fed by decoding the very bytes just written, so it always agrees
+        // with what a replay of the WAL would produce.
+        let n = self.apply_events(st, frame, lsn, schema, is_dead)?;
+        Ok(self.account(st, n, frame.len(), limits, durable, lsn))
+    }
+
+    /// Writes a staged frame (already encoded, with its checkpoint) and holds it back from the
+    /// memtable until it is published.
+    pub(crate) fn write_staged(
+        &self,
+        st: &mut ShardState,
+        frame: &[u8],
+        limits: Limits,
+        durable: bool,
+    ) -> Result<Written> {
+        let batch = StagedBatch::from_frame(frame).map_err(|why| self.fail(st, why))?;
+        let lsn = self.append_frame(st, frame)?;
+        st.staged.insert(batch);
+        Ok(self.account(st, 0, frame.len(), limits, durable, lsn))
+    }
+
+    /// Publishes the staged batches of `source` up to `up_to`: a `Publish` frame, then their
+    /// rows join the memtable and their checkpoints count. Returns how many batches.
+    pub(crate) fn publish(
+        &self,
+        st: &mut ShardState,
+        source: &str,
+        up_to: u64,
+        schema: &SchemaDef,
+        limits: Limits,
+        is_dead: &dyn Fn(&str) -> bool,
+    ) -> Result<(usize, Option<Written>)> {
+        if !st.staged.has_up_to(source, up_to) {
+            return Ok((0, None));
+        }
+        let lsn = self.append_decision(st, FrameKind::Publish, source, up_to)?;
+        let batches = st.staged.take_up_to(source, up_to);
+        let mut rows = 0;
+        for b in &batches {
+            rows += self.apply_events(st, &b.frame, lsn, schema, is_dead)?;
+        }
+        let written = self.account(st, rows, 0, limits, false, lsn);
+        Ok((batches.len(), Some(written)))
+    }
+
+    /// Drops the staged batches of `source` at or above `from` (a `Retract` frame). Returns
+    /// how many batches.
+    pub(crate) fn retract(&self, st: &mut ShardState, source: &str, from: u64) -> Result<usize> {
+        if !st.staged.has_from(source, from) {
+            return Ok(0);
+        }
+        self.append_decision(st, FrameKind::Retract, source, from)?;
+        Ok(st.staged.retract_from(source, from))
+    }
+
+    fn append_decision(
+        &self,
+        st: &mut ShardState,
+        kind: FrameKind,
+        source: &str,
+        position: u64,
+    ) -> Result<u64> {
+        let mut frame = FrameBuf::new(kind);
+        encode_checkpoints(&mut frame, std::iter::once((source, position)));
+        self.append_frame(st, frame.finish()?)
+    }
+
+    /// Appends one frame to the WAL; returns its sequence number.
+    fn append_frame(&self, st: &mut ShardState, frame: &[u8]) -> Result<u64> {
         if let Some(reason) = &st.failed {
             return Err(DbError::ShardFailed {
                 shard: self.index,
@@ -126,38 +201,61 @@ impl Shard {
         }
         let lsn = self.written_lsn.load(Ordering::Relaxed) + 1;
         self.written_lsn.store(lsn, Ordering::Release);
+        Ok(lsn)
+    }
 
-        // The memtable is fed by decoding the very bytes just written, so it always agrees
-        // with what a replay of the WAL would produce.
+    /// Decodes an events (or staged) frame into the memtable; its checkpoint counts once the
+    /// frame `lsn` is durable. Returns the number of events.
+    fn apply_events(
+        &self,
+        st: &mut ShardState,
+        frame: &[u8],
+        lsn: u64,
+        schema: &SchemaDef,
+        is_dead: &dyn Fn(&str) -> bool,
+    ) -> Result<usize> {
         let applied = read_frame(frame)
             .map_err(|e| e.to_string())
             .and_then(|(raw, _)| {
-                debug_assert_eq!(raw.kind, FrameKind::Events);
+                debug_assert!(matches!(raw.kind, FrameKind::Events | FrameKind::Staged));
                 let dec = EventsDecoder::new(&raw, schema)?;
                 let checkpoint = dec.checkpoint;
                 let mut scratch = RawRow::default();
                 let n = st.mem.write().push_frame(dec, &mut scratch, is_dead)?;
                 Ok((n, checkpoint))
             });
-        let (n, checkpoint) = match applied {
-            Ok(v) => v,
-            Err(why) => {
-                // Only a bug can get here: the frame was encoded by this process.
-                let reason = format!("frame just written does not decode: {why}");
-                st.failed = Some(reason.clone());
-                return Err(DbError::ShardFailed {
-                    shard: self.index,
-                    reason,
-                });
-            }
-        };
+        // Only a bug can fail here: the frame was encoded by this process.
+        let (n, checkpoint) =
+            applied.map_err(|why| self.fail(st, format!("frame does not decode: {why}")))?;
         if let Some((key, pos)) = checkpoint {
             let e = st.checkpoints.entry(key.to_string()).or_insert(pos);
             *e = (*e).max(pos);
             lock(&self.pending).push((lsn, key.to_string(), pos));
         }
+        Ok(n)
+    }
+
+    /// Marks the shard failed and returns the error that says so.
+    fn fail(&self, st: &mut ShardState, reason: String) -> DbError {
+        st.failed = Some(reason.clone());
+        DbError::ShardFailed {
+            shard: self.index,
+            reason,
+        }
+    }
+
+    /// Sync and rotation thresholds after `events` events in `bytes` bytes were written.
+    fn account(
+        &self,
+        st: &mut ShardState,
+        n: usize,
+        bytes: usize,
+        limits: Limits,
+        durable: bool,
+        lsn: u64,
+    ) -> Written {
         st.events_since_sync += n as u64;
-        st.bytes_since_sync += frame.len() as u64;
+        st.bytes_since_sync += bytes as u64;
         let need_sync = durable
             || st.events_since_sync >= limits.sync_events
             || st.bytes_since_sync >= limits.sync_bytes;
@@ -167,11 +265,11 @@ impl Shard {
         }
         let need_rotate =
             st.mem.read().len() as u64 >= limits.max_events || st.wal.len >= limits.max_bytes;
-        Ok(Written {
+        Written {
             lsn,
             need_sync,
             need_rotate,
-        })
+        }
     }
 
     /// Makes every frame up to `lsn` durable. Group commit: a caller whose frame was covered by

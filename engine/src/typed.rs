@@ -102,6 +102,34 @@ impl<const D: usize, const C: usize, const L: usize> Engine<D, C, L> {
         self.core.append_batch_to(shard, events, checkpoint)
     }
 
+    /// Appends a staged batch: durable but invisible until published (see
+    /// [`DynEngine::append_staged_to`]).
+    pub fn append_staged_to(
+        &self,
+        shard: usize,
+        events: &[LogEvent<D, C, L>],
+        checkpoint: SourceCheckpoint<'_>,
+    ) -> Result<AppendTicket> {
+        self.core.append_staged_to(shard, events, checkpoint)
+    }
+
+    /// Publishes the staged batches of `source` up to `up_to` (see
+    /// [`DynEngine::publish_staged`]).
+    pub fn publish_staged(&self, source: &str, up_to: u64) -> Result<usize> {
+        self.core.publish_staged(source, up_to)
+    }
+
+    /// Drops the staged batches of `source` from `from` on (see
+    /// [`DynEngine::retract_staged`]).
+    pub fn retract_staged(&self, source: &str, from: u64) -> Result<usize> {
+        self.core.retract_staged(source, from)
+    }
+
+    /// The staged batches still pending, per source.
+    pub fn staged_positions(&self) -> BTreeMap<String, Vec<u64>> {
+        self.core.staged_positions()
+    }
+
     /// True once the append identified by `ticket` is on stable storage.
     pub fn is_durable(&self, ticket: &AppendTicket) -> bool {
         self.core.is_durable(ticket)

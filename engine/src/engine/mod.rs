@@ -4,6 +4,7 @@ mod delete;
 mod open;
 mod query;
 mod rotate;
+mod staged;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;

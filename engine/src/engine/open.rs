@@ -19,9 +19,12 @@ use crate::query::rollup::RollupStore;
 use crate::schema::{SchemaDef, SCHEMA_FILE};
 use crate::segment::{parse_segment_name, Segment, SegmentCache};
 use crate::shard::{Limits, Shard, ShardState};
+use crate::staged::{StagedBatch, StagedSet};
 use crate::tombstone::Tombstones;
 use crate::view::{SegRef, View};
-use crate::wal::frame::{decode_checkpoints, EventsDecoder, FrameKind, RawRow};
+use crate::wal::frame::{
+    decode_checkpoints, read_frame, EventsDecoder, FrameKind, RawFrame, RawRow, FRAME_HEADER_LEN,
+};
 use crate::wal::reader::{read_wal, DiscardedTail, WalImage, WalRead};
 use crate::wal::writer::WalWriter;
 use crate::wal::{active_name, new_name, parse_name, WalFileKind};
@@ -44,6 +47,8 @@ pub struct RecoveryReport {
     pub rotations_completed: usize,
     /// Unfinished rotations whose segments already existed (the `.rotating` file was dropped).
     pub rotations_already_done: usize,
+    /// Staged batches still pending (neither published nor retracted), kept invisible.
+    pub staged_pending: usize,
 }
 
 #[derive(Default)]
@@ -214,6 +219,7 @@ pub(super) fn open(config: EngineConfig) -> Result<DynEngine> {
     let mut memtables: Vec<Arc<MemTable>> = Vec::new();
     let mut all_checkpoints: BTreeMap<String, u64> = BTreeMap::new();
     let mut inherited: BTreeMap<String, u64> = BTreeMap::new();
+    let mut inherited_staged = StagedSet::default();
     let mut shards: Vec<Option<Shard>> = (0..shard_count).map(|_| None).collect();
     let mut to_unlink = Vec::new();
 
@@ -231,6 +237,7 @@ pub(super) fn open(config: EngineConfig) -> Result<DynEngine> {
     for i in order {
         let (active, rotating) = images.remove(&i).unwrap_or((None, None));
         let mut cps: BTreeMap<String, u64> = BTreeMap::new();
+        let mut staged = StagedSet::default();
         let mut rewrote = false;
 
         if let Some(read) = rotating {
@@ -240,7 +247,7 @@ pub(super) fn open(config: EngineConfig) -> Result<DynEngine> {
                         &mut img,
                         &schema,
                         &engine.tombstones,
-                        &mut cps,
+                        (&mut cps, &mut staged),
                         &mut report,
                         mode,
                     )?;
@@ -275,7 +282,7 @@ pub(super) fn open(config: EngineConfig) -> Result<DynEngine> {
                     &mut img,
                     &schema,
                     &engine.tombstones,
-                    &mut cps,
+                    (&mut cps, &mut staged),
                     &mut report,
                     mode,
                 )?;
@@ -309,6 +316,7 @@ pub(super) fn open(config: EngineConfig) -> Result<DynEngine> {
                 let e = inherited.entry(k).or_insert(p);
                 *e = (*e).max(p);
             }
+            inherited_staged.absorb(staged);
             continue;
         }
         if !writable {
@@ -320,13 +328,21 @@ pub(super) fn open(config: EngineConfig) -> Result<DynEngine> {
                 *e = (*e).max(p);
                 rewrote = true;
             }
+            if !inherited_staged.is_empty() {
+                staged.absorb(std::mem::take(&mut inherited_staged));
+                rewrote = true;
+            }
         }
+        report.staged_pending += staged.iter().count();
         let (wal, mem) = match (state_wal, state_mem) {
             (Some(mut w), Some(m)) => {
-                if rewrote && !cps.is_empty() {
-                    // The checkpoints of the rotating (or removed) WAL must live on in the
-                    // active one before that file is unlinked.
-                    super::rotate::append_snapshot(&mut w, &cps)?;
+                if rewrote && !(cps.is_empty() && staged.is_empty()) {
+                    // The checkpoints and pending staged batches of the rotating (or removed)
+                    // WAL must live on in the active one before that file is unlinked.
+                    if !cps.is_empty() {
+                        super::rotate::append_snapshot(&mut w, &cps)?;
+                    }
+                    super::rotate::append_staged(&mut w, &staged)?;
                     w.sync()?;
                 }
                 (w, m)
@@ -339,7 +355,7 @@ pub(super) fn open(config: EngineConfig) -> Result<DynEngine> {
                 // half-written header under the active name.
                 let new = dir.join(new_name(i));
                 let path = dir.join(active_name(i));
-                let mut w = engine.create_wal(&new, i, generation, &cps)?;
+                let mut w = engine.create_wal(&new, i, generation, &cps, &staged)?;
                 fs::rename(&new, &path).map_err(|e| DbError::io("install new WAL", &path, e))?;
                 sync_dir(&dir)?;
                 w.path = path;
@@ -356,6 +372,7 @@ pub(super) fn open(config: EngineConfig) -> Result<DynEngine> {
                 bytes_since_sync: 0,
                 checkpoints: cps,
                 failed: None,
+                staged,
             },
         ));
     }
@@ -477,13 +494,10 @@ fn set_aside(path: &Path, reason: &str, writable: bool, report: &mut RecoveryRep
 fn validate_frames(img: &WalImage, schema: &SchemaDef) -> Result<()> {
     for (at, frame) in img.frames() {
         let checked: std::result::Result<(), String> = match frame.kind {
-            FrameKind::Events => (|| {
-                let mut dec = EventsDecoder::new(&frame, schema)?;
-                let mut row = RawRow::default();
-                while dec.next_into(&mut row)? {}
-                Ok(())
-            })(),
-            FrameKind::Checkpoints => decode_checkpoints(frame.payload).map(|_| ()),
+            FrameKind::Events | FrameKind::Staged => check_events(&frame, schema),
+            FrameKind::Checkpoints | FrameKind::Publish | FrameKind::Retract => {
+                decode_checkpoints(frame.payload).map(|_| ())
+            }
             FrameKind::Tombstones => Err("tombstone frame in a shard WAL".to_string()),
         };
         if let Err(reason) = checked {
@@ -497,13 +511,25 @@ fn validate_frames(img: &WalImage, schema: &SchemaDef) -> Result<()> {
     Ok(())
 }
 
-/// Replays a WAL image into a new memtable, merging its checkpoints into `cps`. A frame that
-/// passed its checksum but does not decode is treated like a corrupt frame.
+/// Decodes every event of an events or staged frame without applying it.
+fn check_events(frame: &RawFrame<'_>, schema: &SchemaDef) -> std::result::Result<(), String> {
+    let mut dec = EventsDecoder::new(frame, schema)?;
+    let mut row = RawRow::default();
+    while dec.next_into(&mut row)? {}
+    if frame.kind == FrameKind::Staged && dec.checkpoint.is_none() {
+        return Err("a staged frame without a source checkpoint".into());
+    }
+    Ok(())
+}
+
+/// Replays a WAL image into a new memtable, merging its checkpoints into `cps` and tracking
+/// its staged batches in `staged` (shared by the rotating and the active WAL of a shard). A
+/// frame that passed its checksum but does not decode is treated like a corrupt frame.
 fn replay(
     img: &mut WalImage,
     schema: &SchemaDef,
     tombstones: &Tombstones,
-    cps: &mut BTreeMap<String, u64>,
+    (cps, staged): (&mut BTreeMap<String, u64>, &mut StagedSet),
     report: &mut RecoveryReport,
     mode: WalRecoveryMode,
 ) -> Result<MemTable> {
@@ -521,9 +547,7 @@ fn replay(
             let result: std::result::Result<u64, String> = match frame.kind {
                 FrameKind::Events => (|| {
                     // Validate the whole frame before applying any of it.
-                    let mut check = EventsDecoder::new(&frame, schema)?;
-                    let mut row = RawRow::default();
-                    while check.next_into(&mut row)? {}
+                    check_events(&frame, schema)?;
                     let dec = EventsDecoder::new(&frame, schema)?;
                     if let Some((k, p)) = dec.checkpoint {
                         merge(k, p);
@@ -531,6 +555,32 @@ fn replay(
                     let mut scratch = RawRow::default();
                     Ok(data.push_frame(dec, &mut scratch, &is_dead)? as u64)
                 })(),
+                FrameKind::Staged => (|| {
+                    check_events(&frame, schema)?;
+                    let start = at as usize;
+                    let bytes = &img.bytes[start..start + FRAME_HEADER_LEN + frame.payload.len()];
+                    staged.insert(StagedBatch::from_frame(bytes)?);
+                    Ok(0)
+                })(),
+                FrameKind::Publish => decode_checkpoints(frame.payload).and_then(|entries| {
+                    let mut n = 0;
+                    for (k, up_to) in entries {
+                        for b in staged.take_up_to(&k, up_to) {
+                            let (raw, _) = read_frame(&b.frame).map_err(|e| e.to_string())?;
+                            let dec = EventsDecoder::new(&raw, schema)?;
+                            let mut scratch = RawRow::default();
+                            n += data.push_frame(dec, &mut scratch, &is_dead)? as u64;
+                            merge(&b.source, b.position);
+                        }
+                    }
+                    Ok(n)
+                }),
+                FrameKind::Retract => decode_checkpoints(frame.payload).map(|entries| {
+                    for (k, from) in entries {
+                        staged.retract_from(&k, from);
+                    }
+                    0
+                }),
                 FrameKind::Checkpoints => decode_checkpoints(frame.payload).map(|entries| {
                     for (k, p) in entries {
                         merge(&k, p);

@@ -20,6 +20,7 @@ use crate::memtable::MemTable;
 use crate::segment::writer::{encode_segment, plan_parts, write_segment_file, SegmentInput};
 use crate::segment::Segment;
 use crate::shard::Shard;
+use crate::staged::StagedSet;
 use crate::view::{DeletedRows, SegRef};
 use crate::wal::frame::{encode_checkpoints, FrameBuf, FrameKind};
 use crate::wal::writer::{AppendError, WalWriter};
@@ -70,7 +71,8 @@ impl DynEngine {
         let new_path = self.dir.join(new_name(i));
         let active = self.dir.join(active_name(i));
         let rotating = self.dir.join(rotating_name(i));
-        let mut next = match self.create_wal(&new_path, i, generation, &st.checkpoints) {
+        let mut next = match self.create_wal(&new_path, i, generation, &st.checkpoints, &st.staged)
+        {
             Ok(w) => w,
             Err(e) => {
                 let _ = remove_if_exists(&new_path);
@@ -110,13 +112,15 @@ impl DynEngine {
         Ok(Some(frozen))
     }
 
-    /// Creates a WAL file with a checkpoint snapshot frame, fsynced.
+    /// Creates a WAL file with a checkpoint snapshot frame and a copy of every pending staged
+    /// batch, fsynced.
     pub(super) fn create_wal(
         &self,
         path: &std::path::Path,
         shard: usize,
         generation: u64,
         checkpoints: &std::collections::BTreeMap<String, u64>,
+        staged: &StagedSet,
     ) -> Result<WalWriter> {
         let header = WalHeader {
             shard: shard as u16,
@@ -128,6 +132,7 @@ impl DynEngine {
         if !checkpoints.is_empty() {
             append_snapshot(&mut w, checkpoints)?;
         }
+        append_staged(&mut w, staged)?;
         w.sync()?;
         Ok(w)
     }
@@ -259,6 +264,17 @@ impl DynEngine {
         }
         Ok((rows.count > 0).then(|| Arc::new(rows)))
     }
+}
+
+/// Appends a copy of every pending staged batch.
+pub(super) fn append_staged(w: &mut WalWriter, staged: &StagedSet) -> Result<()> {
+    for b in staged.iter() {
+        match w.append(&b.frame) {
+            Ok(()) => {}
+            Err(AppendError::RolledBack(e)) | Err(AppendError::Poisoned(e)) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Appends a checkpoint snapshot frame.

@@ -4,7 +4,8 @@
 //! frame header (16 bytes, little-endian)
 //! 0   u32  payload length in bytes
 //! 4   u32  event count (0 for non-event frames)
-//! 8   u8   kind: 1 events, 2 checkpoint snapshot, 3 tombstones
+//! 8   u8   kind: 1 events, 2 checkpoint snapshot, 3 tombstones, 4 staged events,
+//!          5 publish, 6 retract
 //! 9   u8   flags: bit 0 = an events frame carries a source checkpoint
 //! 10  u16  reserved, zero
 //! 12  u32  CRC-32 (IEEE) of header bytes 0..12 followed by the payload
@@ -34,6 +35,12 @@ pub(crate) enum FrameKind {
     Events = 1,
     Checkpoints = 2,
     Tombstones = 3,
+    /// An events frame (with its checkpoint) held back from queries until published.
+    Staged = 4,
+    /// Publishes the staged batches of sources up to positions: `(source, position)` entries.
+    Publish = 5,
+    /// Drops the staged batches of sources after positions: `(source, position)` entries.
+    Retract = 6,
 }
 
 impl FrameKind {
@@ -42,6 +49,9 @@ impl FrameKind {
             1 => Some(FrameKind::Events),
             2 => Some(FrameKind::Checkpoints),
             3 => Some(FrameKind::Tombstones),
+            4 => Some(FrameKind::Staged),
+            5 => Some(FrameKind::Publish),
+            6 => Some(FrameKind::Retract),
             _ => None,
         }
     }
@@ -238,7 +248,7 @@ fn check_len(column: &str, len: usize, max: usize) -> Result<()> {
     Ok(())
 }
 
-/// Encodes a checkpoint snapshot frame.
+/// Encodes a checkpoint snapshot frame; publish and retract frames share its payload layout.
 pub(crate) fn encode_checkpoints<'a>(
     frame: &mut FrameBuf,
     entries: impl ExactSizeIterator<Item = (&'a str, u64)>,
@@ -427,11 +437,21 @@ pub(crate) struct EventsDecoder<'a> {
     pub checkpoint: Option<(&'a str, u64)>,
 }
 
+/// A source checkpoint as read from a frame: key and position.
+type CheckpointRef<'a> = Option<(&'a str, u64)>;
+
+/// The source checkpoint at the head of an events (or staged) frame's payload, if it has one.
+pub(crate) fn frame_checkpoint<'a>(
+    frame: &RawFrame<'a>,
+) -> std::result::Result<CheckpointRef<'a>, String> {
+    Ok(EventsDecoder::head(frame)?.1)
+}
+
 impl<'a> EventsDecoder<'a> {
-    pub(crate) fn new(
+    /// The payload cursor positioned after the checkpoint, and the checkpoint.
+    fn head(
         frame: &RawFrame<'a>,
-        schema: &SchemaDef,
-    ) -> std::result::Result<Self, String> {
+    ) -> std::result::Result<(Cursor<'a>, CheckpointRef<'a>), String> {
         let mut cur = Cursor::new(frame.payload);
         let checkpoint = if frame.flags & FLAG_CHECKPOINT != 0 {
             let k = cur.str16()?;
@@ -440,6 +460,14 @@ impl<'a> EventsDecoder<'a> {
         } else {
             None
         };
+        Ok((cur, checkpoint))
+    }
+
+    pub(crate) fn new(
+        frame: &RawFrame<'a>,
+        schema: &SchemaDef,
+    ) -> std::result::Result<Self, String> {
+        let (cur, checkpoint) = Self::head(frame)?;
         Ok(EventsDecoder {
             cur,
             remaining: frame.count,

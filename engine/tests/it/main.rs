@@ -5,4 +5,5 @@ mod derive;
 mod fixtures;
 mod model;
 mod recovery;
+mod staged;
 mod write_path;

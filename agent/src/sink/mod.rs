@@ -32,6 +32,9 @@ use rdkafka::types::RDKafkaRespErr;
 use crate::config::{Assignment, Config, ErrorPolicy, OffsetReset};
 use crate::mapping::{MapError, Mapper, Meta};
 use crate::metrics::Metrics;
+use crate::ownership::{Chain, StoreId};
+
+mod handover;
 
 /// A polled batch and its mapping results, in poll order.
 type Mapped<'c> = (Vec<BorrowedMessage<'c>>, Vec<Result<DynEvent, MapError>>);
@@ -101,6 +104,8 @@ struct Part {
     retry_at: Option<Instant>,
     /// DLQ messages sent since the last durable append: the producer must flush first.
     dlq_unflushed: bool,
+    /// The ownership chain sent with this partition's commits (this store's range last).
+    chain: Chain,
 }
 
 impl Part {
@@ -115,6 +120,7 @@ impl Part {
             commit_sent: None,
             retry_at: None,
             dlq_unflushed: false,
+            chain: Chain::default(),
         }
     }
 }
@@ -136,6 +142,8 @@ pub struct Shared {
     mapper: Mapper,
     state: Mutex<State>,
     dlq: Option<ThreadedProducer<DefaultProducerContext>>,
+    /// This store's id in the ownership chains.
+    store: StoreId,
     /// Set once partitions are assigned and consumption runs (readiness).
     pub ready: Arc<AtomicBool>,
     crash: Option<Arc<CrashPlan>>,
@@ -181,47 +189,8 @@ impl ConsumerContext for AgentContext {
         let shared = &self.0;
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                // Kafka's committed offsets: if another member stored and committed past this
-                // store's checkpoint (a partition that moved away and came back), start there.
-                let committed = consumer
-                    .committed_offsets(tpl.clone(), Duration::from_secs(10))
-                    .ok();
-                let mut st = shared.lock();
-                for mut e in tpl.elements() {
-                    let (topic, p) = (e.topic().to_string(), e.partition());
-                    let durable = shared
-                        .engine
-                        .durable_checkpoint(&source_key(&topic, p))
-                        .map(|o| o as i64);
-                    let group = committed.as_ref().and_then(|c| {
-                        match c.find_partition(&topic, p)?.offset() {
-                            Offset::Offset(o) => Some(o),
-                            _ => None,
-                        }
-                    });
-                    let start = durable.map(|o| {
-                        // Resume right after what the store already holds, or later when the
-                        // group committed further (those offsets are stored elsewhere).
-                        let start = group.map_or(o + 1, |g| g.max(o + 1));
-                        let _ = e.set_offset(Offset::Offset(start));
-                        start
-                    });
-                    let shard = shard_of(&topic, p, shared.engine.shard_count());
-                    tracing::info!(topic, partition = p, shard, durable, offset = ?e.offset(), "partition assigned");
-                    shared.metrics.partition(&topic, p, |g| g.durable = durable);
-                    let mut part = Part::new(shard, durable);
-                    if let (Some(start), Some(o)) = (start, durable) {
-                        if start > o + 1 {
-                            // Skipping what other members stored: record the jump (a checkpoint
-                            // at start - 1) and never commit below the group's offset.
-                            part.last = Some(start - 1);
-                            part.commit_sent = durable;
-                        }
-                    }
-                    st.parts.insert((topic, p), part);
-                }
-                st.assigned = true;
-                drop(st);
+                shared.on_assign(consumer, tpl);
+                shared.lock().assigned = true;
                 let r = if cooperative {
                     consumer.incremental_assign(tpl)
                 } else {
@@ -239,25 +208,7 @@ impl ConsumerContext for AgentContext {
                     .iter()
                     .map(|e| (e.topic().to_string(), e.partition()))
                     .collect();
-                if lost {
-                    // Another member may already own them: commit nothing, drop what is buffered
-                    // (it is re-read by the new owner, or by us from the checkpoint).
-                    tracing::warn!(?revoked, "partitions lost");
-                    let mut st = shared.lock();
-                    for k in &revoked {
-                        st.parts.remove(k);
-                    }
-                } else {
-                    tracing::info!(?revoked, "partitions revoked: flushing and committing");
-                    shared.flush_parts(Some(&revoked), true);
-                    // Forced: an earlier asynchronous commit of the same offsets may have been refused
-                    // by the rebalance now under way; the next owner starts from this one.
-                    shared.commit(consumer, Some(&revoked), CommitMode::Sync, true);
-                    let mut st = shared.lock();
-                    for k in &revoked {
-                        st.parts.remove(k);
-                    }
-                }
+                shared.on_revoke(consumer, &revoked, lost);
                 for (t, p) in &revoked {
                     shared.metrics.remove_partition(t, *p);
                 }
@@ -496,7 +447,8 @@ impl Shared {
                     source: &source,
                     position: last as u64,
                 };
-                let result = self.engine.append_batch_to(shard, &batch, Some(checkpoint));
+                // Staged: durable, but counted only once Kafka accepts the commit past it.
+                let result = self.engine.append_staged_to(shard, &batch, checkpoint);
                 self.metrics.append_seconds.observe_duration(t.elapsed());
                 (k, last, batch, result)
             })
@@ -575,14 +527,28 @@ impl Shared {
         failed
     }
 
-    /// Commits the durable offsets not yet committed.
+    /// Publishes the staged batches below each offset of an accepted commit.
+    fn publish_committed(&self, tpl: &TopicPartitionList) {
+        for e in tpl.elements() {
+            if let Offset::Offset(o) = e.offset() {
+                let source = source_key(e.topic(), e.partition());
+                if let Err(err) = self.engine.publish_staged(&source, (o - 1) as u64) {
+                    self.fatal(format!("publishing {source} up to {}: {err}", o - 1));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Commits the durable offsets not yet committed, each with its partition's ownership
+    /// chain; publishes what an accepted synchronous commit covers. False when it failed.
     fn commit(
         &self,
         consumer: &BaseConsumer<AgentContext>,
         only: Option<&[(String, i32)]>,
         mode: CommitMode,
         force: bool,
-    ) {
+    ) -> bool {
         let mut tpl = TopicPartitionList::new();
         let mut st = self.lock();
         for ((topic, p), part) in st.parts.iter_mut() {
@@ -591,17 +557,25 @@ impl Shared {
             }
             if let Some(d) = part.durable {
                 if force || part.commit_sent != Some(d) {
-                    let _ = tpl.add_partition_offset(topic, *p, Offset::Offset(d + 1));
+                    let mut e = tpl.add_partition(topic, *p);
+                    let _ = e.set_offset(Offset::Offset(d + 1));
+                    e.set_metadata(part.chain.format());
                     part.commit_sent = Some(d);
                 }
             }
         }
         drop(st);
         if tpl.count() == 0 {
-            return;
+            return true;
         }
         self.metrics.commits.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = consumer.commit(&tpl, mode) {
+        let result = consumer.commit(&tpl, mode);
+        if result.is_ok() && matches!(mode, CommitMode::Sync) && !self.crash_point() {
+            // Accepted for every partition (librdkafka reports any partition's error): the
+            // staged batches up to each committed offset count now.
+            self.publish_committed(&tpl);
+        }
+        if let Err(e) = result {
             tracing::warn!(error = %e, "offset commit failed");
             // Try again next time.
             let mut st = self.lock();
@@ -610,7 +584,9 @@ impl Shared {
                     part.commit_sent = None;
                 }
             }
-        } else if matches!(mode, CommitMode::Sync) {
+            return false;
+        }
+        if matches!(mode, CommitMode::Sync) {
             for e in tpl.elements() {
                 if let Offset::Offset(o) = e.offset() {
                     self.metrics
@@ -618,6 +594,7 @@ impl Shared {
                 }
             }
         }
+        true
     }
 }
 
@@ -698,8 +675,11 @@ impl Sink {
                     Assignment::Roundrobin => "roundrobin",
                 },
             );
+        let store = StoreId::load_or_create(&config.engine.data_dir)
+            .map_err(|e| format!("store id in {}: {e}", config.engine.data_dir.display()))?;
         let shared = Arc::new(Shared {
             engine,
+            store,
             config: config.clone(),
             metrics,
             mapper,
@@ -753,6 +733,7 @@ impl Sink {
     ) -> Stopped {
         let shared = &self.shared;
         let mut last_commit = Instant::now();
+        let mut commit_ok = true;
         let mut last_gc = Instant::now();
         let poll_timeout = shared
             .config
@@ -821,11 +802,15 @@ impl Sink {
                 return Stopped::Crashed;
             }
             self.pause_resume(&failed);
-            // Synchronous, once a second: the store is the source of truth, Kafka's offset is
-            // for lag, handover and other tools, and a synchronous commit tells us it landed.
-            if last_commit.elapsed() >= Duration::from_secs(1) {
-                shared.commit(&self.consumer, None, CommitMode::Sync, false);
+            // Synchronous, right after the batches became durable: their rows count only once
+            // Kafka accepted the commit (see `crate::ownership`). After a refused commit, wait
+            // a second before trying again.
+            if commit_ok || last_commit.elapsed() >= Duration::from_secs(1) {
+                commit_ok = shared.commit(&self.consumer, None, CommitMode::Sync, false);
                 last_commit = Instant::now();
+                if shared.crashed() {
+                    return Stopped::Crashed;
+                }
             }
             if let Some(retention) = shared.config.engine.retention {
                 if last_gc.elapsed() >= Duration::from_secs(60) {
@@ -857,6 +842,11 @@ impl Sink {
         tracing::info!("stopping: flushing, syncing and committing");
         shared.flush_parts(None, true);
         shared.commit(&self.consumer, None, CommitMode::Sync, true);
+        // The publish decisions are re-derived from Kafka after a crash; on a clean stop make
+        // them durable so the store's checkpoints reflect what it counts.
+        if let Err(e) = shared.engine.sync() {
+            shared.fatal(format!("final sync: {e}"));
+        }
         let unflushed = shared.lock().parts.values().any(|p| p.last != p.durable);
         let fatal = shared.lock().fatal.clone();
         if let Some(why) = fatal {

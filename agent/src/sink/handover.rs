@@ -1,0 +1,275 @@
+//! Partitions changing hands: where a newly assigned partition starts, what happens to a
+//! revoked or lost one, and how staged batches are decided from the ownership chain that Kafka
+//! keeps with the committed offset (see `crate::ownership`).
+
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+use super::{shard_of, source_key, AgentContext, Part, Shared};
+use crate::config::OffsetReset;
+use crate::ownership::{decide, Chain, Decision};
+
+/// How long a rebalance callback waits for the group coordinator or a partition leader.
+const COORDINATOR_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The group's committed offset and ownership chain of one partition.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Committed {
+    pub offset: Option<i64>,
+    pub chain: Chain,
+}
+
+/// Reads the committed offsets and chains of `keys` from the group coordinator.
+pub(super) fn read_committed(
+    consumer: &BaseConsumer<AgentContext>,
+    keys: &[(String, i32)],
+) -> Option<Vec<Committed>> {
+    let mut tpl = TopicPartitionList::new();
+    for (t, p) in keys {
+        tpl.add_partition(t, *p);
+    }
+    let got = match consumer.committed_offsets(tpl, COORDINATOR_TIMEOUT) {
+        Ok(got) => got,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the group's committed offsets");
+            return None;
+        }
+    };
+    let out = keys
+        .iter()
+        .map(|(t, p)| match got.find_partition(t, *p) {
+            Some(e) => Committed {
+                offset: match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                },
+                chain: Chain::parse(e.metadata()),
+            },
+            None => Committed::default(),
+        })
+        .collect();
+    Some(out)
+}
+
+impl Shared {
+    /// Decides the staged batches of one partition. Returns the highest position kept for a
+    /// commit (only when `owned_now`), or `None`.
+    pub(super) fn resolve(
+        &self,
+        key: &(String, i32),
+        c: &Committed,
+        owned_now: bool,
+    ) -> Option<i64> {
+        let source = source_key(&key.0, key.1);
+        let positions = self.engine.staged_positions().remove(&source)?;
+        let decisions = decide(&positions, c.offset, &c.chain, &self.store, owned_now);
+        let at = |want: Decision| {
+            positions
+                .iter()
+                .zip(&decisions)
+                .filter(move |(_, d)| **d == want)
+                .map(|(p, _)| *p)
+        };
+        let first_dropped = at(Decision::Retract).min();
+        let first_unknown = at(Decision::Unknown).min();
+        if let Some(up_to) = at(Decision::Publish).max() {
+            let blocked = [first_dropped, first_unknown]
+                .into_iter()
+                .flatten()
+                .any(|p| p < up_to);
+            if blocked {
+                tracing::error!(
+                    source,
+                    up_to,
+                    "a staged batch to drop lies below one to publish; leaving both invisible"
+                );
+            } else if let Err(e) = self.engine.publish_staged(&source, up_to) {
+                self.fatal(format!("publishing {source} up to {up_to}: {e}"));
+                return None;
+            } else {
+                self.metrics.add_handover("published");
+                tracing::info!(
+                    source,
+                    up_to,
+                    "staged batches published (their commit was accepted)"
+                );
+            }
+        }
+        if let Some(from) = first_dropped {
+            match self.engine.retract_staged(&source, from) {
+                Ok(n) => {
+                    self.metrics.add_handover("retracted");
+                    tracing::info!(
+                        source,
+                        from,
+                        batches = n,
+                        "staged batches retracted (another owner's range, or never accepted)"
+                    );
+                }
+                Err(e) => self.fatal(format!("retracting {source} from {from}: {e}")),
+            }
+        }
+        if let Some(p) = first_unknown {
+            self.metrics.add_handover("unknown");
+            tracing::error!(source, position = p, "the ownership chain no longer reaches this staged batch; it stays invisible until an operator decides");
+        }
+        at(Decision::Keep).max().map(|p| p as i64)
+    }
+
+    /// Decides every staged batch of partitions this store does not hold now.
+    pub(super) fn resolve_orphans(
+        &self,
+        consumer: &BaseConsumer<AgentContext>,
+        skip: &[(String, i32)],
+    ) {
+        let held: Vec<(String, i32)> = self.lock().parts.keys().cloned().collect();
+        let keys: Vec<(String, i32)> = self
+            .engine
+            .staged_positions()
+            .keys()
+            .filter_map(|s| {
+                let (t, p) = s.rsplit_once('/')?;
+                Some((t.to_string(), p.parse().ok()?))
+            })
+            .filter(|k| !held.contains(k) && !skip.contains(k))
+            .collect();
+        if keys.is_empty() {
+            return;
+        }
+        if let Some(all) = read_committed(consumer, &keys) {
+            for (k, c) in keys.iter().zip(&all) {
+                self.resolve(k, c, false);
+            }
+        }
+    }
+
+    /// Where an assigned partition starts: its committed offset, or the log's start or end when
+    /// the group has none (per `auto_offset_reset`), as a concrete offset.
+    fn start_of(
+        &self,
+        consumer: &BaseConsumer<AgentContext>,
+        key: &(String, i32),
+        committed: Option<i64>,
+    ) -> Option<i64> {
+        if committed.is_some() {
+            return committed;
+        }
+        match consumer.fetch_watermarks(&key.0, key.1, COORDINATOR_TIMEOUT) {
+            Ok((low, high)) => Some(match self.config.kafka.auto_offset_reset {
+                OffsetReset::Earliest => low,
+                OffsetReset::Latest => high,
+            }),
+            Err(e) => {
+                tracing::warn!(topic = key.0, partition = key.1, error = %e, "cannot read the partition's watermarks");
+                None
+            }
+        }
+    }
+
+    /// Takes newly assigned partitions: decides their staged batches, picks each start offset
+    /// and the ownership chain to commit with.
+    pub(super) fn on_assign(
+        &self,
+        consumer: &BaseConsumer<AgentContext>,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let keys: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        let committed = read_committed(consumer, &keys);
+        for (i, key) in keys.iter().enumerate() {
+            let c = committed.as_ref().map(|c| c[i].clone());
+            let part = match &c {
+                Some(c) => self.take_partition(consumer, key, c),
+                None => None,
+            };
+            let Some((start, part)) = part else {
+                // Without the group's offset and chain this store cannot know which of its
+                // rows count: take nothing now (the partition is consumed from the committed
+                // offset with nothing published until a later rebalance succeeds).
+                self.fatal(format!(
+                    "cannot read the committed offset of {}/{}; restart to retry",
+                    key.0, key.1
+                ));
+                continue;
+            };
+            if let Some(mut e) = tpl.find_partition(&key.0, key.1) {
+                let _ = e.set_offset(Offset::Offset(start));
+            }
+            self.lock().parts.insert(key.clone(), part);
+        }
+        self.resolve_orphans(consumer, &keys);
+    }
+
+    fn take_partition(
+        &self,
+        consumer: &BaseConsumer<AgentContext>,
+        key: &(String, i32),
+        c: &Committed,
+    ) -> Option<(i64, Part)> {
+        let kept = self.resolve(key, c, true);
+        let published = self
+            .engine
+            .durable_checkpoint(&source_key(&key.0, key.1))
+            .map(|o| o as i64);
+        let owned_from = self.start_of(consumer, key, c.offset)?;
+        // Resume after what this store holds: its kept tail, or rows published under an
+        // earlier protocol beyond the committed offset.
+        let start = [
+            Some(owned_from),
+            published.map(|p| p + 1),
+            kept.map(|k| k + 1),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(owned_from);
+        let shard = shard_of(&key.0, key.1, self.engine.shard_count());
+        let mut part = Part::new(shard, (start > 0).then_some(start - 1));
+        part.chain = c.chain.taken_by(&self.store, owned_from);
+        // Kept batches still need their commit; anything else below `start` is accounted for.
+        part.commit_sent = if kept.is_some() { None } else { part.durable };
+        tracing::info!(topic = key.0, partition = key.1, shard, committed = ?c.offset, start, kept, published, "partition assigned");
+        self.metrics
+            .partition(&key.0, key.1, |g| g.durable = part.durable);
+        Some((start, part))
+    }
+
+    /// Gives up revoked partitions: flushes and commits them (unless lost), then decides what
+    /// is still staged from what the group committed.
+    pub(super) fn on_revoke(
+        &self,
+        consumer: &BaseConsumer<AgentContext>,
+        revoked: &[(String, i32)],
+        lost: bool,
+    ) {
+        if lost {
+            tracing::warn!(?revoked, "partitions lost");
+        } else {
+            tracing::info!(?revoked, "partitions revoked: flushing and committing");
+            self.flush_parts(Some(revoked), true);
+            // Forced: an earlier commit of the same offsets may have been refused by the
+            // rebalance now under way; the next owner starts from this one.
+            self.commit(consumer, Some(revoked), CommitMode::Sync, true);
+        }
+        {
+            let mut st = self.lock();
+            for k in revoked {
+                st.parts.remove(k);
+            }
+        }
+        if self.crashed() {
+            return;
+        }
+        // Whatever is still staged was not published by a commit: ask the group what it took.
+        if let Some(all) = read_committed(consumer, revoked) {
+            for (k, c) in revoked.iter().zip(&all) {
+                self.resolve(k, c, false);
+            }
+        }
+    }
+}
