@@ -449,9 +449,7 @@ pub(crate) fn frame_checkpoint<'a>(
 
 impl<'a> EventsDecoder<'a> {
     /// The payload cursor positioned after the checkpoint, and the checkpoint.
-    fn head(
-        frame: &RawFrame<'a>,
-    ) -> std::result::Result<(Cursor<'a>, CheckpointRef<'a>), String> {
+    fn head(frame: &RawFrame<'a>) -> std::result::Result<(Cursor<'a>, CheckpointRef<'a>), String> {
         let mut cur = Cursor::new(frame.payload);
         let checkpoint = if frame.flags & FLAG_CHECKPOINT != 0 {
             let k = cur.str16()?;
