@@ -1,6 +1,7 @@
 //! The query API shared by the HTTP endpoints and the `query` CLI: parameters (parsed from a
 //! query string, with errors that name the parameter), execution against an engine, and the
-//! JSON response shapes documented in `agent/openapi.yaml`.
+//! JSON response shapes documented in `agent/openapi.yaml`. Answers of several agents are
+//! merged by `fleet.rs`.
 
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -117,7 +118,7 @@ impl Params {
                     Some(name) if !name.is_empty() => {
                         p.dims.insert(name.to_string(), v.to_string());
                     }
-                    _ => return Err(perr(k, "unknown parameter: use dim.<name>, from, to, since, status_min, status_max, limit, cursor, from_day, to_day")),
+                    _ => return Err(perr(k, "unknown parameter: use dim.<name>, from, to, since, status_min, status_max, limit, cursor, from_day, to_day (and, over HTTP, fleet)")),
                 },
             }
         }
@@ -310,19 +311,25 @@ pub fn aggregate(engine: &DynEngine, p: &Params) -> Result<AggregateResponse, Qu
     })
 }
 
-pub fn events(
-    engine: &DynEngine,
-    p: &Params,
-    max_limit: usize,
-) -> Result<EventsResponse, QueryError> {
+/// The page size of `p`: its `limit`, else 100 (capped at `max_limit`); above `max_limit` is an
+/// error naming `limit`.
+pub fn page_limit(p: &Params, max_limit: usize) -> Result<usize, ParamError> {
     let limit = p.limit.unwrap_or(100.min(max_limit));
     if limit > max_limit {
         return Err(perr(
             "limit",
             format!("{limit} is above the maximum of {max_limit}"),
-        )
-        .into());
+        ));
     }
+    Ok(limit)
+}
+
+pub fn events(
+    engine: &DynEngine,
+    p: &Params,
+    max_limit: usize,
+) -> Result<EventsResponse, QueryError> {
+    let limit = page_limit(p, max_limit)?;
     let events: Vec<EventJson> = engine
         .query_recent(&p.filter(engine)?, limit)?
         .into_iter()

@@ -2,6 +2,11 @@
 //! `/v1/rollups`, `/metrics`, `/healthz`, `/readyz`. Bound to 127.0.0.1 by default; optional
 //! bearer token; bounded `limit`, query-string size and request time; bad parameters are a 400
 //! whose JSON names the parameter. Schemas: `agent/openapi.yaml`.
+//!
+//! With `fleet=true` the four query endpoints answer for the whole fleet of `[fleet]`: the
+//! request (without `fleet`, so it never recurses) is sent to every member through `fleet.rs`
+//! on a blocking thread, bounded by the fleet's timeouts rather than `http.request_timeout`,
+//! and the merged JSON carries `partial`, `endpoints`, `answered` and `missing`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,6 +23,7 @@ use serde_json::json;
 
 use crate::api::{self, ParamError, Params, QueryError};
 use crate::config::HttpSettings;
+use crate::fleet::{Answer, Completeness, Fleet, FleetError};
 use crate::metrics::Metrics;
 
 /// What the handlers share.
@@ -49,10 +55,49 @@ impl IntoResponse for QueryError {
     }
 }
 
-/// Splits and decodes a query string; the size limit is checked here.
+/// A request's parameters, and whether it asks for the whole fleet.
+struct Query {
+    fleet: bool,
+    params: Params,
+}
+
 // A handler builds at most one response per request: boxing the error variant gains nothing.
 #[allow(clippy::result_large_err)]
-fn params(state: &AppState, raw: Option<String>) -> Result<Params, Response> {
+fn query(state: &AppState, raw: Option<String>) -> Result<Query, Response> {
+    let (fleet, pairs) = split_fleet(decoded_pairs(state, raw)?)?;
+    let params = Params::parse(pairs.iter().map(|(a, b)| (a.as_str(), b.as_str())))
+        .map_err(|e| error(StatusCode::BAD_REQUEST, Some(&e.parameter), e.error))?;
+    Ok(Query { fleet, params })
+}
+
+/// Takes `fleet=true|false` out of the pairs: it routes the request, it is not forwarded.
+#[allow(clippy::result_large_err)]
+fn split_fleet(pairs: Vec<(String, String)>) -> Result<(bool, Vec<(String, String)>), Response> {
+    let mut fleet = false;
+    let mut rest = Vec::with_capacity(pairs.len());
+    for (k, v) in pairs {
+        if k != "fleet" {
+            rest.push((k, v));
+            continue;
+        }
+        fleet = match v.as_str() {
+            "true" => true,
+            "false" => false,
+            _ => {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    Some("fleet"),
+                    format!("{v:?}: use true or false"),
+                ))
+            }
+        };
+    }
+    Ok((fleet, rest))
+}
+
+/// Splits and decodes a query string; the size limit is checked here.
+#[allow(clippy::result_large_err)]
+fn decoded_pairs(state: &AppState, raw: Option<String>) -> Result<Vec<(String, String)>, Response> {
     let raw = raw.unwrap_or_default();
     if raw.len() > state.settings.max_query_bytes {
         return Err(error(
@@ -65,10 +110,7 @@ fn params(state: &AppState, raw: Option<String>) -> Result<Params, Response> {
             ),
         ));
     }
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded_pairs(&raw).map_err(|e| error(StatusCode::BAD_REQUEST, None, e))?;
-    Params::parse(pairs.iter().map(|(a, b)| (a.as_str(), b.as_str())))
-        .map_err(|e| error(StatusCode::BAD_REQUEST, Some(&e.parameter), e.error))
+    serde_urlencoded_pairs(&raw).map_err(|e| error(StatusCode::BAD_REQUEST, None, e))
 }
 
 /// `a=1&b=x%20y` → pairs, percent-decoded.
@@ -131,36 +173,139 @@ async fn run<T: Send + 'static>(
     out
 }
 
-async fn aggregate(State(s): State<AppState>, RawQuery(q): RawQuery) -> Response {
-    let p = match params(&s, q) {
-        Ok(p) => p,
-        Err(r) => return r,
+/// Runs a fan-out over `[fleet]` on a blocking thread, timed.
+async fn run_fleet<T: Send + 'static>(
+    state: &AppState,
+    endpoint: &'static str,
+    f: impl FnOnce(&Fleet) -> Result<T, FleetError> + Send + 'static,
+) -> Result<T, Response> {
+    let Some(settings) = state.settings.fleet.clone() else {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            Some("fleet"),
+            "fleet=true needs a [fleet] section in this agent's configuration, listing every member",
+        ));
     };
-    match run(&s, "aggregate", move |e| api::aggregate(e, &p)).await {
-        Ok(r) => Json(r).into_response(),
+    let start = Instant::now();
+    // No timeout of its own: every member's exchange is bounded by fleet.connect_timeout +
+    // fleet.timeout (see fleet::MAX_PARALLEL for fleets asked in waves).
+    let task = tokio::task::spawn_blocking(move || f(&Fleet::from_settings(&settings)?));
+    let out = match task.await {
+        Err(e) => Err(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            None,
+            format!("fleet query failed: {e}"),
+        )),
+        Ok(r) => r.map_err(fleet_error),
+    };
+    state.metrics.query(endpoint, start.elapsed());
+    out
+}
+
+fn fleet_error(e: FleetError) -> Response {
+    match e {
+        FleetError::BadRequest {
+            endpoint,
+            parameter,
+            error: msg,
+        } => error(
+            StatusCode::BAD_REQUEST,
+            parameter.as_deref(),
+            format!("{msg} (answered by {endpoint})"),
+        ),
+        FleetError::NoneAnswered(c) => {
+            error_with(StatusCode::BAD_GATEWAY, "no fleet member answered", &c)
+        }
+        other => error(StatusCode::BAD_GATEWAY, None, other.to_string()),
+    }
+}
+
+/// An error whose JSON also says which members answered.
+fn error_with(status: StatusCode, msg: &str, c: &Completeness) -> Response {
+    let mut body = serde_json::to_value(c).unwrap_or_else(|_| json!({}));
+    if let Some(m) = body.as_object_mut() {
+        m.insert("error".into(), json!(msg));
+    }
+    (status, Json(body)).into_response()
+}
+
+fn respond<T: serde::Serialize>(r: Result<T, Response>) -> Response {
+    match r {
+        Ok(v) => Json(v).into_response(),
         Err(r) => r,
     }
+}
+
+async fn aggregate(State(s): State<AppState>, RawQuery(q): RawQuery) -> Response {
+    let Query { fleet, params: p } = match query(&s, q) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    if fleet {
+        return respond(run_fleet(&s, "fleet_aggregate", move |f| f.aggregate(&p)).await);
+    }
+    respond(run(&s, "aggregate", move |e| api::aggregate(e, &p)).await)
 }
 
 async fn events(State(s): State<AppState>, RawQuery(q): RawQuery) -> Response {
-    let p = match params(&s, q) {
-        Ok(p) => p,
+    let Query { fleet, params: p } = match query(&s, q) {
+        Ok(q) => q,
         Err(r) => return r,
     };
     let max = s.settings.max_limit;
-    match run(&s, "events", move |e| api::events(e, &p, max)).await {
-        Ok(r) => Json(r).into_response(),
-        Err(r) => r,
+    if fleet {
+        let limit = match api::page_limit(&p, max) {
+            Ok(l) => l,
+            Err(e) => return QueryError::Param(e).into_response(),
+        };
+        return respond(run_fleet(&s, "fleet_events", move |f| f.events(&p, limit)).await);
     }
+    respond(run(&s, "events", move |e| api::events(e, &p, max)).await)
 }
 
-async fn event(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+async fn event(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
     if id.len() > keplordb::MAX_VALUE_LEN {
         return error(
             StatusCode::BAD_REQUEST,
             Some("id"),
             "id is longer than any stored id",
         );
+    }
+    let fleet = match decoded_pairs(&s, q).and_then(split_fleet) {
+        Ok((_, rest)) if !rest.is_empty() => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                Some(&rest[0].0),
+                "unknown parameter: /v1/events/{id} takes only fleet",
+            )
+        }
+        Ok((fleet, _)) => fleet,
+        Err(r) => return r,
+    };
+    if fleet {
+        return match run_fleet(&s, "fleet_event", move |f| f.get(&id)).await {
+            Ok(Answer {
+                value: Some(ev),
+                completeness,
+            }) => Json(Answer {
+                value: ev,
+                completeness,
+            })
+            .into_response(),
+            Ok(Answer {
+                value: None,
+                completeness,
+            }) => error_with(
+                StatusCode::NOT_FOUND,
+                "no fleet member that answered has an event with this id",
+                &completeness,
+            ),
+            Err(r) => r,
+        };
     }
     match run(&s, "event", move |e| api::get(e, &id)).await {
         Ok(Some(ev)) => Json(ev).into_response(),
@@ -170,14 +315,14 @@ async fn event(State(s): State<AppState>, Path(id): Path<String>) -> Response {
 }
 
 async fn rollups(State(s): State<AppState>, RawQuery(q): RawQuery) -> Response {
-    let p = match params(&s, q) {
-        Ok(p) => p,
+    let Query { fleet, params: p } = match query(&s, q) {
+        Ok(q) => q,
         Err(r) => return r,
     };
-    match run(&s, "rollups", move |e| api::rollups(e, &p)).await {
-        Ok(r) => Json(r).into_response(),
-        Err(r) => r,
+    if fleet {
+        return respond(run_fleet(&s, "fleet_rollups", move |f| f.rollups(&p)).await);
     }
+    respond(run(&s, "rollups", move |e| api::rollups(e, &p)).await)
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {

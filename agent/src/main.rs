@@ -1,7 +1,9 @@
 //! `keplor-agent`: a Kafka sink for keplordb with local query endpoints.
 //!
-//! Exit codes: 0 success; 1 the agent or a query failed at run time; 2 bad usage or
-//! configuration.
+//! Exit codes: 0 success; 1 the agent or a query failed at run time (for `query`: also when no
+//! endpoint answered); 2 bad usage or configuration (also a query parameter an agent rejected);
+//! 3 `query` answered partially: some endpoints did not answer, the others' merged answer was
+//! printed and the missing ones named (`query::EXIT_PARTIAL`; 0 with `--allow-partial`).
 
 use keplor_agent::{agent, config, demo, query, sink};
 

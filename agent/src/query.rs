@@ -1,34 +1,73 @@
 //! `keplor-agent query`: aggregate, recent, get and rollups against one or more running agents
-//! (partial results merged, so a consumer group of agents answers as one) or a stopped agent's
-//! data directory opened read-only. Output: table (default on a terminal), JSON or CSV.
+//! (their answers merged by `fleet.rs`, so a consumer group of agents answers as one) or a
+//! stopped agent's data directory opened read-only. Output: table (default on a terminal), JSON
+//! or CSV.
+//!
+//! When some endpoints do not answer, the merged answer of the others is still printed, marked
+//! partial (`partial`/`missing` in JSON, a warning per missing endpoint on stderr), and the exit
+//! code is [`EXIT_PARTIAL`] unless `--allow-partial`. When none answers, it is an error (1).
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 use keplordb::DynEngine;
+use serde::Serialize;
 
 use crate::api::{
-    self, AggregateResponse, EventJson, EventsResponse, Params, RollupBucket, RollupsResponse,
+    self, AggregateResponse, EventJson, EventsResponse, Params, QueryError, RollupsResponse,
 };
+use crate::config::units::parse_duration;
+use crate::fleet::{Completeness, DnsTarget, Fleet, FleetError};
+
+/// Exit code of a query that some endpoints did not answer (without `--allow-partial`).
+pub const EXIT_PARTIAL: u8 = 3;
 
 #[derive(Args, Debug)]
 pub struct QueryArgs {
     /// Agent HTTP endpoint; repeat to query several agents and merge their answers.
     #[arg(long = "endpoint", short = 'e', global = true)]
     endpoints: Vec<String>,
+    /// Every agent behind a DNS name: each A/AAAA record of HOST becomes http://IP:PORT (e.g. a
+    /// StatefulSet's headless service). Repeatable; combines with --endpoint.
+    #[arg(
+        long = "endpoints-dns",
+        global = true,
+        value_name = "HOST:PORT",
+        value_parser = DnsTarget::parse
+    )]
+    endpoints_dns: Vec<DnsTarget>,
     /// Read a stopped agent's data directory instead (read-only).
-    #[arg(long, global = true, conflicts_with = "endpoints")]
+    #[arg(long, global = true, conflicts_with_all = ["endpoints", "endpoints_dns"])]
     data_dir: Option<PathBuf>,
     /// Bearer token for the agents' API.
     #[arg(long, global = true, env = "KEPLOR_TOKEN")]
     token: Option<String>,
+    /// Longest wait for a connection to each endpoint.
+    #[arg(long, global = true, default_value = "2s", value_parser = positive_duration)]
+    connect_timeout: Duration,
+    /// Longest wait for each endpoint's answer once connected.
+    #[arg(long, global = true, default_value = "30s", value_parser = positive_duration)]
+    timeout: Duration,
+    /// Exit 0 even when some endpoints did not answer (the output still names them).
+    #[arg(long, global = true)]
+    allow_partial: bool,
     /// Output format (default: table on a terminal, JSON otherwise).
     #[arg(long, short = 'o', global = true, value_enum)]
     format: Option<Output>,
+    /// Boxed so that the binary's `Command::Query` stays the size of its other subcommands.
     #[command(subcommand)]
-    what: What,
+    what: Box<What>,
+}
+
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err("must be longer than 0".into());
+    }
+    Ok(d)
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -122,120 +161,170 @@ fn pairs(f: &Filters) -> Result<Vec<(String, String)>, String> {
     Ok(v)
 }
 
+/// Why a query command failed, and its exit code.
+#[derive(Debug)]
+struct Failure {
+    code: u8,
+    message: String,
+    /// Who answered, when endpoints were asked.
+    completeness: Option<Completeness>,
+}
+
+fn usage(message: impl Into<String>) -> Failure {
+    Failure {
+        code: 2,
+        message: message.into(),
+        completeness: None,
+    }
+}
+
+fn runtime(message: impl Into<String>) -> Failure {
+    Failure {
+        code: 1,
+        message: message.into(),
+        completeness: None,
+    }
+}
+
+impl From<QueryError> for Failure {
+    fn from(e: QueryError) -> Failure {
+        match e {
+            QueryError::Param(_) => usage(e.to_string()),
+            QueryError::Engine(_) => runtime(e.to_string()),
+        }
+    }
+}
+
+impl From<FleetError> for Failure {
+    fn from(e: FleetError) -> Failure {
+        match e {
+            FleetError::BadRequest { .. } | FleetError::BadEndpoint(_) => usage(e.to_string()),
+            _ => runtime(e.to_string()),
+        }
+    }
+}
+
+/// An answer, and who answered when endpoints were asked (`None` for a data directory).
+type Got<T> = (T, Option<Completeness>);
+
 /// Where the answers come from.
 enum Source {
-    Http {
-        endpoints: Vec<String>,
-        token: Option<String>,
-    },
+    Fleet(Fleet),
     Dir(Box<DynEngine>),
 }
 
 impl Source {
-    fn fetch<T: serde::de::DeserializeOwned>(
-        &self,
-        path: &str,
-        params: &[(String, String)],
-    ) -> Result<Vec<Option<T>>, String> {
-        let Source::Http { endpoints, token } = self else {
-            return Err("not an HTTP source".into());
-        };
-        let mut out = Vec::new();
-        for ep in endpoints {
-            let url = format!("{}{path}", ep.trim_end_matches('/'));
-            let mut req = ureq::get(&url).config().http_status_as_error(false).build();
-            for (k, v) in params {
-                req = req.query(k, v);
-            }
-            if let Some(t) = token {
-                req = req.header("Authorization", &format!("Bearer {t}"));
-            }
-            let mut resp = req.call().map_err(|e| format!("{url}: {e}"))?;
-            let status = resp.status().as_u16();
-            let body = resp
-                .body_mut()
-                .read_to_string()
-                .map_err(|e| format!("{url}: {e}"))?;
-            match status {
-                200 => out.push(Some(
-                    serde_json::from_str(&body).map_err(|e| format!("{url}: bad response: {e}"))?,
-                )),
-                404 if path.starts_with("/v1/events/") => out.push(None),
-                _ => {
-                    let msg = serde_json::from_str::<serde_json::Value>(&body)
-                        .ok()
-                        .and_then(|v| {
-                            let e = v.get("error")?.as_str()?.to_string();
-                            Some(match v.get("parameter").and_then(|p| p.as_str()) {
-                                Some(p) => format!("parameter `{p}`: {e}"),
-                                None => e,
-                            })
-                        })
-                        .unwrap_or(body);
-                    return Err(format!("{url}: HTTP {status}: {msg}"));
-                }
-            }
+    fn open(args: &QueryArgs) -> Result<Source, Failure> {
+        if let Some(dir) = &args.data_dir {
+            let engine = DynEngine::open_read_only(dir)
+                .map_err(|e| runtime(format!("{}: {e}", dir.display())))?;
+            return Ok(Source::Dir(Box::new(engine)));
         }
-        Ok(out)
+        let mut endpoints = args.endpoints.clone();
+        for target in &args.endpoints_dns {
+            endpoints.extend(target.resolve()?);
+        }
+        if endpoints.is_empty() {
+            endpoints.push("http://127.0.0.1:8686".into());
+        }
+        let fleet = Fleet::new(
+            endpoints,
+            args.token.clone(),
+            args.connect_timeout,
+            args.timeout,
+        )?;
+        Ok(Source::Fleet(fleet))
+    }
+
+    fn aggregate(&self, p: &Params) -> Result<Got<AggregateResponse>, Failure> {
+        Ok(match self {
+            Source::Dir(e) => (api::aggregate(e, p)?, None),
+            Source::Fleet(f) => {
+                let a = f.aggregate(p)?;
+                (a.value, Some(a.completeness))
+            }
+        })
+    }
+
+    /// `p.limit` must be `limit`.
+    fn events(&self, p: &Params, limit: usize) -> Result<Got<EventsResponse>, Failure> {
+        Ok(match self {
+            Source::Dir(e) => (api::events(e, p, usize::MAX)?, None),
+            Source::Fleet(f) => {
+                let a = f.events(p, limit)?;
+                (a.value, Some(a.completeness))
+            }
+        })
+    }
+
+    fn get(&self, id: &str) -> Result<Got<Option<EventJson>>, Failure> {
+        Ok(match self {
+            Source::Dir(e) => (api::get(e, id)?, None),
+            Source::Fleet(f) => {
+                let a = f.get(id)?;
+                (a.value, Some(a.completeness))
+            }
+        })
+    }
+
+    fn rollups(&self, p: &Params) -> Result<Got<RollupsResponse>, Failure> {
+        Ok(match self {
+            Source::Dir(e) => (api::rollups(e, p)?, None),
+            Source::Fleet(f) => {
+                let a = f.rollups(p)?;
+                (a.value, Some(a.completeness))
+            }
+        })
     }
 }
 
 pub fn main(args: QueryArgs) -> ExitCode {
-    match execute(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err((code, msg)) => {
-            eprintln!("error: {msg}");
-            ExitCode::from(code)
+    match execute(&args) {
+        Ok(Some(c)) if c.partial => {
+            warn_partial(&c);
+            if args.allow_partial {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_PARTIAL)
+            }
+        }
+        Ok(_) => ExitCode::SUCCESS,
+        Err(f) => {
+            if let Some(c) = f.completeness.as_ref().filter(|c| c.partial) {
+                warn_partial(c);
+            }
+            eprintln!("error: {}", f.message);
+            ExitCode::from(f.code)
         }
     }
 }
 
-fn execute(args: QueryArgs) -> Result<(), (u8, String)> {
-    let usage = |e: String| (2u8, e);
-    let runtime = |e: String| (1u8, e);
-    let source = match &args.data_dir {
-        Some(dir) => Source::Dir(Box::new(
-            DynEngine::open_read_only(dir)
-                .map_err(|e| runtime(format!("{}: {e}", dir.display())))?,
-        )),
-        None => Source::Http {
-            endpoints: if args.endpoints.is_empty() {
-                vec!["http://127.0.0.1:8686".into()]
-            } else {
-                args.endpoints.clone()
-            },
-            token: args.token.clone(),
-        },
-    };
+/// One stderr line per endpoint that did not answer.
+fn warn_partial(c: &Completeness) {
+    eprintln!(
+        "warning: partial answer: {} of {} endpoints did not answer; the figures cover the {} that did",
+        c.missing.len(),
+        c.endpoints,
+        c.answered.len()
+    );
+    for m in &c.missing {
+        eprintln!("warning: {} did not answer: {}", m.endpoint, m.error);
+    }
+}
+
+/// Runs the command and prints its answer; who answered, when endpoints were asked.
+fn execute(args: &QueryArgs) -> Result<Option<Completeness>, Failure> {
     let format = args.format.unwrap_or(if std::io::stdout().is_terminal() {
         Output::Table
     } else {
         Output::Json
     });
-    let parse = |v: &[(String, String)]| {
-        Params::parse(v.iter().map(|(a, b)| (a.as_str(), b.as_str())))
-            .map_err(|e| usage(e.to_string()))
-    };
-    let out = match &args.what {
+    let source = Source::open(args)?;
+    let (out, completeness) = match args.what.as_ref() {
         What::Aggregate(f) => {
-            let pv = pairs(f).map_err(usage)?;
-            let p = parse(&pv)?;
-            let agg = match &source {
-                Source::Dir(e) => api::aggregate(e, &p).map_err(|e| runtime(e.to_string()))?,
-                Source::Http { .. } => {
-                    let mut total = AggregateResponse::default();
-                    for part in source
-                        .fetch::<AggregateResponse>("/v1/aggregate", &p.to_pairs())
-                        .map_err(runtime)?
-                        .into_iter()
-                        .flatten()
-                    {
-                        total.merge(&part);
-                    }
-                    total
-                }
-            };
-            render_aggregate(&agg, format)
+            let p = parse(&pairs(f).map_err(usage)?)?;
+            let (a, c) = source.aggregate(&p)?;
+            (render_aggregate(&a, c.as_ref(), format), c)
         }
         What::Recent {
             filters,
@@ -243,74 +332,24 @@ fn execute(args: QueryArgs) -> Result<(), (u8, String)> {
             cursor,
         } => {
             let mut pv = pairs(filters).map_err(usage)?;
+            // Parsed with the rest so that `-n 0` is refused like `limit=0`.
             pv.push(("limit".into(), limit.to_string()));
             if let Some(c) = cursor {
                 pv.push(("cursor".into(), c.clone()));
             }
-            let p = parse(&pv)?;
-            let resp = match &source {
-                Source::Dir(e) => {
-                    api::events(e, &p, usize::MAX).map_err(|e| runtime(e.to_string()))?
-                }
-                Source::Http { .. } => {
-                    // Each agent answers newest-first after the same cursor; the merge keeps the
-                    // global newest `limit`, so the next cursor is valid for every agent.
-                    let mut all: Vec<EventJson> = Vec::new();
-                    for part in source
-                        .fetch::<EventsResponse>("/v1/events", &p.to_pairs())
-                        .map_err(runtime)?
-                        .into_iter()
-                        .flatten()
-                    {
-                        all.extend(part.events);
-                    }
-                    all.sort_by(|a, b| (b.ts_ns, &b.id).cmp(&(a.ts_ns, &a.id)));
-                    all.dedup_by(|a, b| a.id == b.id && a.ts_ns == b.ts_ns);
-                    all.truncate(*limit);
-                    let next_cursor = (all.len() == *limit)
-                        .then(|| all.last().map(|e| api::format_cursor(&e.cursor())))
-                        .flatten();
-                    EventsResponse {
-                        events: all,
-                        next_cursor,
-                    }
-                }
-            };
-            render_events(&resp, format)
+            let (r, c) = source.events(&parse(&pv)?, *limit)?;
+            (render_events(&r, c.as_ref(), format), c)
         }
-        What::Get { id } => {
-            let found = match &source {
-                Source::Dir(e) => api::get(e, id).map_err(|e| runtime(e.to_string()))?,
-                Source::Http { .. } => {
-                    let enc: String = id
-                        .bytes()
-                        .map(|b| {
-                            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                                (b as char).to_string()
-                            } else {
-                                format!("%{b:02X}")
-                            }
-                        })
-                        .collect();
-                    source
-                        .fetch::<EventJson>(&format!("/v1/events/{enc}"), &[])
-                        .map_err(runtime)?
-                        .into_iter()
-                        .flatten()
-                        .max_by_key(|e| e.ts_ns)
-                }
-            };
-            match found {
-                Some(e) => render_events(
-                    &EventsResponse {
-                        events: vec![e],
-                        next_cursor: None,
-                    },
-                    format,
-                ),
-                None => return Err((1, format!("no event with id {id:?}"))),
+        What::Get { id } => match source.get(id)? {
+            (Some(e), c) => {
+                let r = EventsResponse {
+                    events: vec![e],
+                    next_cursor: None,
+                };
+                (render_events(&r, c.as_ref(), format), c)
             }
-        }
+            (None, c) => return Err(not_found(id, c, args.allow_partial)),
+        },
         What::Rollups {
             wheres,
             from_day,
@@ -327,49 +366,58 @@ fn execute(args: QueryArgs) -> Result<(), (u8, String)> {
             if let Some(d) = to_day {
                 pv.push(("to_day".into(), d.clone()));
             }
-            let p = parse(&pv)?;
-            let resp = match &source {
-                Source::Dir(e) => api::rollups(e, &p).map_err(|e| runtime(e.to_string()))?,
-                Source::Http { .. } => {
-                    let mut merged: std::collections::BTreeMap<
-                        (i64, Vec<(String, String)>),
-                        RollupBucket,
-                    > = Default::default();
-                    for part in source
-                        .fetch::<RollupsResponse>("/v1/rollups", &p.to_pairs())
-                        .map_err(runtime)?
-                        .into_iter()
-                        .flatten()
-                    {
-                        for b in part.buckets {
-                            let key = (b.day, b.dims.clone().into_iter().collect());
-                            match merged.get_mut(&key) {
-                                Some(m) => {
-                                    m.event_count += b.event_count;
-                                    m.metric = m.metric.saturating_add(b.metric);
-                                    for (k, v) in b.counters {
-                                        *m.counters.entry(k).or_default() += v;
-                                    }
-                                }
-                                None => {
-                                    merged.insert(key, b);
-                                }
-                            }
-                        }
-                    }
-                    RollupsResponse {
-                        buckets: merged.into_values().collect(),
-                    }
-                }
-            };
-            render_rollups(&resp, format)
+            let (r, c) = source.rollups(&parse(&pv)?)?;
+            (render_rollups(&r, c.as_ref(), format), c)
         }
     };
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(out.as_bytes())
         .map_err(|e| runtime(e.to_string()))?;
-    Ok(())
+    Ok(completeness)
+}
+
+fn parse(v: &[(String, String)]) -> Result<Params, Failure> {
+    Params::parse(v.iter().map(|(a, b)| (a.as_str(), b.as_str()))).map_err(|e| usage(e.to_string()))
+}
+
+/// No endpoint that answered has the event: exit 1, or [`EXIT_PARTIAL`] when some endpoint
+/// that did not answer might have it (unless partial answers are allowed).
+fn not_found(id: &str, c: Option<Completeness>, allow_partial: bool) -> Failure {
+    let partial = c.as_ref().is_some_and(|c| c.partial);
+    let message = if partial {
+        format!("no event with id {id:?} on the endpoints that answered")
+    } else {
+        format!("no event with id {id:?}")
+    };
+    Failure {
+        code: if partial && !allow_partial {
+            EXIT_PARTIAL
+        } else {
+            1
+        },
+        message,
+        completeness: c,
+    }
+}
+
+/// JSON of an answer; with endpoints, their completeness fields flattened into it.
+fn json_of<T: Serialize>(value: &T, c: Option<&Completeness>) -> String {
+    #[derive(Serialize)]
+    struct Marked<'a, T> {
+        #[serde(flatten)]
+        value: &'a T,
+        #[serde(flatten)]
+        completeness: &'a Completeness,
+    }
+    match c {
+        Some(completeness) => serde_json::to_string_pretty(&Marked {
+            value,
+            completeness,
+        }),
+        None => serde_json::to_string_pretty(value),
+    }
+    .unwrap_or_default()
 }
 
 fn csv_field(s: &str) -> String {
@@ -425,7 +473,7 @@ fn render(header: Vec<String>, rows: Vec<Vec<String>>, json: String, format: Out
     }
 }
 
-fn render_aggregate(a: &AggregateResponse, format: Output) -> String {
+fn render_aggregate(a: &AggregateResponse, c: Option<&Completeness>, format: Output) -> String {
     let mut header: Vec<String> = [
         "events",
         "metric",
@@ -448,15 +496,10 @@ fn render_aggregate(a: &AggregateResponse, format: Output) -> String {
         header.push(k.clone());
         row.push(v.to_string());
     }
-    render(
-        header,
-        vec![row],
-        serde_json::to_string_pretty(a).unwrap_or_default(),
-        format,
-    )
+    render(header, vec![row], json_of(a, c), format)
 }
 
-fn render_events(r: &EventsResponse, format: Output) -> String {
+fn render_events(r: &EventsResponse, c: Option<&Completeness>, format: Output) -> String {
     let (mut dims, mut counters, mut labels) = (Vec::new(), Vec::new(), Vec::new());
     if let Some(e) = r.events.first() {
         dims = e.dims.keys().cloned().collect();
@@ -497,12 +540,7 @@ fn render_events(r: &EventsResponse, format: Output) -> String {
             row
         })
         .collect();
-    let mut out = render(
-        header,
-        rows,
-        serde_json::to_string_pretty(r).unwrap_or_default(),
-        format,
-    );
+    let mut out = render(header, rows, json_of(r, c), format);
     if format == Output::Table {
         if let Some(c) = &r.next_cursor {
             out += &format!("next page: --cursor '{c}'\n");
@@ -511,7 +549,7 @@ fn render_events(r: &EventsResponse, format: Output) -> String {
     out
 }
 
-fn render_rollups(r: &RollupsResponse, format: Output) -> String {
+fn render_rollups(r: &RollupsResponse, c: Option<&Completeness>, format: Output) -> String {
     let (mut dims, mut counters) = (Vec::new(), Vec::new());
     if let Some(b) = r.buckets.first() {
         dims = b.dims.keys().cloned().collect();
@@ -539,12 +577,7 @@ fn render_rollups(r: &RollupsResponse, format: Output) -> String {
             row
         })
         .collect();
-    render(
-        header,
-        rows,
-        serde_json::to_string_pretty(r).unwrap_or_default(),
-        format,
-    )
+    render(header, rows, json_of(r, c), format)
 }
 
 /// `YYYY-MM-DD` of a day number.

@@ -134,6 +134,7 @@ impl Tombstones {
             Some(w) => w,
             None => {
                 let header = WalHeader {
+                    version: crate::wal::WAL_VERSION,
                     shard: u16::MAX,
                     generation: 0,
                     schema_id: schema.schema_id,

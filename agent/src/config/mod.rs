@@ -7,6 +7,7 @@
 //! names: lower case, `_` for `.`). Values are read as TOML when they parse (`4`, `true`,
 //! `["a","b"]`), as strings otherwise.
 
+mod fleet;
 mod raw;
 pub mod units;
 
@@ -19,6 +20,8 @@ use std::time::Duration;
 use raw::{Quantity, RawConfig};
 use serde::Serialize;
 use units::{fmt_duration, parse_duration, parse_size};
+
+pub use fleet::FleetSettings;
 
 /// A configuration error naming the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,6 +210,9 @@ pub struct HttpSettings {
     #[serde(serialize_with = "ser_duration")]
     pub request_timeout: Duration,
     pub max_query_bytes: usize,
+    /// The `[fleet]` section, kept with the HTTP settings because only the HTTP API's
+    /// `fleet=true` uses it (`check-config` prints it as `[http.fleet]`).
+    pub fleet: Option<FleetSettings>,
 }
 
 /// The resolved configuration.
@@ -292,11 +298,12 @@ impl Config {
                 "batch" => raw.batch = Some(value.clone().try_into().map_err(de)?),
                 "errors" => raw.errors = Some(value.clone().try_into().map_err(de)?),
                 "http" => raw.http = Some(value.clone().try_into().map_err(de)?),
+                "fleet" => raw.fleet = Some(value.clone().try_into().map_err(de)?),
                 "shutdown" => raw.shutdown = Some(value.clone().try_into().map_err(de)?),
                 other => {
                     return Err(err(
                         other,
-                        "unknown section: use kafka, format, schema, engine, batch, errors, http or shutdown",
+                        "unknown section: use kafka, format, schema, engine, batch, errors, http, fleet or shutdown",
                     ))
                 }
             }
@@ -800,6 +807,7 @@ fn resolve(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     // http
     let h = raw.http.unwrap_or_default();
     let listen = h.listen.as_deref().unwrap_or("127.0.0.1:8686");
+    let auth_token = h.auth_token.filter(|t| !t.is_empty());
     let http = HttpSettings {
         enabled: h.enabled.unwrap_or(true),
         listen: listen.parse().map_err(|_| {
@@ -808,7 +816,8 @@ fn resolve(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
                 format!("{listen:?} is not an address like \"127.0.0.1:8686\""),
             )
         })?,
-        auth_token: h.auth_token.filter(|t| !t.is_empty()),
+        fleet: fleet::resolve(raw.fleet, auth_token.as_deref(), path_of)?,
+        auth_token,
         max_limit: h.max_limit.unwrap_or(1000) as usize,
         request_timeout: duration(
             "http.request_timeout",

@@ -23,6 +23,7 @@ pub struct RawConfig {
     pub batch: Option<RawBatch>,
     pub errors: Option<RawErrors>,
     pub http: Option<RawHttp>,
+    pub fleet: Option<RawFleet>,
     pub shutdown: Option<RawShutdown>,
 }
 
@@ -147,6 +148,22 @@ pub struct RawHttp {
     pub max_limit: Option<u64>,
     pub request_timeout: Option<Quantity>,
     pub max_query_bytes: Option<Quantity>,
+}
+
+/// The agents that `fleet=true` queries fan out to (every member, this agent included).
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFleet {
+    /// `["http://host:port", ...]`.
+    pub endpoints: Option<Vec<String>>,
+    /// `"host:port"`: every A/AAAA record of `host` is a member, resolved at each query.
+    pub endpoints_dns: Option<String>,
+    pub connect_timeout: Option<Quantity>,
+    pub timeout: Option<Quantity>,
+    /// Bearer token sent to the members (default: `http.auth_token`).
+    pub token: Option<String>,
+    /// A file holding that token (e.g. a mounted secret), read at load.
+    pub token_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -176,3 +176,108 @@ fn shipped_example_configs_are_valid() {
     let helm = Path::new(env!("CARGO_MANIFEST_DIR")).join("../helm/keplor-agent/files/agent.toml");
     Config::load(&helm, []).unwrap_or_else(|e| panic!("{}: {e}", helm.display()));
 }
+
+#[test]
+fn fleet_section_resolves_with_defaults_and_the_http_token() {
+    assert!(
+        load("", &[]).unwrap().http.fleet.is_none(),
+        "no section, no fleet"
+    );
+    let c = load(
+        "[http]\nauth_token = \"own\"\n[fleet]\nendpoints = [\"http://10.0.0.7:8686/\"]\nendpoints_dns = \"keplor-agent.ns.svc:8686\"",
+        &[],
+    )
+    .unwrap();
+    let f = c.http.fleet.as_ref().unwrap();
+    assert_eq!(f.endpoints, ["http://10.0.0.7:8686"]);
+    assert_eq!(
+        f.endpoints_dns.as_ref().map(|t| t.to_string()).as_deref(),
+        Some("keplor-agent.ns.svc:8686")
+    );
+    assert_eq!(f.connect_timeout, Duration::from_secs(2));
+    assert_eq!(f.timeout, Duration::from_secs(30));
+    assert_eq!(
+        f.token.as_deref(),
+        Some("own"),
+        "defaults to http.auth_token"
+    );
+    let printed = c.to_toml();
+    assert!(
+        printed.contains("[http.fleet]") && printed.contains("keplor-agent.ns.svc:8686"),
+        "{printed}"
+    );
+    assert!(!printed.contains("own\""), "the token is masked\n{printed}");
+
+    let c = load(
+        "[fleet]\ntimeout = \"1500ms\"",
+        &[
+            (
+                "KEPLOR_FLEET__ENDPOINTS",
+                "[\"http://a:1\", \"http://b:2\"]",
+            ),
+            ("KEPLOR_FLEET__CONNECT_TIMEOUT", "250ms"),
+            ("KEPLOR_FLEET__TOKEN", "fleet-secret"),
+        ],
+    )
+    .unwrap();
+    let f = c.http.fleet.unwrap();
+    assert_eq!(f.endpoints, ["http://a:1", "http://b:2"]);
+    assert_eq!(f.connect_timeout, Duration::from_millis(250));
+    assert_eq!(f.timeout, Duration::from_millis(1500));
+    assert_eq!(f.token.as_deref(), Some("fleet-secret"));
+}
+
+#[test]
+fn fleet_token_file_is_read_relative_to_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "from-file\n").unwrap();
+    let text = format!("{BASE}\n[fleet]\nendpoints = [\"http://a:1\"]\ntoken_file = \"token\"");
+    let c = Config::from_toml(&text, [], dir.path()).unwrap();
+    assert_eq!(c.http.fleet.unwrap().token.as_deref(), Some("from-file"));
+    let e = Config::from_toml(&text, [], Path::new("/nonexistent")).unwrap_err();
+    assert_eq!(e.key, "fleet.token_file", "{e}");
+}
+
+#[test]
+fn fleet_errors_name_their_keys() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("[fleet]", "fleet.endpoints", "lists no member"),
+        (
+            "[fleet]\nendpoints = [\"10.0.0.7:8686\"]",
+            "fleet.endpoints",
+            "not an endpoint like",
+        ),
+        (
+            "[fleet]\nendpoints = [\"https://a:1\"]",
+            "fleet.endpoints",
+            "plain HTTP only",
+        ),
+        (
+            "[fleet]\nendpoints_dns = \"keplor-agent.ns.svc\"",
+            "fleet.endpoints_dns",
+            "HOST:PORT",
+        ),
+        (
+            "[fleet]\nendpoints = [\"http://a:1\"]\ntimeout = \"0s\"",
+            "fleet.timeout",
+            "longer than 0",
+        ),
+        (
+            "[fleet]\nendpoints = [\"http://a:1\"]\nconnect_timeout = 2",
+            "fleet.connect_timeout",
+            "no unit",
+        ),
+        (
+            "[fleet]\nendpoints = [\"http://a:1\"]\ntoken = \"t\"\ntoken_file = \"f\"",
+            "fleet.token_file",
+            "fleet.token and fleet.token_file",
+        ),
+    ];
+    for (extra, key, msg) in cases {
+        let e = load(extra, &[]).unwrap_err();
+        assert_eq!(&e.key, key, "{extra}: {e}");
+        assert!(e.message.contains(msg), "{extra}: {e}");
+    }
+    let e = load("[fleet]\nmembers = []", &[]).unwrap_err();
+    assert_eq!(e.key, "fleet", "unknown keys are rejected: {e}");
+}

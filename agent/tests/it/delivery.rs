@@ -256,3 +256,89 @@ fn a_partition_that_comes_back_resumes_where_the_group_left_off() {
     assert!(matches!(a.stop(), Stopped::Clean));
     assert_eq!(kafka.committed("g-back", "in", 2), vec![250, 250]);
 }
+
+/// Ids stored (and counted) by either store, with how many times.
+fn merged_ids(stores: &[&keplordb::DynEngine]) -> std::collections::HashMap<String, u32> {
+    let mut all = std::collections::HashMap::new();
+    for s in stores {
+        for (id, c) in stored_ids(s) {
+            *all.entry(id).or_default() += c;
+        }
+    }
+    all
+}
+
+#[test]
+fn a_store_that_dies_before_its_commit_never_double_counts_with_the_next_owner() {
+    // The fleet bug: a store that made a batch durable but died before Kafka saw its commit
+    // still held that batch when the next owner read the same offsets again. Staged batches
+    // count only once their commit is accepted, and the restarted store retracts what the
+    // ownership chain gives to someone else.
+    init_logs();
+    let kafka = Kafka::new(&[("in", 4)]);
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let b = Agent::start(config(&kafka.brokers, db.path(), "g-fleet", &[])).unwrap();
+    let mut produced = 0u64;
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut crashes = 0;
+    for round in 0..5 {
+        kafka.produce(
+            "in",
+            4,
+            &(produced..produced + 400).map(call).collect::<Vec<_>>(),
+        );
+        produced += 400;
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let plan = CrashPlan::after(1 + (seed >> 33) as i64 % 300);
+        let ea = Arc::new(
+            keplordb::DynEngine::open(
+                config(&kafka.brokers, da.path(), "g-fleet", &[]).engine_config(),
+            )
+            .unwrap(),
+        );
+        let a = Agent::start_with_crash(
+            config(&kafka.brokers, da.path(), "g-fleet", &[]),
+            ea.clone(),
+            Some(plan.clone()),
+        )
+        .unwrap();
+        wait_until(Duration::from_secs(20), || {
+            plan.crashed() || ea.total_events() + b.engine.total_events() == produced
+        });
+        let outcome = a.stop();
+        crashes += plan.crashed() as u32;
+        // While a is down, b alone never counts anything twice.
+        let live = merged_ids(&[&b.engine]);
+        assert!(live.values().all(|&c| c == 1), "round {round}: b alone");
+        // a is back (same store, no fault): it decides its staged batches from the chain.
+        let a = Agent::start_with(
+            config(&kafka.brokers, da.path(), "g-fleet", &[]),
+            ea.clone(),
+        )
+        .unwrap();
+        assert!(
+            wait_until(Duration::from_secs(30), || {
+                merged_ids(&[&ea, &b.engine]).len() as u64 == produced
+            }),
+            "round {round} ({outcome:?}): a {} + b {} for {produced}",
+            ea.total_events(),
+            b.engine.total_events()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        let all = merged_ids(&[&ea, &b.engine]);
+        let twice: Vec<&String> = all.iter().filter(|(_, &c)| c > 1).map(|(k, _)| k).collect();
+        assert!(
+            twice.is_empty(),
+            "round {round}: {} ids counted twice, e.g. {:?}",
+            twice.len(),
+            twice.first()
+        );
+        assert_eq!(ea.total_events() + b.engine.total_events(), produced);
+        assert!(matches!(a.stop(), Stopped::Clean));
+        drop(ea);
+    }
+    assert!(crashes >= 3, "most rounds crash ({crashes})");
+    assert!(matches!(b.stop(), Stopped::Clean));
+}

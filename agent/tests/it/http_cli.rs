@@ -118,6 +118,10 @@ fn http_api_answers_pages_and_rejects() {
         ("/v1/aggregate?bogus=1", "bogus"),
         ("/v1/rollups?dim.model=m1", "dim.model"),
         ("/v1/events?cursor=zzz", "cursor"),
+        // No [fleet] section: this agent cannot answer for the fleet.
+        ("/v1/aggregate?fleet=true", "fleet"),
+        ("/v1/events/in%2F0%2F7?fleet=true", "fleet"),
+        ("/v1/rollups?fleet=maybe", "fleet"),
     ] {
         let (status, body) = get(&format!("{base}{query}"), tok);
         assert_eq!(status, 400, "{query}: {body}");
@@ -152,9 +156,15 @@ fn http_api_answers_pages_and_rejects() {
             .contains("keplor_partition_committed_offset{topic=\"in\",partition=\"1\"} 300")
     });
     assert!(committed, "{}", get(&format!("{base}/metrics"), tok).1);
+    // Lag needs a high watermark from librdkafka's statistics (every second).
+    let lag = wait_until(Duration::from_secs(10), || {
+        get(&format!("{base}/metrics"), tok)
+            .1
+            .contains("keplor_partition_consumer_lag{topic=\"in\",partition=\"0\"}")
+    });
     let (_, m2) = get(&format!("{base}/metrics"), tok);
+    assert!(lag, "{m2}");
     assert!(m2.contains("keplor_messages_consumed_total 600"));
-    assert!(m2.contains("keplor_partition_consumer_lag{topic=\"in\",partition=\"0\"}"));
     assert!(matches!(agent.stop(), Stopped::Clean));
 }
 
@@ -219,6 +229,8 @@ fn query_cli_formats_fan_out_and_data_dir() {
         (0..800).filter(|i| i % 3 == 1).count() as u64,
         "merged across both agents"
     );
+    assert_eq!(v["partial"], false, "both agents answered: {v}");
+    assert_eq!(v["endpoints"], 2);
 
     let (ok, out, _) = cli(&[
         "query", "-e", &ea, "-e", &eb, "-o", "table", "recent", "-n", "5", "--where", "user=u0",

@@ -4,5 +4,6 @@ mod backpressure;
 mod common;
 mod delivery;
 mod errors;
+mod fleet_api;
 mod http_cli;
 mod process;

@@ -27,7 +27,7 @@ use crate::wal::frame::{
 };
 use crate::wal::reader::{read_wal, DiscardedTail, WalImage, WalRead};
 use crate::wal::writer::WalWriter;
-use crate::wal::{active_name, new_name, parse_name, WalFileKind};
+use crate::wal::{active_name, new_name, parse_name, WalFileKind, WAL_VERSION};
 
 /// What `open` found and repaired.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -286,17 +286,23 @@ pub(super) fn open(config: EngineConfig) -> Result<DynEngine> {
                     &mut report,
                     mode,
                 )?;
-                if writable && i < shard_count {
+                if writable && i < shard_count && img.header.version == WAL_VERSION {
                     state_wal = Some(WalWriter::open_at(&img.path, img.valid_len)?);
                     state_mem = Some(Arc::new(mem));
                 } else if writable {
-                    // A shard that no longer exists: its events go to segments now, unless a
-                    // crash after an earlier conversion left the file behind (same generation).
+                    // A shard that no longer exists, or a WAL of an older version (appends go
+                    // to a new file of the current one): its events go to segments now, unless
+                    // a crash after an earlier conversion left the file behind (same
+                    // generation).
                     let generation = img.header.generation;
                     if !complete_generation(&segments, generation) && mem.read().len() > 0 {
                         rewrite_generation(&engine, &mut segments, &mem, generation)?;
                     }
-                    to_unlink.push(img.path.clone());
+                    if i >= shard_count {
+                        to_unlink.push(img.path.clone());
+                    }
+                    // else: an older version's WAL, replaced below by renaming the new WAL
+                    // over it (a crash before that converts it again: same generation).
                 } else if mem.read().len() > 0 {
                     memtables.push(Arc::new(mem));
                 }
@@ -494,6 +500,10 @@ fn set_aside(path: &Path, reason: &str, writable: bool, report: &mut RecoveryRep
 fn validate_frames(img: &WalImage, schema: &SchemaDef) -> Result<()> {
     for (at, frame) in img.frames() {
         let checked: std::result::Result<(), String> = match frame.kind {
+            _ if !kind_allowed(img.header.version, frame.kind) => Err(format!(
+                "frame kind {:?} in a version-{} WAL",
+                frame.kind, img.header.version
+            )),
             FrameKind::Events | FrameKind::Staged => check_events(&frame, schema),
             FrameKind::Checkpoints | FrameKind::Publish | FrameKind::Retract => {
                 decode_checkpoints(frame.payload).map(|_| ())
@@ -509,6 +519,15 @@ fn validate_frames(img: &WalImage, schema: &SchemaDef) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Version 1 of the WAL format predates staged batches.
+fn kind_allowed(version: u16, kind: FrameKind) -> bool {
+    version >= 2
+        || !matches!(
+            kind,
+            FrameKind::Staged | FrameKind::Publish | FrameKind::Retract
+        )
 }
 
 /// Decodes every event of an events or staged frame without applying it.
@@ -545,6 +564,10 @@ fn replay(
         };
         for (at, frame) in img.frames() {
             let result: std::result::Result<u64, String> = match frame.kind {
+                _ if !kind_allowed(img.header.version, frame.kind) => Err(format!(
+                    "frame kind {:?} in a version-{} WAL",
+                    frame.kind, img.header.version
+                )),
                 FrameKind::Events => (|| {
                     // Validate the whole frame before applying any of it.
                     check_events(&frame, schema)?;

@@ -123,6 +123,7 @@ impl DynEngine {
         staged: &StagedSet,
     ) -> Result<WalWriter> {
         let header = WalHeader {
+            version: crate::wal::WAL_VERSION,
             shard: shard as u16,
             generation,
             schema_id: self.schema.schema_id,

@@ -3,7 +3,7 @@
 //! ```text
 //! WAL file header (32 bytes, little-endian)
 //! 0   [u8; 4]  magic "KWAL"
-//! 4   u16      format version (1)
+//! 4   u16      format version (2; version-1 files are read too)
 //! 6   u16      shard index
 //! 8   u64      generation: unique per WAL file, recorded by the segments made from it
 //! 16  u8       schema id
@@ -22,8 +22,11 @@ mod tests;
 
 /// Magic bytes at the start of every WAL file.
 pub(crate) const WAL_MAGIC: [u8; 4] = *b"KWAL";
-/// Current WAL format version.
-pub(crate) const WAL_VERSION: u16 = 1;
+/// WAL format version this build writes. Version 2 added the staged, publish and retract
+/// frame kinds; a version-1 file never holds them.
+pub(crate) const WAL_VERSION: u16 = 2;
+/// Oldest WAL format version this build reads.
+pub(crate) const WAL_MIN_VERSION: u16 = 1;
 /// Size of the WAL file header.
 pub(crate) const WAL_HEADER_LEN: usize = 32;
 
@@ -38,6 +41,8 @@ const _: () = assert!(OFF_CRC + 4 == WAL_HEADER_LEN);
 /// The decoded WAL file header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct WalHeader {
+    /// Format version: `WAL_VERSION` for files this build creates.
+    pub version: u16,
     pub shard: u16,
     pub generation: u64,
     pub schema_id: u8,
@@ -48,7 +53,7 @@ impl WalHeader {
     pub(crate) fn encode(&self) -> [u8; WAL_HEADER_LEN] {
         let mut b = [0u8; WAL_HEADER_LEN];
         b[..4].copy_from_slice(&WAL_MAGIC);
-        b[OFF_VERSION..OFF_SHARD].copy_from_slice(&WAL_VERSION.to_le_bytes());
+        b[OFF_VERSION..OFF_SHARD].copy_from_slice(&self.version.to_le_bytes());
         b[OFF_SHARD..OFF_GENERATION].copy_from_slice(&self.shard.to_le_bytes());
         b[OFF_GENERATION..OFF_SCHEMA_ID].copy_from_slice(&self.generation.to_le_bytes());
         b[OFF_SCHEMA_ID] = self.schema_id;
@@ -75,7 +80,7 @@ impl WalHeader {
         }
         let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
         let version = u16_at(OFF_VERSION);
-        if version != WAL_VERSION {
+        if !(WAL_MIN_VERSION..=WAL_VERSION).contains(&version) {
             return Err(HeaderError::Version(version));
         }
         let crc = u32::from_le_bytes([b[28], b[29], b[30], b[31]]);
@@ -88,6 +93,7 @@ impl WalHeader {
             u64::from_le_bytes(a)
         };
         Ok(WalHeader {
+            version,
             shard: u16_at(OFF_SHARD),
             generation: u64_at(OFF_GENERATION),
             schema_id: b[OFF_SCHEMA_ID],

@@ -162,6 +162,7 @@ fn write_wal(dir: &std::path::Path, frames: &[Vec<u8>]) -> std::path::PathBuf {
     let s = schema();
     let path = dir.join("shard-000.wal");
     let header = WalHeader {
+        version: super::WAL_VERSION,
         shard: 0,
         generation: 7,
         schema_id: s.schema_id,
@@ -220,6 +221,7 @@ fn schema_mismatch_in_wal_header() {
 #[test]
 fn header_rejects_damage_and_future_versions() {
     let h = WalHeader {
+        version: super::WAL_VERSION,
         shard: 3,
         generation: 99,
         schema_id: 1,
@@ -233,10 +235,10 @@ fn header_rejects_damage_and_future_versions() {
         assert!(WalHeader::decode(&b).is_err(), "flip {bit}");
     }
     let mut future = bytes;
-    future[4] = 2;
+    future[4] = 3;
     assert_eq!(
         WalHeader::decode(&future),
-        Err(super::HeaderError::Version(2))
+        Err(super::HeaderError::Version(3))
     );
 }
 

@@ -272,3 +272,35 @@ fn v1_torn_wal_keeps_complete_frames() {
         Err(DbError::CorruptWal { .. })
     ));
 }
+
+#[test]
+fn a_v1_wal_is_replaced_by_a_v2_wal_before_anything_is_appended() {
+    let dir = copy_dir(&fixture_dir("basic"));
+    {
+        let engine = FxEngine::open(fx_config(dir.path())).unwrap();
+        let wal = fs::read(dir.path().join("shard-000.wal")).unwrap();
+        assert_eq!(
+            u16_at(&wal, 4),
+            2,
+            "the active WAL is of the current version"
+        );
+        // Staged batches (a version-2 frame kind) work on an upgraded directory.
+        let extra = fx_event(30);
+        let cp = keplordb::SourceCheckpoint {
+            source: "t/0",
+            position: 30,
+        };
+        let t = engine
+            .append_staged_to(0, std::slice::from_ref(&extra), cp)
+            .unwrap();
+        engine.wait_durable(&t).unwrap();
+        engine.publish_staged("t/0", 30).unwrap();
+        engine.append(&fx_event(31)).unwrap();
+        engine.sync().unwrap();
+    }
+    let engine = FxEngine::open(fx_config(dir.path())).unwrap();
+    let mut want = expected();
+    want.extend([fx_event(30), fx_event(31)]);
+    assert_eq!(sorted(&engine), want);
+    assert_eq!(engine.durable_checkpoints()["t/0"], 30);
+}
