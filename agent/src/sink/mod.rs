@@ -142,6 +142,9 @@ pub struct Shared {
     mapper: Mapper,
     state: Mutex<State>,
     dlq: Option<ThreadedProducer<DefaultProducerContext>>,
+    /// Publish decisions written since the last fsync (made durable when the sink is idle;
+    /// under load the next batch's fsync covers them).
+    published_unsynced: AtomicBool,
     /// This store's id in the ownership chains.
     store: StoreId,
     /// Set once partitions are assigned and consumption runs (readiness).
@@ -529,6 +532,7 @@ impl Shared {
 
     /// Publishes the staged batches below each offset of an accepted commit.
     fn publish_committed(&self, tpl: &TopicPartitionList) {
+        self.published_unsynced.store(true, Ordering::Release);
         for e in tpl.elements() {
             if let Offset::Offset(o) = e.offset() {
                 let source = source_key(e.topic(), e.partition());
@@ -685,6 +689,7 @@ impl Sink {
             mapper,
             state: Mutex::new(State::default()),
             dlq,
+            published_unsynced: AtomicBool::new(false),
             ready,
             crash,
         });
@@ -810,6 +815,13 @@ impl Sink {
                 last_commit = Instant::now();
                 if shared.crashed() {
                     return Stopped::Crashed;
+                }
+            }
+            if polled_nothing && shared.published_unsynced.swap(false, Ordering::AcqRel) {
+                // Idle: make the publish decisions durable, so the store's checkpoints (and a
+                // restart) need not ask Kafka again.
+                if let Err(e) = shared.engine.sync() {
+                    shared.fatal(format!("sync after publishing: {e}"));
                 }
             }
             if let Some(retention) = shared.config.engine.retention {
