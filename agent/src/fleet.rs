@@ -16,6 +16,11 @@
 //!
 //! An endpoint that rejects the query's parameters (HTTP 400) makes the whole query a usage
 //! error, not a partial answer: every member runs the same code on the same schema.
+//!
+//! A member whose pod is gone vanishes from its headless service's DNS records instead of
+//! failing to answer: with an expected member count ([`Fleet::expect_members`]; `--expect-members`,
+//! `fleet.expected_members`), finding fewer distinct endpoints makes every answer partial, with a
+//! [`FailureKind::NotResolved`] entry in `missing`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -54,6 +59,9 @@ pub enum FailureKind {
     Http,
     /// The endpoint answered 200 with a body that is not the expected JSON.
     BadResponse,
+    /// Fewer distinct endpoints were found (resolved and listed) than members are expected:
+    /// some member is not even asked. Its `endpoint` names the DNS target (or `fleet`).
+    NotResolved,
 }
 
 /// An endpoint that did not answer.
@@ -74,7 +82,8 @@ pub struct Completeness {
     pub endpoints: usize,
     /// The endpoints that answered.
     pub answered: Vec<String>,
-    /// The endpoints that did not, and why.
+    /// The endpoints that did not, and why; plus, when fewer endpoints were found than members
+    /// are expected, one [`FailureKind::NotResolved`] entry for those never asked.
     pub missing: Vec<Missing>,
 }
 
@@ -205,6 +214,22 @@ impl fmt::Display for DnsTarget {
     }
 }
 
+/// Where the members of a fleet come from, to name a shortfall: the DNS target when there is
+/// exactly one, else `fleet`.
+pub fn members_source(dns: &[DnsTarget]) -> String {
+    match dns {
+        [one] => one.to_string(),
+        _ => "fleet".to_string(),
+    }
+}
+
+/// How many members a fleet should have, and where they come from (see [`members_source`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Expected {
+    members: usize,
+    source: String,
+}
+
 /// What one endpoint said.
 #[derive(Debug)]
 enum Reply<T> {
@@ -226,6 +251,7 @@ pub struct Fleet {
     http: ureq::Agent,
     connect_timeout: Duration,
     timeout: Duration,
+    expected: Option<Expected>,
 }
 
 impl Fleet {
@@ -265,16 +291,47 @@ impl Fleet {
             http,
             connect_timeout,
             timeout,
+            expected: None,
         })
     }
 
-    /// The fleet of a `[fleet]` section: its endpoints plus what its DNS name resolves to now.
+    /// Expects `members` distinct endpoints (at least): with fewer, every answer is partial and
+    /// `missing` gains a [`FailureKind::NotResolved`] entry named `source` (the DNS target the
+    /// members come from, or `fleet`: see [`members_source`]). More is fine.
+    pub fn expect_members(mut self, members: usize, source: impl Into<String>) -> Fleet {
+        self.expected = Some(Expected {
+            members,
+            source: source.into(),
+        });
+        self
+    }
+
+    /// The members expected but not found, if any.
+    fn shortfall(&self) -> Option<Missing> {
+        let e = self.expected.as_ref()?;
+        let found = self.endpoints.len();
+        (found < e.members).then(|| Missing {
+            endpoint: e.source.clone(),
+            kind: FailureKind::NotResolved,
+            error: format!("{} members expected, {found} found", e.members),
+        })
+    }
+
+    /// The fleet of a `[fleet]` section: its endpoints plus what its DNS name resolves to now,
+    /// expecting `expected_members` of them when set.
     pub fn from_settings(s: &FleetSettings) -> Result<Fleet, FleetError> {
         let mut endpoints = s.endpoints.clone();
         if let Some(target) = &s.endpoints_dns {
             endpoints.extend(target.resolve()?);
         }
-        Fleet::new(endpoints, s.token.clone(), s.connect_timeout, s.timeout)
+        let fleet = Fleet::new(endpoints, s.token.clone(), s.connect_timeout, s.timeout)?;
+        Ok(match s.expected_members {
+            Some(n) => {
+                let source = members_source(s.endpoints_dns.as_slice());
+                fleet.expect_members(n, source)
+            }
+            None => fleet,
+        })
     }
 
     /// The endpoints asked, deduplicated, in order.
@@ -355,6 +412,7 @@ impl Fleet {
                 }),
             }
         }
+        c.missing.extend(self.shortfall());
         if c.answered.is_empty() {
             c.partial = true;
             return Err(FleetError::NoneAnswered(c));
@@ -770,6 +828,129 @@ mod tests {
             let e = Fleet::new([bad.to_string()], None, d, d).unwrap_err();
             assert!(matches!(e, FleetError::BadEndpoint(_)), "{bad}: {e}");
         }
+    }
+
+    /// An endpoint that answers every request with an empty aggregate, as an agent would.
+    fn live_endpoint() -> String {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let body = serde_json::to_string(&AggregateResponse::default()).unwrap();
+            for mut conn in l.incoming().flatten() {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        url
+    }
+
+    fn quick(endpoints: &[&String]) -> Fleet {
+        let d = Duration::from_secs(2);
+        Fleet::new(endpoints.iter().map(|e| e.to_string()), None, d, d).unwrap()
+    }
+
+    #[test]
+    fn fewer_members_than_expected_make_the_answer_partial() {
+        let (a, b) = (live_endpoint(), live_endpoint());
+        let target = "keplor-agent.ns.svc:8686";
+        let c = quick(&[&a, &b])
+            .expect_members(3, target)
+            .aggregate(&Params::default())
+            .unwrap()
+            .completeness;
+        assert!(c.partial, "{c:?}");
+        assert_eq!(
+            (c.endpoints, c.answered.clone()),
+            (2, vec![a.clone(), b.clone()])
+        );
+        assert_eq!(
+            c.missing,
+            [Missing {
+                endpoint: target.into(),
+                kind: FailureKind::NotResolved,
+                error: "3 members expected, 2 found".into(),
+            }]
+        );
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["missing"][0]["kind"], "not_resolved", "{json}");
+
+        // As many as expected, or more: complete.
+        for expected in [2, 1] {
+            let c = quick(&[&a, &b])
+                .expect_members(expected, target)
+                .aggregate(&Params::default())
+                .unwrap()
+                .completeness;
+            assert!(!c.partial && c.missing.is_empty(), "{expected}: {c:?}");
+        }
+        // Duplicates count once.
+        let c = quick(&[&a, &a])
+            .expect_members(2, "fleet")
+            .aggregate(&Params::default())
+            .unwrap()
+            .completeness;
+        assert_eq!(c.missing[0].error, "2 members expected, 1 found");
+        assert_eq!(c.missing[0].endpoint, "fleet");
+    }
+
+    #[test]
+    fn a_shortfall_is_named_after_the_dns_target_of_the_settings() {
+        let a = live_endpoint();
+        let port = a.rsplit_once(':').unwrap().1;
+        let target = DnsTarget::parse(&format!("127.0.0.1:{port}")).unwrap();
+        let mut s = FleetSettings {
+            endpoints: Vec::new(),
+            endpoints_dns: Some(target.clone()),
+            connect_timeout: Duration::from_secs(2),
+            timeout: Duration::from_secs(2),
+            token: None,
+            expected_members: Some(2),
+        };
+        let c = Fleet::from_settings(&s)
+            .unwrap()
+            .aggregate(&Params::default())
+            .unwrap()
+            .completeness;
+        assert_eq!(c.answered, [a]);
+        assert_eq!(c.missing.len(), 1, "{c:?}");
+        assert_eq!(c.missing[0].endpoint, target.to_string());
+        assert_eq!(c.missing[0].kind, FailureKind::NotResolved);
+        s.expected_members = Some(1);
+        let c = Fleet::from_settings(&s)
+            .unwrap()
+            .aggregate(&Params::default())
+            .unwrap()
+            .completeness;
+        assert!(!c.partial, "{c:?}");
+        assert_eq!(members_source(&[]), "fleet");
+        assert_eq!(members_source(&[target.clone(), target]), "fleet");
+    }
+
+    #[test]
+    fn a_shortfall_is_listed_when_nothing_answered() {
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead_url = format!("http://{}", dead.local_addr().unwrap());
+        drop(dead);
+        let Err(FleetError::NoneAnswered(c)) = quick(&[&dead_url])
+            .expect_members(2, "svc:1")
+            .aggregate(&Params::default())
+        else {
+            panic!("nothing answered")
+        };
+        let kinds: Vec<_> = c.missing.iter().map(|m| m.kind).collect();
+        assert_eq!(kinds, [FailureKind::Refused, FailureKind::NotResolved]);
     }
 
     #[test]

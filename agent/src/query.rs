@@ -6,6 +6,8 @@
 //! When some endpoints do not answer, the merged answer of the others is still printed, marked
 //! partial (`partial`/`missing` in JSON, a warning per missing endpoint on stderr), and the exit
 //! code is [`EXIT_PARTIAL`] unless `--allow-partial`. When none answers, it is an error (1).
+//! With `--expect-members N`, finding fewer than N distinct endpoints is partial as well (a
+//! member gone from DNS is named by a `not_resolved` entry in `missing`).
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -20,7 +22,7 @@ use crate::api::{
     self, AggregateResponse, EventJson, EventsResponse, Params, QueryError, RollupsResponse,
 };
 use crate::config::units::parse_duration;
-use crate::fleet::{Completeness, DnsTarget, Fleet, FleetError};
+use crate::fleet::{members_source, Completeness, DnsTarget, FailureKind, Fleet, FleetError};
 
 /// Exit code of a query that some endpoints did not answer (without `--allow-partial`).
 pub const EXIT_PARTIAL: u8 = 3;
@@ -39,6 +41,16 @@ pub struct QueryArgs {
         value_parser = DnsTarget::parse
     )]
     endpoints_dns: Vec<DnsTarget>,
+    /// How many agents there should be: finding fewer distinct endpoints (e.g. a pod gone from
+    /// the headless service's DNS records) makes the answer partial, like a missing endpoint.
+    #[arg(
+        long = "expect-members",
+        global = true,
+        value_name = "N",
+        value_parser = at_least_one,
+        conflicts_with = "data_dir"
+    )]
+    expect_members: Option<usize>,
     /// Read a stopped agent's data directory instead (read-only).
     #[arg(long, global = true, conflicts_with_all = ["endpoints", "endpoints_dns"])]
     data_dir: Option<PathBuf>,
@@ -60,6 +72,13 @@ pub struct QueryArgs {
     /// Boxed so that the binary's `Command::Query` stays the size of its other subcommands.
     #[command(subcommand)]
     what: Box<What>,
+}
+
+fn at_least_one(s: &str) -> Result<usize, String> {
+    s.parse::<usize>()
+        .ok()
+        .filter(|&n| n >= 1)
+        .ok_or_else(|| format!("{s:?} is not a member count: expected an integer >= 1"))
 }
 
 fn positive_duration(s: &str) -> Result<Duration, String> {
@@ -233,6 +252,10 @@ impl Source {
             args.connect_timeout,
             args.timeout,
         )?;
+        let fleet = match args.expect_members {
+            Some(n) => fleet.expect_members(n, members_source(&args.endpoints_dns)),
+            None => fleet,
+        };
         Ok(Source::Fleet(fleet))
     }
 
@@ -299,16 +322,30 @@ pub fn main(args: QueryArgs) -> ExitCode {
     }
 }
 
-/// One stderr line per endpoint that did not answer.
+/// One stderr line per endpoint that did not answer, and one for members not found at all.
 fn warn_partial(c: &Completeness) {
-    eprintln!(
-        "warning: partial answer: {} of {} endpoints did not answer; the figures cover the {} that did",
-        c.missing.len(),
-        c.endpoints,
-        c.answered.len()
-    );
-    for m in &c.missing {
+    let (unresolved, failed): (Vec<_>, Vec<_>) = c
+        .missing
+        .iter()
+        .partition(|m| m.kind == FailureKind::NotResolved);
+    if !failed.is_empty() {
+        eprintln!(
+            "warning: partial answer: {} of {} endpoints did not answer; the figures cover the {} that did",
+            failed.len(),
+            c.endpoints,
+            c.answered.len()
+        );
+    }
+    for m in failed {
         eprintln!("warning: {} did not answer: {}", m.endpoint, m.error);
+    }
+    for m in unresolved {
+        eprintln!(
+            "warning: partial answer: {}: {}; the figures cover the {} endpoints that answered",
+            m.endpoint,
+            m.error,
+            c.answered.len()
+        );
     }
 }
 

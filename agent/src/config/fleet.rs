@@ -27,6 +27,10 @@ pub struct FleetSettings {
     /// Sent to every member as `Authorization: Bearer <token>`.
     #[serde(serialize_with = "ser_secret")]
     pub token: Option<String>,
+    /// Members the fleet should have: finding fewer endpoints (a pod gone from the headless
+    /// service's records) makes every answer partial, with a `not_resolved` entry in `missing`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_members: Option<usize>,
 }
 
 fn ser_dns<S: serde::Serializer>(v: &Option<DnsTarget>, s: S) -> Result<S::Ok, S::Error> {
@@ -84,13 +88,30 @@ pub(super) fn resolve(
         (None, Some(file)) => Some(read_token(&path_of(&file))?),
         (None, None) => http_token.map(str::to_string),
     };
+    let expected_members = f.expected_members.map(expected_members).transpose()?;
     Ok(Some(FleetSettings {
         endpoints,
         endpoints_dns,
         connect_timeout,
         timeout,
         token,
+        expected_members,
     }))
+}
+
+/// `fleet.expected_members`: an integer >= 1.
+fn expected_members(v: toml::Value) -> Result<usize, ConfigError> {
+    // From the environment the count arrives as a string.
+    v.as_integer()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+        .filter(|&n| n >= 1)
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| {
+            err(
+                "fleet.expected_members",
+                format!("{v} is not a member count: expected an integer >= 1, e.g. 3"),
+            )
+        })
 }
 
 /// `http://host:port`, trailing `/` dropped.

@@ -4,11 +4,12 @@
 //!
 //! Environment overrides: `KEPLOR_<SECTION>__<KEY>`, e.g. `KEPLOR_KAFKA__BROKERS`,
 //! `KEPLOR_BATCH__LINGER=20ms`, `KEPLOR_KAFKA__PROPERTIES__SASL_PASSWORD=...` (property
-//! names: lower case, `_` for `.`). Values are read as TOML when they parse (`4`, `true`,
-//! `["a","b"]`), as strings otherwise.
+//! names: lower case, `_` for `.`). Values are strings (typed keys parse them: `8`, `true`,
+//! `20ms`); a value that starts with `[` or `{` is read as a TOML list or inline table.
 
 mod fleet;
 mod raw;
+pub mod security;
 pub mod units;
 
 use std::collections::BTreeMap;
@@ -75,6 +76,21 @@ pub struct KafkaConfig {
     /// librdkafka properties passed through unchanged (printed with secrets masked).
     #[serde(serialize_with = "ser_properties")]
     pub properties: BTreeMap<String, String>,
+    /// `[kafka.tls]` and `[kafka.sasl]`.
+    #[serde(flatten)]
+    pub security: security::Security,
+}
+
+impl KafkaConfig {
+    /// Every librdkafka property the agent's clients get from the config: the pass-through
+    /// ones and those of the security sections.
+    pub fn client_properties(&self) -> BTreeMap<String, String> {
+        let mut all = self.properties.clone();
+        for (k, v) in self.security.properties() {
+            all.insert(k.to_string(), v);
+        }
+        all
+    }
 }
 
 /// Message encoding.
@@ -371,8 +387,13 @@ fn apply_env(
                 }
             })
             .collect();
-        let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
-            .ok()
+        // A string stays a string (a password of `1e5` or `0x1F` is not a number; typed keys
+        // parse their strings themselves); only a list or an inline table is read as TOML.
+        let trimmed = value.trim_start();
+        let structured = trimmed.starts_with('[') || trimmed.starts_with('{');
+        let parsed = structured
+            .then(|| toml::from_str::<toml::Table>(&format!("v = {value}")).ok())
+            .flatten()
             .and_then(|mut t| t.remove("v"))
             .unwrap_or(toml::Value::String(value.clone()));
         let mut cur = &mut *table;
@@ -519,8 +540,20 @@ fn resolve(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
                 "set by the agent (it owns offsets and assignment); use the kafka section's own keys",
             ));
         }
+        if (k.tls.is_some() || k.sasl.is_some())
+            && security::SECURITY_PROPERTIES.contains(&key.as_str())
+        {
+            return Err(err(
+                format!("kafka.properties.{key}"),
+                "set by [kafka.tls] / [kafka.sasl]; configure it there (or drop those sections)",
+            ));
+        }
         properties.insert(key, s);
     }
+    let security = security::Security {
+        tls: security::resolve_tls(k.tls, &path_of)?,
+        sasl: security::resolve_sasl(k.sasl, &path_of)?,
+    };
 
     // format
     let f = raw.format.unwrap_or_default();
@@ -844,6 +877,7 @@ fn resolve(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             assignment,
             auto_offset_reset,
             properties,
+            security,
         },
         format,
         schema,

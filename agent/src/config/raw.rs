@@ -33,11 +33,14 @@ pub struct RawKafka {
     /// `"host:port,host:port"` or a list.
     pub brokers: Option<toml::Value>,
     pub group_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_list")]
     pub topics: Option<Vec<String>>,
     pub assignment_strategy: Option<String>,
     pub auto_offset_reset: Option<String>,
-    /// Any librdkafka property, passed through (SASL, TLS, timeouts...).
+    /// Any librdkafka property, passed through (timeouts, fetch sizes...).
     pub properties: Option<BTreeMap<String, toml::Value>>,
+    pub tls: Option<super::security::RawTls>,
+    pub sasl: Option<super::security::RawSasl>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -56,6 +59,7 @@ pub struct RawFormat {
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSchema {
+    #[serde(default, deserialize_with = "lenient::opt_u8")]
     pub id: Option<u8>,
     #[serde(default)]
     pub dims: Vec<RawDim>,
@@ -112,9 +116,12 @@ pub struct RawId {
 #[serde(deny_unknown_fields)]
 pub struct RawEngine {
     pub data_dir: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_u64")]
     pub shards: Option<u64>,
     /// Events between fsyncs within a shard (1 = every batch is fsynced on its own).
+    #[serde(default, deserialize_with = "lenient::opt_u64")]
     pub sync_interval: Option<u64>,
+    #[serde(default, deserialize_with = "lenient::opt_u64")]
     pub max_segment_events: Option<u64>,
     pub retention: Option<Quantity>,
 }
@@ -122,6 +129,7 @@ pub struct RawEngine {
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawBatch {
+    #[serde(default, deserialize_with = "lenient::opt_u64")]
     pub max_events: Option<u64>,
     pub max_bytes: Option<Quantity>,
     pub linger: Option<Quantity>,
@@ -143,8 +151,10 @@ pub struct RawErrors {
 #[serde(deny_unknown_fields)]
 pub struct RawHttp {
     pub listen: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
     pub enabled: Option<bool>,
     pub auth_token: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_u64")]
     pub max_limit: Option<u64>,
     pub request_timeout: Option<Quantity>,
     pub max_query_bytes: Option<Quantity>,
@@ -164,10 +174,72 @@ pub struct RawFleet {
     pub token: Option<String>,
     /// A file holding that token (e.g. a mounted secret), read at load.
     pub token_file: Option<String>,
+    /// Members there should be (an integer >= 1): fewer found makes every answer partial. Any
+    /// TOML value, so that a wrong one is reported under `fleet.expected_members`.
+    pub expected_members: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawShutdown {
     pub grace_period: Option<Quantity>,
+}
+
+/// Environment overrides arrive as strings (`KEPLOR_ENGINE__SHARDS=8`): the typed scalar keys
+/// accept a string that parses as their type, so no value is ever re-read as TOML.
+mod lenient {
+    use serde::{Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar<T> {
+        Typed(T),
+        Text(String),
+    }
+
+    fn parse<'de, D, T>(d: D, what: &str) -> Result<Option<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de> + std::str::FromStr,
+    {
+        match Option::<Scalar<T>>::deserialize(d)? {
+            None => Ok(None),
+            Some(Scalar::Typed(v)) => Ok(Some(v)),
+            Some(Scalar::Text(s)) => s
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| serde::de::Error::custom(format!("{s:?} is not {what}"))),
+        }
+    }
+
+    pub fn opt_u8<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Error> {
+        parse(d, "an integer from 0 to 255")
+    }
+
+    pub fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        parse(d, "a non-negative integer")
+    }
+
+    pub fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        parse(d, "true or false")
+    }
+
+    /// A list, or one string of comma-separated entries.
+    pub fn opt_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum List {
+            Many(Vec<String>),
+            One(String),
+        }
+        Ok(Option::<List>::deserialize(d)?.map(|l| match l {
+            List::Many(v) => v,
+            List::One(s) => s
+                .split(',')
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+                .collect(),
+        }))
+    }
 }

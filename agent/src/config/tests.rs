@@ -70,6 +70,56 @@ fn env_overrides_every_key() {
 }
 
 #[test]
+fn env_strings_stay_strings_and_typed_keys_parse_theirs() {
+    let c = load(
+        "",
+        &[
+            ("KEPLOR_KAFKA__GROUP_ID", "2024"),
+            ("KEPLOR_HTTP__AUTH_TOKEN", "12345"),
+            ("KEPLOR_KAFKA__PROPERTIES__SASL_PASSWORD", "1e5"),
+            ("KEPLOR_KAFKA__PROPERTIES__CLIENT_ID", "0x1F"),
+            ("KEPLOR_KAFKA__TOPICS", "a, b"),
+            ("KEPLOR_HTTP__ENABLED", "false"),
+            ("KEPLOR_BATCH__MAX_EVENTS", "77"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.kafka.group_id, "2024");
+    assert_eq!(c.http.auth_token.as_deref(), Some("12345"));
+    assert_eq!(c.kafka.properties["sasl.password"], "1e5");
+    assert_eq!(c.kafka.properties["client.id"], "0x1F");
+    assert_eq!(c.kafka.topics, ["a", "b"]);
+    assert!(!c.http.enabled);
+    assert_eq!(c.batch.max_events, 77);
+    let e = load("", &[("KEPLOR_ENGINE__SHARDS", "many")]).unwrap_err();
+    assert!(
+        e.message.contains("\"many\" is not a non-negative integer"),
+        "{e}"
+    );
+    // TLS and SASL from the environment: a numeric-looking password is still a password.
+    let c = load(
+        "",
+        &[
+            ("KEPLOR_KAFKA__SASL__MECHANISM", "SCRAM-SHA-256"),
+            ("KEPLOR_KAFKA__SASL__USERNAME", "keplor"),
+            ("KEPLOR_KAFKA__SASL__PASSWORD", "0x1F"),
+            ("KEPLOR_KAFKA__TLS__VERIFY_HOSTNAME", "false"),
+        ],
+    )
+    .unwrap();
+    let p = c.kafka.client_properties();
+    assert_eq!(p["security.protocol"], "SASL_SSL");
+    assert_eq!(p["sasl.password"], "0x1F");
+    assert!(!c.to_toml().contains("0x1F"), "masked");
+    let e = load(
+        "[kafka.sasl]\nmechanism = \"PLAIN\"\nusername = \"u\"\npassword = \"p\"\n[kafka.properties]\n\"sasl.password\" = \"q\"",
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(e.key, "kafka.properties.sasl.password");
+}
+
+#[test]
 fn unknown_keys_are_rejected() {
     let e = load("[batch]\nlinger_ms = 5", &[]).unwrap_err();
     assert!(e.message.contains("linger_ms"), "{e}");
@@ -196,6 +246,7 @@ fn fleet_section_resolves_with_defaults_and_the_http_token() {
     );
     assert_eq!(f.connect_timeout, Duration::from_secs(2));
     assert_eq!(f.timeout, Duration::from_secs(30));
+    assert_eq!(f.expected_members, None, "no member count by default");
     assert_eq!(
         f.token.as_deref(),
         Some("own"),
@@ -280,4 +331,38 @@ fn fleet_errors_name_their_keys() {
     }
     let e = load("[fleet]\nmembers = []", &[]).unwrap_err();
     assert_eq!(e.key, "fleet", "unknown keys are rejected: {e}");
+}
+
+#[test]
+fn fleet_expected_members_is_a_count_of_at_least_one() {
+    let c = load(
+        "[fleet]\nendpoints_dns = \"keplor-agent.ns.svc:8686\"\nexpected_members = 3",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.http.fleet.as_ref().unwrap().expected_members, Some(3));
+    let printed = c.to_toml();
+    assert!(printed.contains("expected_members = 3"), "{printed}");
+    // As the Helm chart sets it: an environment value read as TOML.
+    let c = load(
+        "[fleet]\nendpoints = [\"http://a:1\"]",
+        &[("KEPLOR_FLEET__EXPECTED_MEMBERS", "2")],
+    )
+    .unwrap();
+    assert_eq!(c.http.fleet.unwrap().expected_members, Some(2));
+    for bad in ["0", "-1", "\"three\"", "1.5", "true"] {
+        let e = load(
+            &format!("[fleet]\nendpoints = [\"http://a:1\"]\nexpected_members = {bad}"),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "fleet.expected_members", "{bad}: {e}");
+        assert!(e.message.contains("integer >= 1"), "{bad}: {e}");
+    }
+    let e = load(
+        "[fleet]\nendpoints = [\"http://a:1\"]",
+        &[("KEPLOR_FLEET__EXPECTED_MEMBERS", "none")],
+    )
+    .unwrap_err();
+    assert_eq!(e.key, "fleet.expected_members", "{e}");
 }

@@ -644,7 +644,7 @@ impl Sink {
         // whole consumer for a second at a time.
         cc.set("fetch.wait.max.ms", "50");
         cc.set("fetch.queue.backoff.ms", "10");
-        for (key, v) in &k.properties {
+        for (key, v) in &k.client_properties() {
             cc.set(key, v);
         }
         cc.set("bootstrap.servers", k.brokers.join(","));

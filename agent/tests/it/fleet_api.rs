@@ -187,6 +187,47 @@ fn cli_fan_out_marks_dead_and_silent_endpoints_partial_and_exits_3() {
     assert_eq!(whole["missing"], serde_json::json!([]));
     assert_eq!(figures(&whole), figures(&v));
 
+    // Expecting more members than the endpoints found: partial, though every endpoint answered.
+    let expect3: Vec<&str> = ["--expect-members", "3"].into_iter().chain(agg).collect();
+    let (code, short, err) = cli_json(&[ea, eb], &expect3);
+    assert_eq!(code, Some(3), "a member short: {err}");
+    assert_eq!(short["partial"], true);
+    assert_eq!(short["endpoints"], 2);
+    assert_eq!(short["answered"], serde_json::json!([ea, eb]));
+    assert_eq!(
+        short["missing"],
+        serde_json::json!([{
+            "endpoint": "fleet",
+            "kind": "not_resolved",
+            "error": "3 members expected, 2 found"
+        }])
+    );
+    assert_eq!(figures(&short), figures(&whole));
+    assert!(
+        err.contains("warning: partial answer: fleet: 3 members expected, 2 found"),
+        "{err}"
+    );
+    let allowed3: Vec<&str> = ["--allow-partial"].into_iter().chain(expect3).collect();
+    let (code, v3, _) = cli_json(&[ea, eb], &allowed3);
+    assert_eq!(code, Some(0), "--allow-partial");
+    assert_eq!(v3, short);
+    let expect2: Vec<&str> = ["--expect-members", "2"].into_iter().chain(agg).collect();
+    let (code, v2, _) = cli_json(&[ea, eb], &expect2);
+    assert_eq!(
+        (code, v2.clone()),
+        (Some(0), whole.clone()),
+        "as many as expected"
+    );
+    let expect1: Vec<&str> = ["--expect-members", "1"].into_iter().chain(agg).collect();
+    let (code, v1, _) = cli_json(&[ea, eb], &expect1);
+    assert_eq!(
+        (code, v1),
+        (Some(0), whole.clone()),
+        "more than expected is fine"
+    );
+    let (code, _, err) = cli_json(&[ea], &["--expect-members", "0", "aggregate"]);
+    assert_eq!(code, Some(2), "a count below 1 is a usage error: {err}");
+
     // Table and CSV: the answer on stdout, a warning per missing endpoint on stderr.
     let mut args = vec!["query", "--timeout", "1s", "-o", "table"];
     for e in all {
@@ -274,6 +315,31 @@ fn cli_fan_out_marks_dead_and_silent_endpoints_partial_and_exits_3() {
     assert!(
         missing(&v).iter().all(|(e, _)| e.starts_with("http://[")),
         "{v}"
+    );
+    // A member short: named after the DNS target.
+    let (code, v, err) = cli_json(
+        &[eb],
+        &[
+            "--endpoints-dns",
+            &target,
+            "--expect-members",
+            "9",
+            "aggregate",
+        ],
+    );
+    assert_eq!(code, Some(3), "{err}");
+    assert_eq!(v["event_count"], EVENTS, "{v}");
+    let short = v["missing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["kind"] == "not_resolved")
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(short["endpoint"], target.as_str());
+    let found = v["endpoints"].as_u64().unwrap();
+    assert_eq!(
+        short["error"],
+        format!("9 members expected, {found} found").as_str()
     );
     let (code, _, err) = cli(&["query", "--endpoints-dns", "localhost", "aggregate"]);
     assert_eq!(code, Some(2), "HOST without PORT is a usage error: {err}");

@@ -7,3 +7,4 @@ mod errors;
 mod fleet_api;
 mod http_cli;
 mod process;
+mod security;
