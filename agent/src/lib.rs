@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod api;
 pub mod config;
+pub mod connect;
 pub mod demo;
 pub mod fleet;
 pub mod http;

@@ -59,6 +59,14 @@ enum Command {
     CheckConfig {
         /// The TOML configuration.
         config: PathBuf,
+        /// Also connect with the real settings: the brokers reached, the topics and partitions
+        /// it would consume, whether the group and the DLQ topic exist; a failure is named
+        /// (bad certificate, wrong password, unknown topic, missing ACL). Exit 1 on a problem.
+        #[arg(long)]
+        connect: bool,
+        /// How long the connection check waits for the cluster.
+        #[arg(long, default_value = "10s", value_parser = parse_duration_arg)]
+        connect_timeout: Duration,
     },
 }
 
@@ -84,14 +92,27 @@ fn env_vars() -> Vec<(String, String)> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::CheckConfig { config } => match Config::load(&config, env_vars()) {
+        Command::CheckConfig {
+            config,
+            connect,
+            connect_timeout,
+        } => match Config::load(&config, env_vars()) {
             Ok(c) => {
                 println!(
                     "# {} is valid; resolved configuration:\n{}",
                     config.display(),
                     c.to_toml()
                 );
-                ExitCode::SUCCESS
+                if !connect {
+                    return ExitCode::SUCCESS;
+                }
+                let report = keplor_agent::connect::check(&c, connect_timeout);
+                println!("# connection check\n{}", report.render());
+                if report.ok() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
             }
             Err(e) => {
                 eprintln!("error: {}: {e}", config.display());

@@ -15,6 +15,8 @@ pub const APPEND_ERRORS: &str = "keplor_append_errors_total";
 pub const COMMITS: &str = "keplor_offset_commits_total";
 pub const OFFSETS_SKIPPED: &str = "keplor_offsets_skipped_total";
 pub const HANDOVER_DECISIONS: &str = "keplor_staged_decisions_total";
+pub const CONSUMER_ERRORS: &str = "keplor_consumer_errors_total";
+pub const STUCK: &str = "keplor_partition_stuck";
 pub const COMMITTED_OFFSET: &str = "keplor_partition_committed_offset";
 pub const DURABLE_OFFSET: &str = "keplor_partition_durable_offset";
 pub const CONSUMER_LAG: &str = "keplor_partition_consumer_lag";
@@ -111,6 +113,8 @@ pub struct PartitionGauges {
     pub durable: Option<i64>,
     pub high_watermark: Option<i64>,
     pub paused: bool,
+    /// Messages to read but no progress for `errors.stuck_after`.
+    pub stuck: bool,
 }
 
 /// Everything the agent measures.
@@ -124,6 +128,7 @@ pub struct Metrics {
     pub offsets_skipped: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     handover: Mutex<BTreeMap<&'static str, u64>>,
+    consumer_errors: Mutex<BTreeMap<String, u64>>,
     pub partitions: Mutex<BTreeMap<(String, i32), PartitionGauges>>,
     pub batch_events: Histogram,
     pub fsync_seconds: Histogram,
@@ -142,6 +147,7 @@ impl Default for Metrics {
             offsets_skipped: AtomicU64::new(0),
             rejected: Mutex::new(BTreeMap::new()),
             handover: Mutex::new(BTreeMap::new()),
+            consumer_errors: Mutex::new(BTreeMap::new()),
             partitions: Mutex::new(BTreeMap::new()),
             batch_events: Histogram::new(SIZE_BUCKETS),
             fsync_seconds: Histogram::new(SECONDS_BUCKETS),
@@ -171,6 +177,26 @@ impl Metrics {
             .unwrap_or_else(|p| p.into_inner())
             .entry(kind)
             .or_default() += 1;
+    }
+
+    /// A fetch or decode failed (`kind`: librdkafka's error code, or `registry`).
+    pub fn consumer_error(&self, kind: &str) {
+        *self
+            .consumer_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(kind.to_string())
+            .or_default() += 1;
+    }
+
+    /// Consumer errors of `kind` so far.
+    pub fn consumer_errors(&self, kind: &str) -> u64 {
+        self.consumer_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(kind)
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn rejected_total(&self) -> u64 {
@@ -268,6 +294,15 @@ impl Metrics {
         {
             let _ = writeln!(out, "{HANDOVER_DECISIONS}{{outcome=\"{kind}\"}} {n}");
         }
+        let _ = writeln!(out, "# HELP {CONSUMER_ERRORS} Fetched batches or messages that could not be used, by kind.\n# TYPE {CONSUMER_ERRORS} counter");
+        for (kind, n) in self
+            .consumer_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(out, "{CONSUMER_ERRORS}{{kind=\"{}\"}} {n}", escape(kind));
+        }
         let parts = self
             .partitions
             .lock()
@@ -287,6 +322,10 @@ impl Metrics {
                 PAUSED,
                 "1 while the partition is paused (backpressure or failed appends).",
             ),
+            (
+                STUCK,
+                "1 while the partition has messages to read and made no progress for errors.stuck_after.",
+            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
             for ((topic, p), g) in &parts {
@@ -296,7 +335,8 @@ impl Metrics {
                     CONSUMER_LAG => g
                         .high_watermark
                         .map(|hw| (hw - g.durable.map_or(0, |d| d + 1)).max(0)),
-                    _ => Some(g.paused as i64),
+                    PAUSED => Some(g.paused as i64),
+                    _ => Some(g.stuck as i64),
                 };
                 if let Some(v) = v {
                     let _ = writeln!(

@@ -54,6 +54,21 @@ pub struct RawFormat {
     pub schemas: Option<BTreeMap<String, String>>,
     /// Avro with Confluent framing: a schema registry to ask for ids not in `schemas`.
     pub registry_url: Option<String>,
+    /// PEM file of the CA(s) trusted for an `https` registry (default: the system roots).
+    pub registry_ca_file: Option<String>,
+    /// Basic auth: the user, with `registry_password` or `registry_password_file`.
+    pub registry_username: Option<String>,
+    pub registry_password: Option<String>,
+    pub registry_password_file: Option<String>,
+    /// Bearer auth: the token, inline or in a file (e.g. a mounted secret).
+    pub registry_token: Option<String>,
+    pub registry_token_file: Option<String>,
+    pub registry_connect_timeout: Option<Quantity>,
+    /// Longest wait for an answer once connected.
+    pub registry_timeout: Option<Quantity>,
+    /// Retries after a failed attempt (connection error, timeout, 5xx, 429).
+    #[serde(default, deserialize_with = "lenient::opt_u64")]
+    pub registry_retries: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -143,8 +158,10 @@ pub struct RawErrors {
     /// `dlq`, `skip` or `stop`.
     pub policy: Option<String>,
     pub dlq_topic: Option<String>,
-    /// Wait before retrying a failed append (full disk...).
+    /// Wait before retrying a failed append (full disk...) or an unreachable registry.
     pub retry_backoff: Option<Quantity>,
+    /// A partition behind its high watermark that makes no progress this long is stuck.
+    pub stuck_after: Option<Quantity>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -366,3 +366,181 @@ fn fleet_expected_members_is_a_count_of_at_least_one() {
     .unwrap_err();
     assert_eq!(e.key, "fleet.expected_members", "{e}");
 }
+
+const CONFLUENT: &str = "[format]\nkind = \"avro-confluent\"\n";
+
+fn registry(extra: &str, env: &[(&str, &str)]) -> Result<RegistrySettings, ConfigError> {
+    match load(&format!("{CONFLUENT}{extra}"), env)?.format {
+        Format::AvroConfluent {
+            registry: Some(r), ..
+        } => Ok(r),
+        other => panic!("no registry: {other:?}"),
+    }
+}
+
+fn temp_file(name: &str, text: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("keplor-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+#[test]
+fn registry_defaults_and_overrides() {
+    let r = registry("registry_url = \"http://schema-registry:8081/\"", &[]).unwrap();
+    assert_eq!(
+        r,
+        RegistrySettings {
+            url: "http://schema-registry:8081".into(),
+            ca_file: None,
+            auth: RegistryAuth::None,
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(10),
+            retries: 2,
+        }
+    );
+    // From the environment, as the Helm chart sets them: strings.
+    let r = registry(
+        "registry_url = \"http://r:8081\"",
+        &[
+            ("KEPLOR_FORMAT__REGISTRY_RETRIES", "5"),
+            ("KEPLOR_FORMAT__REGISTRY_TIMEOUT", "3s"),
+            ("KEPLOR_FORMAT__REGISTRY_CONNECT_TIMEOUT", "250ms"),
+            ("KEPLOR_FORMAT__REGISTRY_TOKEN", "t0k3n"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        (r.retries, r.timeout, r.connect_timeout),
+        (5, Duration::from_secs(3), Duration::from_millis(250))
+    );
+    assert_eq!(
+        r.auth,
+        RegistryAuth::Bearer {
+            token: "t0k3n".into()
+        }
+    );
+    let c = load(&format!("{CONFLUENT}schemas = {{ 7 = \"a.avsc\" }}"), &[]).unwrap();
+    assert!(matches!(
+        c.format,
+        Format::AvroConfluent { registry: None, .. }
+    ));
+}
+
+#[test]
+fn registry_credentials_and_ca_file_are_read_and_masked() {
+    let ca = temp_file("ca.pem", "-----BEGIN CERTIFICATE-----\n");
+    let password = temp_file("password", "hunter2\n");
+    let r = registry(
+        &format!(
+            "registry_url = \"https://r:8081\"\nregistry_ca_file = {ca:?}\n\
+             registry_username = \"ann\"\nregistry_password_file = {password:?}"
+        ),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(r.ca_file.as_deref(), Some(Path::new(&ca)));
+    assert_eq!(
+        r.auth,
+        RegistryAuth::Basic {
+            username: "ann".into(),
+            password: "hunter2".into()
+        }
+    );
+    let c = load(
+        &format!(
+            "{CONFLUENT}registry_url = \"https://r:8081\"\nregistry_username = \"ann\"\n\
+             registry_password = \"s3cret\""
+        ),
+        &[],
+    )
+    .unwrap();
+    let printed = c.to_toml();
+    assert!(!printed.contains("s3cret"), "masked: {printed}");
+    for line in [
+        "registry_url = \"https://r:8081\"",
+        "registry_username = \"ann\"",
+        "registry_password = \"<set>\"",
+        "registry_timeout = \"10s\"",
+        "registry_retries = 2",
+    ] {
+        assert!(printed.contains(line), "{line} in {printed}");
+    }
+}
+
+#[test]
+fn registry_errors_name_the_keys() {
+    let url = "registry_url = \"https://r:8081\"\n";
+    let cases: [(&str, &str, &str); 13] = [
+        (
+            "registry_url = \"r:8081\"",
+            "format.registry_url",
+            "http or https",
+        ),
+        (
+            "registry_url = \"https://r\"\nregistry_ca_file = \"/nonexistent/ca.pem\"",
+            "format.registry_ca_file",
+            "/nonexistent/ca.pem is not a readable file",
+        ),
+        (
+            "registry_url = \"http://r\"\nregistry_ca_file = \"/etc/hosts\"",
+            "format.registry_ca_file / format.registry_url",
+            "plain http",
+        ),
+        (
+            "registry_username = \"ann\"",
+            "format.registry_username / format.registry_password",
+            "needs a password",
+        ),
+        (
+            "registry_password = \"p\"",
+            "format.registry_username / format.registry_password",
+            "needs format.registry_username",
+        ),
+        (
+            "registry_username = \"ann\"\nregistry_password = \"p\"\nregistry_password_file = \"f\"",
+            "format.registry_password / format.registry_password_file",
+            "not both",
+        ),
+        (
+            "registry_token = \"t\"\nregistry_token_file = \"f\"",
+            "format.registry_token / format.registry_token_file",
+            "not both",
+        ),
+        (
+            "registry_username = \"ann\"\nregistry_password = \"p\"\nregistry_token = \"t\"",
+            "format.registry_username / format.registry_token",
+            "not both",
+        ),
+        (
+            "registry_token_file = \"/nonexistent/token\"",
+            "format.registry_token_file",
+            "cannot read /nonexistent/token",
+        ),
+        ("registry_timeout = \"0s\"", "format.registry_timeout", "longer than 0"),
+        ("registry_connect_timeout = 5", "format.registry_connect_timeout", "no unit"),
+        ("registry_retries = 11", "format.registry_retries", "0 to 10"),
+        (
+            "registry_retries = \"many\"",
+            "format",
+            "not a non-negative integer",
+        ),
+    ];
+    for (extra, key, msg) in cases {
+        let extra = if extra.starts_with("registry_url") {
+            extra.to_string()
+        } else {
+            format!("{url}{extra}")
+        };
+        let e = load(&format!("{CONFLUENT}{extra}"), &[]).unwrap_err();
+        assert_eq!(e.key, key, "{extra}: {e}");
+        assert!(e.message.contains(msg), "{extra}: {e}");
+    }
+    let e = load(
+        &format!("{CONFLUENT}schemas = {{ 7 = \"a.avsc\" }}\nregistry_token = \"t\""),
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(e.key, "format.registry_url / format.registry_token", "{e}");
+}

@@ -1,24 +1,27 @@
 //! From a Kafka message to an engine event: decode (JSON, Avro, Confluent-framed Avro), then
 //! read each column at its configured path.
 
+mod registry;
 mod time;
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use apache_avro::types::Value as Avro;
 use keplordb::{DynEvent, EventFlags};
 use serde_json::value::RawValue;
-use serde_json::Value as Json;
 use std::borrow::Cow;
 
 use crate::config::{Config, Format, IdSource, TsSource, TsUnit};
+use registry::{Registry, RegistryError};
 pub use time::parse_rfc3339;
 
 /// Why a message could not become an event. `reason()` is a bounded label for metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MapError {
-    /// The payload is not valid for the configured format.
+    /// The payload is not valid for the configured format (including a schema id the
+    /// registry says does not exist, or whose schema is not valid Avro).
     Decode(String),
     /// A column's value has the wrong type or is out of range.
     Field {
@@ -28,8 +31,9 @@ pub enum MapError {
     },
     /// The message has no payload.
     Empty,
-    /// The schema registry could not be asked: not the message's fault, so no error policy
-    /// applies (the agent stops rather than skip or dead-letter good messages).
+    /// The schema registry could not answer (unreachable, timed out, HTTP 5xx, refused
+    /// credentials or certificate): not the message's fault, so no error policy applies (the
+    /// message must not be skipped or dead-lettered; asking again later may work).
     Registry(String),
 }
 
@@ -232,13 +236,23 @@ impl Doc<'_> {
     }
 }
 
+/// After a registry outage, how long further misses fail without asking again.
+const OUTAGE_HOLD: Duration = Duration::from_secs(1);
+
 /// How to turn payload bytes into a [`Doc`].
 enum Decoder {
     Json,
     Avro(AvroReader),
     Confluent {
+        /// Readers by schema id: the configured files, then each schema fetched (only
+        /// successes: a failed fetch is asked again for the next message).
         readers: RwLock<HashMap<u32, Arc<AvroReader>>>,
-        registry: Option<String>,
+        registry: Option<Registry>,
+        /// Held while fetching, so that the mapping threads missing the same new id wait for
+        /// the first one's answer instead of each asking the registry. Holds the last outage:
+        /// for `OUTAGE_HOLD` after it, misses fail at once (a polled batch of thousands of
+        /// messages must not retry the registry once per message).
+        fetching: Mutex<Option<(Instant, String)>>,
     },
 }
 
@@ -251,13 +265,24 @@ struct AvroReader {
     writer: apache_avro::writer::datum::GenericDatumWriter<'static>,
 }
 
-fn avro_reader(schema: apache_avro::Schema) -> Result<AvroReader, String> {
+/// A reader for `schema`, whose names may refer to the named types of `references` (schema
+/// registry references).
+fn avro_reader(
+    schema: apache_avro::Schema,
+    references: Vec<apache_avro::Schema>,
+) -> Result<AvroReader, String> {
     let schema: &'static apache_avro::Schema = Box::leak(Box::new(schema));
+    let references: &'static [apache_avro::Schema] = references.leak();
+    // Names resolve in order: the referenced schemas (each after those it references), then
+    // the schema itself.
+    let names = || references.iter().chain([schema]).collect::<Vec<_>>();
     let reader = apache_avro::reader::datum::GenericDatumReader::builder(schema)
-        .build()
+        .writer_schemata(names())
+        .and_then(|b| b.build())
         .map_err(|e| format!("Avro schema: {e}"))?;
     let writer = apache_avro::writer::datum::GenericDatumWriter::builder(schema)
-        .build()
+        .schemata(names())
+        .and_then(|b| b.build())
         .map_err(|e| format!("Avro schema: {e}"))?;
     Ok(AvroReader { reader, writer })
 }
@@ -354,18 +379,18 @@ impl Mapper {
         };
         let decoder = match &config.format {
             Format::Json => Decoder::Json,
-            Format::Avro { schema_file } => Decoder::Avro(avro_reader(read_schema(schema_file)?)?),
-            Format::AvroConfluent {
-                schemas,
-                registry_url,
-            } => {
+            Format::Avro { schema_file } => {
+                Decoder::Avro(avro_reader(read_schema(schema_file)?, Vec::new())?)
+            }
+            Format::AvroConfluent { schemas, registry } => {
                 let mut map = HashMap::new();
                 for (id, file) in schemas {
-                    map.insert(*id, Arc::new(avro_reader(read_schema(file)?)?));
+                    map.insert(*id, Arc::new(avro_reader(read_schema(file)?, Vec::new())?));
                 }
                 Decoder::Confluent {
                     readers: RwLock::new(map),
-                    registry: registry_url.clone(),
+                    registry: registry.as_ref().map(Registry::new).transpose()?,
+                    fetching: Mutex::new(None),
                 }
             }
         };
@@ -416,38 +441,42 @@ impl Mapper {
                 .map_err(|e| MapError::Decode(e.to_string()))
             }
             Decoder::Avro(reader) => read_datum(reader, payload),
-            Decoder::Confluent { readers, registry } => {
-                if payload.len() < 5 || payload[0] != 0 {
-                    return Err(MapError::Decode(
-                        "not Confluent-framed: expected magic byte 0 and a 4-byte schema id".into(),
-                    ));
-                }
-                let id = u32::from_be_bytes([payload[1], payload[2], payload[3], payload[4]]);
-                let known = readers
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&id)
-                    .cloned();
-                let reader = match known {
+            Decoder::Confluent {
+                readers,
+                registry,
+                fetching,
+            } => {
+                let (id, datum) = confluent_frame(payload)?;
+                let reader = match cached(readers, id) {
                     Some(r) => r,
                     None => {
-                        let Some(url) = registry else {
+                        let Some(registry) = registry else {
                             return Err(MapError::Decode(format!(
                                 "unknown schema id {id} (not in format.schemas)"
                             )));
                         };
-                        let r = Arc::new(
-                            avro_reader(fetch_schema(url, id).map_err(MapError::Registry)?)
-                                .map_err(MapError::Decode)?,
-                        );
-                        readers
-                            .write()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .insert(id, r.clone());
-                        r
+                        let mut outage = fetching.lock().unwrap_or_else(|p| p.into_inner());
+                        if let Some((at, why)) = outage.as_ref() {
+                            if at.elapsed() < OUTAGE_HOLD {
+                                return Err(MapError::Registry(why.clone()));
+                            }
+                        }
+                        match cached(readers, id) {
+                            Some(r) => r,
+                            None => match fetch_reader(registry, readers, id) {
+                                Err(MapError::Registry(why)) => {
+                                    *outage = Some((Instant::now(), why.clone()));
+                                    return Err(MapError::Registry(why));
+                                }
+                                other => {
+                                    *outage = None;
+                                    other?
+                                }
+                            },
+                        }
                     }
                 };
-                read_datum(&reader, &payload[5..])
+                read_datum(&reader, datum)
             }
         }
     }
@@ -592,22 +621,43 @@ impl Mapper {
     }
 }
 
-/// Asks a Confluent-compatible schema registry for schema `id`.
-fn fetch_schema(url: &str, id: u32) -> Result<apache_avro::Schema, String> {
-    let endpoint = format!("{}/schemas/ids/{id}", url.trim_end_matches('/'));
-    let body: String = ureq::get(&endpoint)
-        .call()
-        .map_err(|e| format!("schema registry {endpoint}: {e}"))?
-        .body_mut()
-        .read_to_string()
-        .map_err(|e| format!("schema registry {endpoint}: {e}"))?;
-    let v: Json =
-        serde_json::from_str(&body).map_err(|e| format!("schema registry {endpoint}: {e}"))?;
-    let text = v
-        .get("schema")
-        .and_then(Json::as_str)
-        .ok_or_else(|| format!("schema registry {endpoint}: no `schema` field"))?;
-    apache_avro::Schema::parse_str(text).map_err(|e| format!("schema {id} from the registry: {e}"))
+/// The schema id and the datum of a Confluent-framed payload.
+fn confluent_frame(payload: &[u8]) -> Result<(u32, &[u8]), MapError> {
+    match payload {
+        [0, a, b, c, d, datum @ ..] => Ok((u32::from_be_bytes([*a, *b, *c, *d]), datum)),
+        _ => Err(MapError::Decode(
+            "not Confluent-framed: expected magic byte 0 and a 4-byte schema id".into(),
+        )),
+    }
+}
+
+fn cached(readers: &RwLock<HashMap<u32, Arc<AvroReader>>>, id: u32) -> Option<Arc<AvroReader>> {
+    readers
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&id)
+        .cloned()
+}
+
+/// Asks the registry for schema `id` and caches its reader. A schema the registry has not got,
+/// or that is not valid Avro, is the message's fault; a registry that cannot answer is not.
+fn fetch_reader(
+    registry: &Registry,
+    readers: &RwLock<HashMap<u32, Arc<AvroReader>>>,
+    id: u32,
+) -> Result<Arc<AvroReader>, MapError> {
+    let fetched = registry.schema(id).map_err(|e| match e {
+        RegistryError::Unavailable(m) => MapError::Registry(m),
+        RegistryError::Schema(m) => MapError::Decode(m),
+    })?;
+    let reader = avro_reader(fetched.schema, fetched.references)
+        .map_err(|e| MapError::Decode(format!("schema id {id} from the registry: {e}")))?;
+    let reader = Arc::new(reader);
+    readers
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id, reader.clone());
+    Ok(reader)
 }
 
 #[cfg(test)]

@@ -230,6 +230,7 @@ impl Shared {
         .unwrap_or(owned_from);
         let shard = shard_of(&key.0, key.1, self.engine.shard_count());
         let mut part = Part::new(shard, (start > 0).then_some(start - 1));
+        part.start = start;
         part.chain = c.chain.taken_by(&self.store, owned_from);
         // Kept batches still need their commit; anything else below `start` is accounted for.
         part.commit_sent = if kept.is_some() { None } else { part.durable };

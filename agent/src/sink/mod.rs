@@ -106,6 +106,11 @@ struct Part {
     dlq_unflushed: bool,
     /// The ownership chain sent with this partition's commits (this store's range last).
     chain: Chain,
+    /// Where consumption of this assignment started (the seek target while nothing is
+    /// durable yet).
+    start: i64,
+    /// When a message was last taken (stored, skipped or sent to the DLQ).
+    progress_at: Instant,
 }
 
 impl Part {
@@ -121,7 +126,15 @@ impl Part {
             retry_at: None,
             dlq_unflushed: false,
             chain: Chain::default(),
+            start: durable.map_or(0, |d| d + 1),
+            progress_at: Instant::now(),
         }
+    }
+
+    /// Records that `offset` was taken.
+    fn took(&mut self, offset: i64) {
+        self.last = Some(offset);
+        self.progress_at = Instant::now();
     }
 }
 
@@ -132,6 +145,8 @@ struct State {
     /// An error that stops the agent (policy `stop`, an engine shard that failed...).
     fatal: Option<String>,
     assigned: bool,
+    /// Partitions to pause at the end of this iteration (registry outages).
+    to_pause: Vec<(String, i32)>,
 }
 
 /// What the sink needs, shared with the Kafka context.
@@ -330,24 +345,28 @@ impl Shared {
                 part.batch_bytes += msg.payload().map_or(0, <[u8]>::len) as u64 + 64;
                 part.batch.push(ev);
                 part.first_at.get_or_insert_with(Instant::now);
-                part.last = Some(offset);
+                part.took(offset);
             }
             Err(e @ MapError::Registry(_)) => {
-                drop(st);
-                self.fatal(format!("{topic}/{p}@{offset}: {e}; stopping instead of treating good messages as poison"));
+                // Not the message's fault: pause the partition and read it again from here
+                // once the registry answers (the batch before it waits too).
+                tracing::warn!(topic, partition = p, offset, error = %e, "schema registry unavailable; pausing the partition");
+                self.metrics.consumer_error("registry");
+                part.retry_at = Some(Instant::now() + self.config.errors.retry_backoff);
+                st.to_pause.push((topic.to_string(), p));
             }
             Err(e) => {
                 self.metrics.rejected(e.reason());
                 match &self.config.errors.policy {
                     ErrorPolicy::Skip => {
                         tracing::warn!(topic, partition = p, offset, error = %e, "message skipped");
-                        part.last = Some(offset);
+                        part.took(offset);
                         part.first_at.get_or_insert_with(Instant::now);
                     }
                     ErrorPolicy::Dlq { topic: dlq } => match self.to_dlq(dlq, msg, &e) {
                         Ok(()) => {
                             part.dlq_unflushed = true;
-                            part.last = Some(offset);
+                            part.took(offset);
                             part.first_at.get_or_insert_with(Instant::now);
                         }
                         Err(err) => {
@@ -761,7 +780,13 @@ impl Sink {
                 match self.consumer.poll(timeout) {
                     Some(Ok(m)) => fetched.push(m),
                     Some(Err(KafkaError::PartitionEOF(_))) => {}
-                    Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+                    Some(Err(e)) => {
+                        // A fetched batch that cannot be used (corrupt, an unsupported codec,
+                        // a broker error): counted and logged; a partition it keeps from
+                        // progressing turns readiness false (`errors.stuck_after`).
+                        self.shared.metrics.consumer_error(&consumer_error_kind(&e));
+                        tracing::warn!(error = %e, "consumer error");
+                    }
                     None => break,
                 }
                 timeout = Duration::ZERO;
@@ -806,7 +831,10 @@ impl Sink {
             if shared.crashed() || shared.crash_point() {
                 return Stopped::Crashed;
             }
+            let mut failed = failed;
+            failed.append(&mut shared.lock().to_pause);
             self.pause_resume(&failed);
+            self.update_readiness();
             // Synchronous, right after the batches became durable: their rows count only once
             // Kafka accepted the commit (see `crate::ownership`). After a refused commit, wait
             // a second before trying again.
@@ -872,6 +900,53 @@ impl Sink {
         Stopped::Clean
     }
 
+    /// Readiness: the group was joined, nothing fatal is pending, and no partition with
+    /// messages to read has been without progress for `errors.stuck_after`.
+    fn update_readiness(&self) {
+        let limit = self.shared.config.errors.stuck_after;
+        // (partition, next offset to take, idle for longer than the limit), then the gauges:
+        // the state lock is never held together with the metrics lock.
+        let (parts, healthy) = {
+            let st = self.shared.lock();
+            let parts: Vec<((String, i32), i64, bool)> = st
+                .parts
+                .iter()
+                .map(|(k, p)| {
+                    let next = p.last.map_or(p.start, |l| l + 1);
+                    (k.clone(), next, p.progress_at.elapsed() >= limit)
+                })
+                .collect();
+            (parts, st.assigned && st.fatal.is_none())
+        };
+        let mut stuck_any = false;
+        let mut gauges = self
+            .shared
+            .metrics
+            .partitions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for (k, next, idle) in parts {
+            let Some(g) = gauges.get_mut(&k) else {
+                continue;
+            };
+            let behind = g.paused || g.high_watermark.is_some_and(|hw| hw > next);
+            let stuck = behind && idle;
+            if stuck && !g.stuck {
+                tracing::warn!(
+                    topic = k.0,
+                    partition = k.1,
+                    next,
+                    "partition stuck: no progress for {limit:?}"
+                );
+            }
+            g.stuck = stuck;
+            stuck_any |= stuck;
+        }
+        self.shared
+            .ready
+            .store(healthy && !stuck_any, Ordering::Release);
+    }
+
     /// Pauses partitions whose append failed; resumes (and rewinds) those whose retry succeeded.
     fn pause_resume(&self, failed: &[(String, i32)]) {
         let mut pause = TopicPartitionList::new();
@@ -885,7 +960,7 @@ impl Sink {
             }
         }
         // Partitions that were paused and are now durable again: resume at the next offset.
-        let resumable: Vec<((String, i32), Option<i64>)> = {
+        let resumable: Vec<((String, i32), i64)> = {
             let metrics = self
                 .shared
                 .metrics
@@ -895,27 +970,42 @@ impl Sink {
             let st = self.shared.lock();
             st.parts
                 .iter()
-                .filter(|(k, p)| p.retry_at.is_none() && metrics.get(k).is_some_and(|g| g.paused))
-                .map(|(k, p)| (k.clone(), p.durable))
+                .filter(|(k, p)| {
+                    p.retry_at.is_none_or(|r| Instant::now() >= r)
+                        && metrics.get(k).is_some_and(|g| g.paused)
+                })
+                .map(|(k, p)| (k.clone(), p.durable.map_or(p.start, |d| d + 1)))
                 .collect()
         };
-        for ((t, p), durable) in resumable {
+        for ((t, p), from) in resumable {
             let mut tpl = TopicPartitionList::new();
             let _ = tpl.add_partition(&t, p);
             if self.consumer.resume(&tpl).is_ok() {
-                if let Some(d) = durable {
-                    // Messages fetched while paused were dropped: read them again.
-                    if let Err(e) =
-                        self.consumer
-                            .seek(&t, p, Offset::Offset(d + 1), Duration::from_secs(5))
-                    {
-                        tracing::warn!(topic = t, partition = p, error = %e, "seek after resume failed");
-                    }
+                if let Some(part) = self.shared.lock().parts.get_mut(&(t.clone(), p)) {
+                    part.retry_at = None;
+                }
+                // Messages fetched while paused were dropped: read them again (what was taken
+                // already is skipped by offset).
+                if let Err(e) =
+                    self.consumer
+                        .seek(&t, p, Offset::Offset(from), Duration::from_secs(5))
+                {
+                    tracing::warn!(topic = t, partition = p, error = %e, "seek after resume failed");
                 }
                 self.shared.metrics.partition(&t, p, |g| g.paused = false);
                 tracing::info!(topic = t, partition = p, "partition resumed");
             }
         }
+    }
+}
+
+/// A bounded label for a consumer error.
+fn consumer_error_kind(e: &KafkaError) -> String {
+    match e {
+        KafkaError::MessageConsumption(code) | KafkaError::MessageConsumptionFatal(code) => {
+            format!("{code:?}").to_ascii_lowercase()
+        }
+        _ => "client".into(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Poison messages under each policy, and Avro end to end.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use keplor_agent::agent::Agent;
@@ -265,4 +266,87 @@ fn offsets_the_broker_dropped_are_counted() {
         "every offset is stored or counted as skipped"
     );
     assert!(matches!(agent.stop(), Stopped::Clean));
+}
+
+/// A registry on `listener` that answers `GET /schemas/ids/<id>` with `AVSC` until dropped.
+fn serve_registry(listener: std::net::TcpListener) -> std::thread::JoinHandle<()> {
+    use std::io::{Read, Write};
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            let mut buf = [0u8; 4096];
+            let n = s.read(&mut buf).unwrap_or(0);
+            if n == 0 {
+                continue;
+            }
+            let body = serde_json::json!({ "schema": AVSC }).to_string();
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    })
+}
+
+#[test]
+fn a_registry_outage_pauses_reports_stuck_and_resumes_exactly_once() {
+    let schema = apache_avro::Schema::parse_str(AVSC).unwrap();
+    let kafka = Kafka::new(&[("in", 2)]);
+    let payloads: Vec<Vec<u8>> = (0..200)
+        .map(|i| {
+            let mut v = vec![0, 0, 0, 0, 7];
+            v.extend(avro_call(&schema, i));
+            v
+        })
+        .collect();
+    kafka.produce("in", 2, &payloads);
+    // The registry's port is reserved but nothing answers yet.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let format = format!("kind = \"avro-confluent\"\nregistry_url = \"http://127.0.0.1:{port}\"");
+    let mut config = avro_config(&kafka.brokers, dir.path(), "g-reg", &format);
+    config.errors.stuck_after = Duration::from_secs(2);
+    config.errors.retry_backoff = Duration::from_millis(300);
+    let agent = Agent::start(config).unwrap();
+    // Paused, not poisoned and not stopped: nothing stored, no DLQ, the agent keeps running,
+    // and once nothing moves for `stuck_after` it is not ready.
+    assert!(wait_until(Duration::from_secs(30), || agent
+        .metrics
+        .consumer_errors("registry")
+        > 0));
+    assert!(
+        wait_until(Duration::from_secs(20), || !agent
+            .ready
+            .load(Ordering::Acquire)),
+        "a partition that cannot progress turns readiness false"
+    );
+    assert_eq!(agent.engine.total_events(), 0);
+    assert_eq!(
+        agent.metrics.rejected_total(),
+        0,
+        "no good message is poison"
+    );
+    assert!(!agent.finished(), "an outage does not stop the agent");
+    // The registry comes back: everything arrives once and readiness returns.
+    let registry = serve_registry(std::net::TcpListener::bind(("127.0.0.1", port)).unwrap());
+    assert!(
+        wait_until(Duration::from_secs(30), || agent.engine.total_events()
+            == 200),
+        "stored {}",
+        agent.engine.total_events()
+    );
+    assert!(wait_until(Duration::from_secs(10), || agent
+        .ready
+        .load(Ordering::Acquire)));
+    std::thread::sleep(Duration::from_millis(300));
+    let ids = stored_ids(&agent.engine);
+    assert_eq!(ids.len(), 200);
+    assert!(ids.values().all(|&c| c == 1));
+    assert!(matches!(agent.stop(), Stopped::Clean));
+    drop(registry);
 }

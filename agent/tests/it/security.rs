@@ -97,3 +97,62 @@ fn every_typed_security_setting_is_accepted_by_librdkafka() {
     let gss = consumer_from("[kafka.sasl]\nmechanism = \"GSSAPI\"\n", dir.path());
     assert_eq!(gss.is_ok(), cfg!(feature = "gssapi"), "{gss:?}");
 }
+
+/// Runs `check-config --connect` on a config written from `text`.
+fn check_connect(dir: &std::path::Path, text: &str) -> (Option<i32>, String) {
+    let path = dir.join("check.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keplor-agent"))
+        .args(["check-config", "--connect", "--connect-timeout", "3s"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_connect_reports_brokers_topics_group_and_names_problems() {
+    let kafka = crate::common::Kafka::new(&[("in", 3), ("in.dlq", 1)]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let base = crate::common::config_text(
+        &kafka.brokers,
+        &data.to_string_lossy(),
+        "g-check",
+        "127.0.0.1:0",
+    );
+    let (code, out) = check_connect(dir.path(), &base);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("brokers reached: 1"), "{out}");
+    assert!(out.contains("topic in: 3 partitions"), "{out}");
+    assert!(
+        out.contains("consumer group: no committed offsets yet"),
+        "{out}"
+    );
+    // A topic that does not exist, and a DLQ topic that does not either.
+    let bad = base.replace("topics = [\"in\"]", "topics = [\"in\", \"nope\"]")
+        + "\n[errors]\npolicy = \"dlq\"\ndlq_topic = \"missing.dlq\"\n";
+    let (code, out) = check_connect(dir.path(), &bad);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("problem: topic nope: does not exist"), "{out}");
+    assert!(
+        out.contains("problem: DLQ topic missing.dlq does not exist"),
+        "{out}"
+    );
+    // Nothing listening: named, within the timeout.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let gone = base.replace(&kafka.brokers, &format!("127.0.0.1:{port}"));
+    let (code, out) = check_connect(dir.path(), &gone);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("problem: no broker accepted a connection"),
+        "{out}"
+    );
+}
