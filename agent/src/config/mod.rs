@@ -465,6 +465,19 @@ fn apply_env(
     Ok(())
 }
 
+/// The subscriptions that are patterns: librdkafka reads a topic that starts with `^` as a
+/// regular expression over topic names (new matching topics are picked up as they appear).
+fn topic_patterns(topics: &[String]) -> Result<Vec<regex_lite::Regex>, ConfigError> {
+    topics
+        .iter()
+        .filter(|t| t.starts_with('^'))
+        .map(|t| {
+            regex_lite::Regex::new(t)
+                .map_err(|e| err("kafka.topics", format!("{t:?} is not a valid pattern: {e}")))
+        })
+        .collect()
+}
+
 fn duration(key: &str, q: Option<Quantity>, default: Duration) -> Result<Duration, ConfigError> {
     match q {
         None => Ok(default),
@@ -755,6 +768,7 @@ fn resolve(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             "list the topics to consume, e.g. [\"llm-calls\"]",
         ));
     }
+    topic_patterns(&topics)?;
     let assignment = match k
         .assignment_strategy
         .as_deref()
@@ -977,6 +991,10 @@ fn resolve(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         .chain(schema.labels.iter().map(|c| ("labels", &c.path)))
         .chain(fixed.into_iter().filter_map(|(k, p)| p.map(|p| (k, p))))
     {
+        if let Some(rest) = p.strip_prefix("$kafka.") {
+            crate::mapping::check_kafka_path(rest).map_err(|m| err(format!("schema.{kind}"), m))?;
+            continue;
+        }
         if matches!(format, Format::Json) && !p.is_empty() && !p.starts_with('/') {
             return Err(err(
                 format!("schema.{kind}"),
@@ -1046,7 +1064,8 @@ fn resolve(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         other => return Err(err("errors.policy", format!("{other:?}: use dlq, skip or stop"))),
     };
     if let ErrorPolicy::Dlq { topic } = &policy {
-        if topics.contains(topic) {
+        let matched = topic_patterns(&topics)?.iter().any(|re| re.is_match(topic));
+        if topics.contains(topic) || matched {
             return Err(err(
                 "errors.dlq_topic",
                 format!("errors.dlq_topic ({topic:?}) is also in kafka.topics: poison messages would be consumed again"),

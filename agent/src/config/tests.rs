@@ -120,6 +120,24 @@ fn env_strings_stay_strings_and_typed_keys_parse_theirs() {
 }
 
 #[test]
+fn topic_patterns_are_checked_and_never_match_the_dlq() {
+    let c = load(
+        "",
+        &[("KEPLOR_KAFKA__TOPICS", "[\"^orders-.*\", \"audit\"]")],
+    )
+    .unwrap();
+    assert_eq!(c.kafka.topics, ["^orders-.*", "audit"]);
+    let e = load("", &[("KEPLOR_KAFKA__TOPICS", "[\"^orders-(\"]")]).unwrap_err();
+    assert_eq!(e.key, "kafka.topics");
+    let e = load(
+        "[errors]\npolicy = \"dlq\"\ndlq_topic = \"orders-dlq\"",
+        &[("KEPLOR_KAFKA__TOPICS", "[\"^orders-.*\"]")],
+    )
+    .unwrap_err();
+    assert_eq!(e.key, "errors.dlq_topic");
+}
+
+#[test]
 fn unknown_keys_are_rejected() {
     let e = load("[batch]\nlinger_ms = 5", &[]).unwrap_err();
     assert!(e.message.contains("linger_ms"), "{e}");

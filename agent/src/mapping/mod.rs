@@ -2,6 +2,7 @@
 //! read each column at its configured path.
 
 mod registry;
+mod source;
 mod time;
 
 use std::collections::HashMap;
@@ -65,13 +66,30 @@ impl std::fmt::Display for MapError {
 }
 
 /// Where a message came from.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Meta<'a> {
     pub topic: &'a str,
     pub partition: i32,
     pub offset: i64,
     /// Kafka message timestamp in milliseconds.
     pub timestamp_ms: Option<i64>,
+    /// The message key.
+    pub key: Option<&'a [u8]>,
+    /// The message headers.
+    pub headers: Option<&'a rdkafka::message::BorrowedHeaders>,
+}
+
+impl std::fmt::Debug for Meta<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Meta")
+            .field("topic", &self.topic)
+            .field("partition", &self.partition)
+            .field("offset", &self.offset)
+            .field("timestamp_ms", &self.timestamp_ms)
+            .field("key", &self.key)
+            .field("headers", &self.headers.is_some())
+            .finish()
+    }
 }
 
 /// A JSON object with its values left unparsed: only the columns' paths are decoded.
@@ -143,6 +161,8 @@ enum Path {
     /// JSON pointer tokens (unescaped), each with its array index when it is a number.
     Json(String, Vec<(String, Option<usize>)>),
     Avro(Vec<String>),
+    /// Message metadata (`$kafka.…`), whatever the format.
+    Kafka(String, source::KafkaField),
 }
 
 /// Splits a JSON pointer (RFC 6901) once, so lookups do not re-parse it per message.
@@ -163,7 +183,15 @@ fn compile_pointer(p: &str) -> Path {
     Path::Json(p.to_string(), tokens)
 }
 
-impl Doc<'_> {
+impl<'d> Doc<'d> {
+    /// The value at `path`: in the payload, or in the message's metadata.
+    fn get_in<'s>(&'s self, path: &Path, meta: &Meta<'s>) -> Scalar<'s> {
+        match path {
+            Path::Kafka(_, f) => f.read(meta),
+            _ => self.get(path),
+        }
+    }
+
     fn get(&self, path: &Path) -> Scalar<'_> {
         match (self, path) {
             (Doc::JsonObject(top), Path::Json(_, tokens)) => {
@@ -234,6 +262,11 @@ impl Doc<'_> {
             _ => Scalar::Missing,
         }
     }
+}
+
+/// Checks a message-metadata path (the part after `$kafka.`).
+pub fn check_kafka_path(rest: &str) -> Result<(), String> {
+    source::KafkaField::parse(rest).map(|_| ())
 }
 
 /// After a registry outage, how long further misses fail without asking again.
@@ -366,7 +399,13 @@ impl Mapper {
     pub fn new(config: &Config) -> Result<Mapper, String> {
         let avro = !matches!(config.format, Format::Json);
         let compile = |p: &str| {
-            if avro {
+            if let Some(rest) = p.strip_prefix(source::PREFIX) {
+                // Checked when the config is loaded (`check_paths`); an unknown field reads
+                // as missing here.
+                let field = source::KafkaField::parse(rest)
+                    .unwrap_or(source::KafkaField::Header(String::new()));
+                Path::Kafka(p.to_string(), field)
+            } else if avro {
                 Path::Avro(
                     p.trim_start_matches('/')
                         .split(['.', '/'])
@@ -489,13 +528,13 @@ impl Mapper {
         let field = |column: &str, path: &Path, problem: String| MapError::Field {
             column: column.to_string(),
             path: match path {
-                Path::Json(p, _) => p.clone(),
+                Path::Json(p, _) | Path::Kafka(p, _) => p.clone(),
                 Path::Avro(s) => s.join("."),
             },
             problem,
         };
         let text = |name: &str, p: &Path| -> Result<String, MapError> {
-            Ok(match doc.get(p) {
+            Ok(match doc.get_in(p, &meta) {
                 Scalar::Missing => String::new(),
                 Scalar::Str(s) => s.to_string(),
                 Scalar::Int(i) => i.to_string(),
@@ -507,7 +546,7 @@ impl Mapper {
             })
         };
         let int = |name: &str, p: &Path| -> Result<i128, MapError> {
-            match doc.get(p) {
+            match doc.get_in(p, &meta) {
                 Scalar::Missing => Ok(0),
                 Scalar::Int(i) => Ok(i as i128),
                 Scalar::UInt(u) => Ok(u as i128),
@@ -534,7 +573,7 @@ impl Mapper {
         let ts_ns = match &c.ts {
             None => meta.timestamp_ms.unwrap_or(0).saturating_mul(1_000_000),
             Some((p, unit)) => {
-                let v = match (doc.get(p), unit) {
+                let v = match (doc.get_in(p, &meta), unit) {
                     (Scalar::Str(s), TsUnit::Rfc3339) => {
                         parse_rfc3339(&s).map_err(|e| field("ts", p, e))? as i128
                     }

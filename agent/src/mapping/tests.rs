@@ -18,6 +18,8 @@ fn meta() -> Meta<'static> {
         partition: 3,
         offset: 42,
         timestamp_ms: Some(1_700_000_000_000),
+        key: Some(b"k-1"),
+        headers: None,
     }
 }
 
@@ -752,4 +754,39 @@ fn registry_ca_file_must_hold_a_certificate() {
         e.starts_with("format.registry_ca_file: ") && e.ends_with("holds no PEM certificate"),
         "{e}"
     );
+}
+
+#[test]
+fn message_metadata_is_usable_as_columns_in_any_format() {
+    let schema = r#"
+[schema]
+id = 1
+dims = [{ name = "topic", path = "$kafka.topic" }, { name = "key", path = "$kafka.key" }]
+counters = [{ name = "partition", path = "$kafka.partition" }]
+labels = [{ name = "trace", path = "$kafka.header.trace" }]
+metric = "$kafka.offset"
+[schema.ts]
+source = "field"
+path = "$kafka.timestamp"
+unit = "ms"
+"#;
+    let m = mapper("", schema, Path::new("."));
+    let e = m.map(Some(b"{}"), meta()).unwrap();
+    assert_eq!(e.dims, ["t", "k-1"]);
+    assert_eq!(e.counters, [3]);
+    assert_eq!(e.metric, 42);
+    assert_eq!(e.ts_ns, 1_700_000_000_000_000_000);
+    assert_eq!(e.labels, [""], "no headers: empty");
+    // Unknown metadata is a config error naming the column kind.
+    let bad = Config::from_toml(
+        &format!(
+            "{KAFKA}{}",
+            schema.replace("$kafka.header.trace", "$kafka.headers")
+        ),
+        [],
+        Path::new("."),
+    )
+    .unwrap_err();
+    assert_eq!(bad.key, "schema.labels");
+    assert!(bad.message.contains("$kafka.headers"), "{bad}");
 }

@@ -297,6 +297,8 @@ impl Shared {
             partition: msg.partition(),
             offset: msg.offset(),
             timestamp_ms: msg.timestamp().to_millis(),
+            key: msg.key(),
+            headers: msg.headers(),
         };
         self.mapper.map(msg.payload(), meta)
     }

@@ -350,3 +350,86 @@ fn a_registry_outage_pauses_reports_stuck_and_resumes_exactly_once() {
     assert!(matches!(agent.stop(), Stopped::Clean));
     drop(registry);
 }
+
+#[test]
+fn kafka_headers_keys_and_partitions_land_in_columns() {
+    let kafka = Kafka::new(&[("in", 2)]);
+    kafka.produce("in", 2, &(0..50).map(call).collect::<Vec<_>>());
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        &kafka.brokers,
+        dir.path(),
+        "g-meta",
+        &[
+            (
+                "KEPLOR_SCHEMA__LABELS",
+                r#"[{ name = "origin", path = "$kafka.header.origin" }, { name = "key", path = "$kafka.key" }]"#,
+            ),
+            (
+                "KEPLOR_SCHEMA__COUNTERS",
+                r#"[{ name = "partition", path = "$kafka.partition" }]"#,
+            ),
+        ],
+    );
+    let agent = Agent::start(config).unwrap();
+    assert!(wait_until(Duration::from_secs(30), || agent
+        .engine
+        .total_events()
+        == 50));
+    let mut seen = 0;
+    agent
+        .engine
+        .scan_events(|e| {
+            assert_eq!(e.labels[0], "test", "the producer's `origin` header");
+            let i: u64 = e.labels[1].trim_start_matches('k').parse().unwrap();
+            assert_eq!(
+                e.counters[0] as u64,
+                i % 2,
+                "the partition it was produced to"
+            );
+            seen += 1;
+        })
+        .unwrap();
+    assert_eq!(seen, 50);
+    assert!(matches!(agent.stop(), Stopped::Clean));
+}
+
+#[test]
+fn a_topic_pattern_subscribes_to_every_matching_topic() {
+    let kafka = Kafka::new(&[("orders-eu", 2), ("orders-us", 1), ("other", 1)]);
+    kafka.produce("orders-eu", 2, &(0..40).map(call).collect::<Vec<_>>());
+    kafka.produce("orders-us", 1, &(40..60).map(call).collect::<Vec<_>>());
+    kafka.produce("other", 1, &(60..70).map(call).collect::<Vec<_>>());
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        &kafka.brokers,
+        dir.path(),
+        "g-pattern",
+        &[
+            ("KEPLOR_KAFKA__TOPICS", r#"["^orders-.*"]"#),
+            (
+                "KEPLOR_SCHEMA__LABELS",
+                r#"[{ name = "topic", path = "$kafka.topic" }]"#,
+            ),
+        ],
+    );
+    let agent = Agent::start(config).unwrap();
+    assert!(wait_until(Duration::from_secs(30), || agent
+        .engine
+        .total_events()
+        == 60));
+    std::thread::sleep(Duration::from_millis(500));
+    let mut per_topic = std::collections::BTreeMap::new();
+    agent
+        .engine
+        .scan_events(|e| *per_topic.entry(e.labels[0].clone()).or_insert(0) += 1)
+        .unwrap();
+    assert_eq!(
+        per_topic,
+        std::collections::BTreeMap::from([
+            ("orders-eu".to_string(), 40),
+            ("orders-us".to_string(), 20)
+        ])
+    );
+    assert!(matches!(agent.stop(), Stopped::Clean));
+}
