@@ -12,6 +12,7 @@ use keplordb::DynEngine;
 use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
+use crate::ownership::{Held, StoreId};
 use crate::sink::{CrashPlan, Sink, Stopped};
 
 /// A started agent.
@@ -67,12 +68,16 @@ impl Agent {
         let metrics = Arc::new(Metrics::default());
         let ready = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
+        let store = StoreId::load_or_create(&config.engine.data_dir)
+            .with_context(|| format!("the store id in {}", config.engine.data_dir.display()))?;
+        let held = Arc::new(Held::new(&store));
         let http = if config.http.enabled {
             let state = AppState {
                 engine: engine.clone(),
                 metrics: metrics.clone(),
                 ready: ready.clone(),
                 settings: config.http.clone(),
+                held: held.clone(),
             };
             let std_listener = std::net::TcpListener::bind(config.http.listen)
                 .with_context(|| format!("binding the HTTP API to {}", config.http.listen))?;
@@ -120,6 +125,7 @@ impl Agent {
             config.clone(),
             metrics.clone(),
             ready.clone(),
+            held,
             crash,
         )
         .map_err(anyhow::Error::msg)?;

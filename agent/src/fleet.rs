@@ -339,6 +339,15 @@ impl Fleet {
         &self.endpoints
     }
 
+    /// `GET /v1/partitions` on every member: what each sink holds now.
+    pub fn holdings(&self) -> Result<Answer<Vec<crate::ownership::Holdings>>, FleetError> {
+        let (value, completeness) = self.ask("/v1/partitions", &[], false)?;
+        Ok(Answer {
+            value,
+            completeness,
+        })
+    }
+
     /// `GET /v1/aggregate` on every member, summed.
     pub fn aggregate(&self, p: &Params) -> Result<Answer<AggregateResponse>, FleetError> {
         let (parts, completeness) = self.ask("/v1/aggregate", &p.to_pairs(), false)?;

@@ -33,6 +33,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub ready: Arc<AtomicBool>,
     pub settings: HttpSettings,
+    /// The partitions the sink holds (`GET /v1/partitions`).
+    pub held: Arc<crate::ownership::Held>,
 }
 
 fn error(status: StatusCode, parameter: Option<&str>, msg: impl Into<String>) -> Response {
@@ -384,12 +386,18 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The router.
+/// The partitions this agent's sink holds: a new owner waits until the old one let go.
+async fn partitions(State(s): State<AppState>) -> Response {
+    Json(s.held.holdings()).into_response()
+}
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/aggregate", get(aggregate))
         .route("/v1/events", get(events))
         .route("/v1/events/{id}", get(event))
         .route("/v1/rollups", get(rollups))
+        .route("/v1/partitions", get(partitions))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -68,6 +68,54 @@ fn random_id() -> String {
     format!("{:016x}", h.finish())
 }
 
+/// The partitions this agent's sink holds right now, shared with the HTTP API
+/// (`GET /v1/partitions`) so that a new owner can wait until the old one let go.
+#[derive(Debug)]
+pub struct Held {
+    /// This store's id.
+    pub store: String,
+    partitions: std::sync::Mutex<std::collections::BTreeSet<String>>,
+}
+
+impl Held {
+    pub fn new(store: &StoreId) -> Held {
+        Held {
+            store: store.0.clone(),
+            partitions: Default::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<String>> {
+        self.partitions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records that the sink took `source` (`topic/partition`).
+    pub fn take(&self, source: String) {
+        self.lock().insert(source);
+    }
+
+    /// Records that the sink let go of `source`.
+    pub fn release(&self, source: &str) {
+        self.lock().remove(source);
+    }
+
+    /// What this agent holds, as `GET /v1/partitions` answers it.
+    pub fn holdings(&self) -> Holdings {
+        Holdings {
+            store: self.store.clone(),
+            partitions: self.lock().iter().cloned().collect(),
+        }
+    }
+}
+
+/// One agent's answer to `GET /v1/partitions`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Holdings {
+    pub store: String,
+    /// `topic/partition` of every partition its sink holds.
+    pub partitions: Vec<String>,
+}
+
 /// The ownership chain of one partition, oldest entry first.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Chain {

@@ -13,6 +13,8 @@ use crate::ownership::{decide, Chain, Decision};
 
 /// How long a rebalance callback waits for the group coordinator or a partition leader.
 const COORDINATOR_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a new owner waits for the previous one to let go of a partition.
+const HANDOVER_WAIT: Duration = Duration::from_secs(15);
 
 /// The group's committed offset and ownership chain of one partition.
 #[derive(Debug, Clone, Default)]
@@ -145,6 +147,65 @@ impl Shared {
         }
     }
 
+    /// A handover barrier through the agents' HTTP API (when `[fleet]` lists them): waits, up to
+    /// `HANDOVER_WAIT`, until no other live member's sink still holds one of `keys`, so the
+    /// old owner's last commit is in before this one reads the committed offset. Kafka's
+    /// rebalance protocol already orders this; brokers that answer a join before the other
+    /// members let go (Tansu 0.6) do not. A member that does not answer holds nothing.
+    fn wait_for_release(&self, keys: &[(String, i32)]) {
+        let Some(settings) = &self.config.http.fleet else {
+            return;
+        };
+        let wanted: Vec<String> = keys.iter().map(|(t, p)| source_key(t, *p)).collect();
+        let deadline = std::time::Instant::now() + HANDOVER_WAIT;
+        loop {
+            let busy = self.held_elsewhere(settings, &wanted);
+            if busy.is_empty() {
+                return;
+            }
+            if std::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    ?busy,
+                    "other members still hold these partitions; taking them anyway"
+                );
+                return;
+            }
+            tracing::info!(?busy, "waiting for the previous owner to let go");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The partitions of `wanted` that another live member's sink holds now.
+    fn held_elsewhere(
+        &self,
+        settings: &crate::config::FleetSettings,
+        wanted: &[String],
+    ) -> Vec<String> {
+        let mut endpoints = settings.endpoints.clone();
+        if let Some(target) = &settings.endpoints_dns {
+            endpoints.extend(target.resolve().unwrap_or_default());
+        }
+        let fleet = match crate::fleet::Fleet::new(
+            endpoints,
+            settings.token.clone(),
+            Duration::from_millis(500),
+            Duration::from_secs(2),
+        ) {
+            Ok(f) => f,
+            Err(_) => return Vec::new(),
+        };
+        let Ok(answer) = fleet.holdings() else {
+            return Vec::new();
+        };
+        answer
+            .value
+            .into_iter()
+            .filter(|h| h.store != self.store.0)
+            .flat_map(|h| h.partitions)
+            .filter(|p| wanted.contains(p))
+            .collect()
+    }
+
     /// Where an assigned partition starts: its committed offset, or the log's start or end when
     /// the group has none (per `auto_offset_reset`), as a concrete offset.
     fn start_of(
@@ -180,6 +241,7 @@ impl Shared {
             .iter()
             .map(|e| (e.topic().to_string(), e.partition()))
             .collect();
+        self.wait_for_release(&keys);
         let committed = read_committed(consumer, &keys);
         for (i, key) in keys.iter().enumerate() {
             let c = committed.as_ref().map(|c| c[i].clone());
@@ -200,6 +262,7 @@ impl Shared {
             if let Some(mut e) = tpl.find_partition(&key.0, key.1) {
                 let _ = e.set_offset(Offset::Offset(start));
             }
+            self.held.take(source_key(&key.0, key.1));
             self.lock().parts.insert(key.clone(), part);
         }
         self.resolve_orphans(consumer, &keys);
@@ -261,6 +324,7 @@ impl Shared {
             let mut st = self.lock();
             for k in revoked {
                 st.parts.remove(k);
+                self.held.release(&source_key(&k.0, k.1));
             }
         }
         if self.crashed() {

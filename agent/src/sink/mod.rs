@@ -32,7 +32,7 @@ use rdkafka::types::RDKafkaRespErr;
 use crate::config::{Assignment, Config, ErrorPolicy, OffsetReset};
 use crate::mapping::{MapError, Mapper, Meta};
 use crate::metrics::Metrics;
-use crate::ownership::{Chain, StoreId};
+use crate::ownership::{Chain, Held, StoreId};
 
 mod handover;
 
@@ -162,6 +162,8 @@ pub struct Shared {
     published_unsynced: AtomicBool,
     /// This store's id in the ownership chains.
     store: StoreId,
+    /// The partitions held, as the HTTP API reports them.
+    held: Arc<Held>,
     /// Set once partitions are assigned and consumption runs (readiness).
     pub ready: Arc<AtomicBool>,
     crash: Option<Arc<CrashPlan>>,
@@ -653,6 +655,7 @@ impl Sink {
         config: Arc<Config>,
         metrics: Arc<Metrics>,
         ready: Arc<AtomicBool>,
+        held: Arc<Held>,
         crash: Option<Arc<CrashPlan>>,
     ) -> Result<Sink, String> {
         let mapper = Mapper::new(&config)?;
@@ -700,11 +703,10 @@ impl Sink {
                     Assignment::Roundrobin => "roundrobin",
                 },
             );
-        let store = StoreId::load_or_create(&config.engine.data_dir)
-            .map_err(|e| format!("store id in {}: {e}", config.engine.data_dir.display()))?;
         let shared = Arc::new(Shared {
             engine,
-            store,
+            store: StoreId(held.store.clone()),
+            held,
             config: config.clone(),
             metrics,
             mapper,

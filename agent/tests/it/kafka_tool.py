@@ -1,0 +1,114 @@
+"""kafka-python helper for the fleet tests (agent/tests/it/tansu.rs).
+
+Subcommands (every answer is one JSON line on stdout; errors exit 1 with a message):
+  produce BROKERS TOPIC RATE     stdin: "<partition>\t<payload>" lines; sends them at RATE msg/s
+                                 (0: as fast as possible), waits for every ack, prints
+                                 {"acked": n, "offsets": [[partition, offset], ...]}
+  create-topic BROKERS TOPIC N   creates TOPIC with N partitions (KafkaAdminClient)
+  committed BROKERS GROUP        the group's committed offsets with their metadata:
+                                 {"<topic>/<partition>": [offset, metadata], ...}
+  commit BROKERS GROUP TOPIC PARTITION OFFSET METADATA
+                                 commits OFFSET with METADATA outside any generation
+  dump BROKERS TOPIC             every message of TOPIC (through Fetch, until 2 s pass without
+                                 one): {"messages": [[partition, offset, value], ...]}
+"""
+
+import json
+import sys
+import time
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.structs import OffsetAndMetadata
+
+
+def produce(brokers, topic, rate):
+    p = KafkaProducer(
+        bootstrap_servers=brokers,
+        acks="all",
+        linger_ms=5,
+        retries=5,
+        max_in_flight_requests_per_connection=1,
+        request_timeout_ms=30000,
+    )
+    futures = []
+    start = time.monotonic()
+    for i, line in enumerate(sys.stdin.buffer):
+        line = line.rstrip(b"\n")
+        if not line:
+            continue
+        part, payload = line.split(b"\t", 1)
+        if rate > 0:
+            due = start + i / rate
+            now = time.monotonic()
+            if due > now:
+                time.sleep(due - now)
+        futures.append(p.send(topic, value=payload, partition=int(part)))
+    p.flush(timeout=60)
+    offsets = []
+    for f in futures:
+        md = f.get(timeout=60)
+        offsets.append([md.partition, md.offset])
+    p.close()
+    print(json.dumps({"acked": len(offsets), "offsets": offsets}))
+
+
+def create_topic(brokers, topic, n):
+    a = KafkaAdminClient(bootstrap_servers=brokers, request_timeout_ms=30000)
+    a.create_topics([NewTopic(name=topic, num_partitions=n, replication_factor=1)])
+    a.close()
+    print(json.dumps({"created": topic, "partitions": n}))
+
+
+def committed(brokers, group):
+    a = KafkaAdminClient(bootstrap_servers=brokers, request_timeout_ms=30000)
+    got = a.list_group_offsets({group: None})[group]
+    a.close()
+    out = {}
+    for tp, om in got.items():
+        out["%s/%d" % (tp.topic, tp.partition)] = [om.offset, om.metadata]
+    print(json.dumps(out))
+
+
+def commit(brokers, group, topic, partition, offset, metadata):
+    c = KafkaConsumer(
+        bootstrap_servers=brokers, group_id=group, enable_auto_commit=False
+    )
+    tp = TopicPartition(topic, partition)
+    c.assign([tp])
+    c.commit({tp: OffsetAndMetadata(offset, metadata, -1)})
+    c.close(autocommit=False)
+    print(json.dumps({"committed": offset, "metadata": metadata}))
+
+
+def dump(brokers, topic):
+    c = KafkaConsumer(
+        bootstrap_servers=brokers, enable_auto_commit=False, consumer_timeout_ms=2000
+    )
+    parts = c.partitions_for_topic(topic) or set()
+    tps = [TopicPartition(topic, p) for p in sorted(parts)]
+    c.assign(tps)
+    c.seek_to_beginning(*tps)
+    out = [[m.partition, m.offset, m.value.decode("utf-8", "replace")] for m in c]
+    c.close(autocommit=False)
+    print(json.dumps({"messages": out}))
+
+
+def main():
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "produce":
+        produce(args[0], args[1], float(args[2]))
+    elif cmd == "create-topic":
+        create_topic(args[0], args[1], int(args[2]))
+    elif cmd == "committed":
+        committed(args[0], args[1])
+    elif cmd == "commit":
+        commit(args[0], args[1], args[2], int(args[3]), int(args[4]), args[5])
+    elif cmd == "dump":
+        dump(args[0], args[1])
+    else:
+        sys.exit("unknown subcommand %r" % cmd)
+
+
+if __name__ == "__main__":
+    main()
