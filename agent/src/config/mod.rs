@@ -73,6 +73,10 @@ pub struct KafkaConfig {
     pub topics: Vec<String>,
     pub assignment: Assignment,
     pub auto_offset_reset: OffsetReset,
+    /// The ownership ledger topic (`kafka.ownership_topic`), for brokers that store offset
+    /// metadata but do not return it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ownership_topic: Option<String>,
     /// librdkafka properties passed through unchanged (printed with secrets masked).
     #[serde(serialize_with = "ser_properties")]
     pub properties: BTreeMap<String, String>,
@@ -834,6 +838,15 @@ fn resolve(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         }
         properties.insert(key, s);
     }
+    let ownership_topic = k.ownership_topic.filter(|t| !t.trim().is_empty());
+    if let Some(t) = &ownership_topic {
+        if topics.contains(t) || topic_patterns(&topics)?.iter().any(|re| re.is_match(t)) {
+            return Err(err(
+                "kafka.ownership_topic",
+                format!("{t:?} is also consumed (kafka.topics): use a topic of its own"),
+            ));
+        }
+    }
     let security = security::Security {
         tls: security::resolve_tls(k.tls, &path_of)?,
         sasl: security::resolve_sasl(k.sasl, &path_of)?,
@@ -1127,6 +1140,7 @@ fn resolve(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             topics,
             assignment,
             auto_offset_reset,
+            ownership_topic,
             properties,
             security,
         },

@@ -37,6 +37,8 @@ pub struct RawKafka {
     pub topics: Option<Vec<String>>,
     pub assignment_strategy: Option<String>,
     pub auto_offset_reset: Option<String>,
+    /// A topic that keeps the ownership chains, for brokers that drop offset metadata.
+    pub ownership_topic: Option<String>,
     /// Any librdkafka property, passed through (timeouts, fetch sizes...).
     pub properties: Option<BTreeMap<String, toml::Value>>,
     pub tls: Option<super::security::RawTls>,

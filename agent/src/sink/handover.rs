@@ -24,7 +24,7 @@ pub(super) struct Committed {
 }
 
 /// Reads the committed offsets and chains of `keys` from the group coordinator.
-pub(super) fn read_committed(
+fn read_group(
     consumer: &BaseConsumer<AgentContext>,
     keys: &[(String, i32)],
 ) -> Option<Vec<Committed>> {
@@ -56,6 +56,35 @@ pub(super) fn read_committed(
 }
 
 impl Shared {
+    /// The committed offsets and ownership chains of `keys`: the chain from the commit's
+    /// metadata, or from the ownership ledger when the broker returned none.
+    pub(super) fn read_committed(
+        &self,
+        consumer: &BaseConsumer<AgentContext>,
+        keys: &[(String, i32)],
+    ) -> Option<Vec<Committed>> {
+        let mut all = read_group(consumer, keys)?;
+        let Some(ledger) = &self.ledger else {
+            return Some(all);
+        };
+        if all.iter().all(|c| !c.chain.entries.is_empty()) {
+            return Some(all);
+        }
+        let chains = match ledger.chains() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the ownership ledger");
+                return None;
+            }
+        };
+        for ((t, p), c) in keys.iter().zip(all.iter_mut()) {
+            if c.chain.entries.is_empty() {
+                c.chain = chains.get(&source_key(t, *p)).cloned().unwrap_or_default();
+            }
+        }
+        Some(all)
+    }
+
     /// Decides the staged batches of one partition. Returns the highest position kept for a
     /// commit (only when `owned_now`), or `None`.
     pub(super) fn resolve(
@@ -140,7 +169,7 @@ impl Shared {
         if keys.is_empty() {
             return;
         }
-        if let Some(all) = read_committed(consumer, &keys) {
+        if let Some(all) = self.read_committed(consumer, &keys) {
             for (k, c) in keys.iter().zip(&all) {
                 self.resolve(k, c, false);
             }
@@ -242,7 +271,7 @@ impl Shared {
             .map(|e| (e.topic().to_string(), e.partition()))
             .collect();
         self.wait_for_release(&keys);
-        let committed = read_committed(consumer, &keys);
+        let committed = self.read_committed(consumer, &keys);
         for (i, key) in keys.iter().enumerate() {
             let c = committed.as_ref().map(|c| c[i].clone());
             let part = match &c {
@@ -295,6 +324,15 @@ impl Shared {
         let mut part = Part::new(shard, (start > 0).then_some(start - 1));
         part.start = start;
         part.chain = c.chain.taken_by(&self.store, owned_from);
+        if let Some(ledger) = &self.ledger {
+            if c.chain.last_owner() != Some(self.store.0.as_str()) {
+                // In the ledger before anything of this ownership is consumed.
+                if let Err(e) = ledger.record(&source_key(&key.0, key.1), &self.store, owned_from) {
+                    tracing::error!(error = %e, "cannot record the partition's new owner");
+                    return None;
+                }
+            }
+        }
         // Kept batches still need their commit; anything else below `start` is accounted for.
         part.commit_sent = if kept.is_some() { None } else { part.durable };
         tracing::info!(topic = key.0, partition = key.1, shard, committed = ?c.offset, start, kept, published, "partition assigned");
@@ -331,7 +369,7 @@ impl Shared {
             return;
         }
         // Whatever is still staged was not published by a commit: ask the group what it took.
-        if let Some(all) = read_committed(consumer, revoked) {
+        if let Some(all) = self.read_committed(consumer, revoked) {
             for (k, c) in revoked.iter().zip(&all) {
                 self.resolve(k, c, false);
             }

@@ -35,6 +35,7 @@ use crate::metrics::Metrics;
 use crate::ownership::{Chain, Held, StoreId};
 
 mod handover;
+pub mod ledger;
 
 /// A polled batch and its mapping results, in poll order.
 type Mapped<'c> = (Vec<BorrowedMessage<'c>>, Vec<Result<DynEvent, MapError>>);
@@ -164,6 +165,8 @@ pub struct Shared {
     store: StoreId,
     /// The partitions held, as the HTTP API reports them.
     held: Arc<Held>,
+    /// The ownership ledger, when `kafka.ownership_topic` is set.
+    ledger: Option<ledger::Ledger>,
     /// Set once partitions are assigned and consumption runs (readiness).
     pub ready: Arc<AtomicBool>,
     crash: Option<Arc<CrashPlan>>,
@@ -672,6 +675,10 @@ impl Sink {
             cc.set(key, v);
         }
         cc.set("bootstrap.servers", k.brokers.join(","));
+        let ledger = match &k.ownership_topic {
+            Some(topic) => Some(ledger::Ledger::new(&cc, topic, &k.group_id)?),
+            None => None,
+        };
         let dlq = match &config.errors.policy {
             ErrorPolicy::Dlq { .. } => {
                 let mut pc = cc.clone();
@@ -707,6 +714,7 @@ impl Sink {
             engine,
             store: StoreId(held.store.clone()),
             held,
+            ledger,
             config: config.clone(),
             metrics,
             mapper,

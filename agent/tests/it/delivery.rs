@@ -342,3 +342,40 @@ fn a_store_that_dies_before_its_commit_never_double_counts_with_the_next_owner()
     assert!(crashes >= 3, "most rounds crash ({crashes})");
     assert!(matches!(b.stop(), Stopped::Clean));
 }
+
+#[test]
+fn the_ownership_ledger_records_every_new_owner_in_order() {
+    use keplor_agent::sink::ledger::Ledger;
+    let kafka = Kafka::new(&[("in", 2), ("owners", 1)]);
+    kafka.produce("in", 2, &(0..100).map(call).collect::<Vec<_>>());
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let env = [("KEPLOR_KAFKA__OWNERSHIP_TOPIC", "owners")];
+    let a = Agent::start(config(&kafka.brokers, da.path(), "g-ledger", &env)).unwrap();
+    assert!(wait_until(Duration::from_secs(30), || a
+        .engine
+        .total_events()
+        == 100));
+    assert!(matches!(a.stop(), Stopped::Clean));
+    kafka.produce("in", 2, &(100..200).map(call).collect::<Vec<_>>());
+    let b = Agent::start(config(&kafka.brokers, db.path(), "g-ledger", &env)).unwrap();
+    assert!(wait_until(Duration::from_secs(30), || b
+        .engine
+        .total_events()
+        == 100));
+    assert!(matches!(b.stop(), Stopped::Clean));
+    let id = |d: &std::path::Path| std::fs::read_to_string(d.join("keplor-agent.id")).unwrap();
+    let mut cc = rdkafka::config::ClientConfig::new();
+    cc.set("bootstrap.servers", &kafka.brokers);
+    let chains = Ledger::new(&cc, "owners", "g-ledger")
+        .unwrap()
+        .chains()
+        .unwrap();
+    for p in 0..2 {
+        let chain = &chains[&format!("in/{p}")];
+        assert_eq!(
+            chain.entries,
+            [(id(da.path()), 0), (id(db.path()), 50)],
+            "a from the start, b from a's last commit"
+        );
+    }
+}
