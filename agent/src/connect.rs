@@ -83,7 +83,9 @@ impl Report {
 fn explain(errors: &[String]) -> Option<String> {
     let all = errors.join("\n");
     let lower = all.to_ascii_lowercase();
-    let why = if lower.contains("certificate verify failed") || lower.contains("certificate") {
+    let why = if lower.contains("certificate required") {
+        "TLS: the broker requires a client certificate (kafka.tls.cert_file and key_file)"
+    } else if lower.contains("certificate verify failed") || lower.contains("certificate") {
         "TLS: the broker's certificate was refused (wrong CA, expired, or a hostname it does not name; see kafka.tls)"
     } else if lower.contains("handshake") {
         "TLS handshake failed (is the broker's port TLS? see kafka.tls)"
@@ -91,6 +93,8 @@ fn explain(errors: &[String]) -> Option<String> {
         "SASL authentication failed: wrong username or password, or a mechanism the broker does not enable (see kafka.sasl)"
     } else if lower.contains("connection refused") || lower.contains("connect to") {
         "no broker accepted a connection (check kafka.brokers)"
+    } else if lower.contains("disconnected") || lower.contains("brokers are down") {
+        "the broker closed the connection before it answered: a TLS or SASL listener reached without kafka.tls / kafka.sasl, or a SASL mechanism it does not offer"
     } else {
         return errors.last().cloned();
     };

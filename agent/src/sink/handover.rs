@@ -368,9 +368,19 @@ impl Shared {
         if self.crashed() {
             return;
         }
-        // Whatever is still staged was not published by a commit: ask the group what it took.
-        if let Some(all) = self.read_committed(consumer, revoked) {
-            for (k, c) in revoked.iter().zip(&all) {
+        // Whatever is still staged was not published by a commit: ask the group what it took
+        // (only then: a closing consumer's coordinator requests time out).
+        let staged = self.engine.staged_positions();
+        let undecided: Vec<(String, i32)> = revoked
+            .iter()
+            .filter(|(t, p)| staged.contains_key(&source_key(t, *p)))
+            .cloned()
+            .collect();
+        if undecided.is_empty() {
+            return;
+        }
+        if let Some(all) = self.read_committed(consumer, &undecided) {
+            for (k, c) in undecided.iter().zip(&all) {
                 self.resolve(k, c, false);
             }
         }

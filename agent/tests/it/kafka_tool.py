@@ -11,9 +11,19 @@ Subcommands (every answer is one JSON line on stdout; errors exit 1 with a messa
                                  commits OFFSET with METADATA outside any generation
   dump BROKERS TOPIC             every message of TOPIC (through Fetch, until 2 s pass without
                                  one): {"messages": [[partition, offset, value], ...]}
+
+Environment (agent/tests/it/real_cluster.rs):
+  KAFKA_TOOL_CLIENT   a JSON object of extra kafka-python client arguments, given to every
+                      client: compression_type, security_protocol, ssl_cafile, sasl_mechanism...
+  KAFKA_TOOL_ENCODE   how `produce` encodes its payloads, which are then JSON objects (needs
+                      fastavro): {"kind": "avro", "schema": "<.avsc>"} (one binary datum), or
+                      {"kind": "confluent", "schemas": {"<id>": "<.avsc>", ...}} (magic byte 0,
+                      4-byte big-endian id, datum; the id is the payload's "_schema_id", removed)
 """
 
 import json
+import os
+import struct
 import sys
 import time
 
@@ -22,14 +32,56 @@ from kafka.admin import NewTopic
 from kafka.structs import OffsetAndMetadata
 
 
+def client_args(**kwargs):
+    """`kwargs` with KAFKA_TOOL_CLIENT's arguments over them."""
+    kwargs.update(json.loads(os.environ.get("KAFKA_TOOL_CLIENT") or "null") or {})
+    return kwargs
+
+
+def encoder():
+    """A function from a payload line to the message value, per KAFKA_TOOL_ENCODE."""
+    spec = json.loads(os.environ.get("KAFKA_TOOL_ENCODE") or "null")
+    if spec is None:
+        return lambda payload: payload
+    import io
+
+    import fastavro
+
+    def load(path):
+        with open(path) as f:
+            return fastavro.parse_schema(json.load(f))
+
+    def datum(schema, record):
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, schema, record)
+        return buf.getvalue()
+
+    if spec["kind"] == "avro":
+        schema = load(spec["schema"])
+        return lambda payload: datum(schema, json.loads(payload))
+    if spec["kind"] == "confluent":
+        schemas = {int(k): load(v) for k, v in spec["schemas"].items()}
+
+        def framed(payload):
+            record = json.loads(payload)
+            sid = int(record.pop("_schema_id"))
+            return b"\x00" + struct.pack(">I", sid) + datum(schemas[sid], record)
+
+        return framed
+    sys.exit("unknown KAFKA_TOOL_ENCODE kind %r" % spec["kind"])
+
+
 def produce(brokers, topic, rate):
+    encode = encoder()
     p = KafkaProducer(
-        bootstrap_servers=brokers,
-        acks="all",
-        linger_ms=5,
-        retries=5,
-        max_in_flight_requests_per_connection=1,
-        request_timeout_ms=30000,
+        **client_args(
+            bootstrap_servers=brokers,
+            acks="all",
+            linger_ms=5,
+            retries=5,
+            max_in_flight_requests_per_connection=1,
+            request_timeout_ms=30000,
+        )
     )
     futures = []
     start = time.monotonic()
@@ -43,7 +95,7 @@ def produce(brokers, topic, rate):
             now = time.monotonic()
             if due > now:
                 time.sleep(due - now)
-        futures.append(p.send(topic, value=payload, partition=int(part)))
+        futures.append(p.send(topic, value=encode(payload), partition=int(part)))
     p.flush(timeout=60)
     offsets = []
     for f in futures:
@@ -54,14 +106,18 @@ def produce(brokers, topic, rate):
 
 
 def create_topic(brokers, topic, n):
-    a = KafkaAdminClient(bootstrap_servers=brokers, request_timeout_ms=30000)
+    a = KafkaAdminClient(
+        **client_args(bootstrap_servers=brokers, request_timeout_ms=30000)
+    )
     a.create_topics([NewTopic(name=topic, num_partitions=n, replication_factor=1)])
     a.close()
     print(json.dumps({"created": topic, "partitions": n}))
 
 
 def committed(brokers, group):
-    a = KafkaAdminClient(bootstrap_servers=brokers, request_timeout_ms=30000)
+    a = KafkaAdminClient(
+        **client_args(bootstrap_servers=brokers, request_timeout_ms=30000)
+    )
     got = a.list_group_offsets({group: None})[group]
     a.close()
     out = {}
@@ -72,7 +128,9 @@ def committed(brokers, group):
 
 def commit(brokers, group, topic, partition, offset, metadata):
     c = KafkaConsumer(
-        bootstrap_servers=brokers, group_id=group, enable_auto_commit=False
+        **client_args(
+            bootstrap_servers=brokers, group_id=group, enable_auto_commit=False
+        )
     )
     tp = TopicPartition(topic, partition)
     c.assign([tp])
@@ -83,7 +141,11 @@ def commit(brokers, group, topic, partition, offset, metadata):
 
 def dump(brokers, topic):
     c = KafkaConsumer(
-        bootstrap_servers=brokers, enable_auto_commit=False, consumer_timeout_ms=2000
+        **client_args(
+            bootstrap_servers=brokers,
+            enable_auto_commit=False,
+            consumer_timeout_ms=2000,
+        )
     )
     parts = c.partitions_for_topic(topic) or set()
     tps = [TopicPartition(topic, p) for p in sorted(parts)]

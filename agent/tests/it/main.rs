@@ -9,5 +9,6 @@ mod fleet_campaign;
 mod fleet_figures;
 mod http_cli;
 mod process;
+mod real_cluster;
 mod security;
 mod tansu;

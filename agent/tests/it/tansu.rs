@@ -23,7 +23,7 @@
 //! - ListOffsets "latest" is the last batch's base offset + 1, not the high watermark.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -135,15 +135,33 @@ pub struct Tansu {
 impl Tansu {
     /// Starts the broker (log in `dir/tansu.log`) and waits until it answers metadata.
     pub fn start(dir: &Path) -> Tansu {
-        let bin = tansu_bin();
-        let port = free_port();
+        let args = ["--storage-engine", "memory://tansu/"];
+        Tansu::start_with(dir, &tansu_bin(), free_port(), None, &args)
+    }
+
+    /// Starts `bin` on `port` in `dir` with `args` (`--storage-engine` too), advertising port
+    /// `advertised` (a TLS proxy) or its own. With `--authentication`, no metadata wait.
+    pub fn start_with(
+        dir: &Path,
+        bin: &Path,
+        port: u16,
+        advertised: Option<u16>,
+        args: &[&str],
+    ) -> Tansu {
         let url = format!("tcp://127.0.0.1:{port}");
+        let advertised = format!("tcp://127.0.0.1:{}", advertised.unwrap_or(port));
         let log = dir.join("tansu.log");
-        let out = File::create(&log).unwrap();
-        let child = Command::new(&bin)
+        let mut out = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        writeln!(out, "===== tansu {args:?} on {url} as {advertised} =====").unwrap();
+        let child = Command::new(bin)
             .args(["broker", "--listener-url", &url])
-            .args(["--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/"])
+            .args(["--advertised-listener-url", &advertised])
+            .args(args)
+            .current_dir(dir)
             // Group coordination at info (joins, missed heartbeats); `KEPLOR_TANSU_LOG` overrides.
             .env("NO_COLOR", "1")
             .env(
@@ -162,13 +180,21 @@ impl Tansu {
             url,
             log,
         };
+        let auth = args.contains(&"--authentication");
         let client = t.client(None);
         let up = wait_until(Duration::from_secs(30), || {
+            if auth {
+                return std::net::TcpStream::connect(&t.brokers).is_ok();
+            }
             client
                 .fetch_metadata(None, Duration::from_secs(2))
                 .is_ok_and(|m| !m.brokers().is_empty())
         });
         assert!(up, "Tansu did not answer on {}:\n{}", t.url, t.log_tail());
+        // Every agent of these tests keeps its ownership chains there (see `OWNERSHIP_TOPIC`).
+        if !auth {
+            t.create_topic(OWNERSHIP_TOPIC, 1);
+        }
         t
     }
 
@@ -317,16 +343,31 @@ impl Tansu {
         msgs: Vec<(i32, Vec<u8>)>,
         rate: f64,
     ) -> Production {
+        self.produce_with(dir, topic, msgs, rate, &ProduceOpts::default())
+    }
+
+    /// [`Tansu::produce`] with `o` (see `kafka_tool.py`).
+    pub fn produce_with(
+        &self,
+        dir: &Path,
+        topic: &str,
+        msgs: Vec<(i32, Vec<u8>)>,
+        rate: f64,
+        o: &ProduceOpts,
+    ) -> Production {
         let log = dir.join("producer.log");
         let err = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
             .unwrap();
+        let brokers = o.brokers.as_deref().unwrap_or(&self.brokers);
         let mut child = Command::new("python3")
             .arg("-c")
             .arg(KAFKA_TOOL)
-            .args(["produce", &self.brokers, topic, &rate.to_string()])
+            .args(["produce", brokers, topic, &rate.to_string()])
+            .env("KAFKA_TOOL_CLIENT", o.client.to_string())
+            .env("KAFKA_TOOL_ENCODE", o.encode.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(err)
@@ -361,6 +402,15 @@ impl Drop for Tansu {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Bootstrap servers (default: the broker's port), kafka-python arguments (`KAFKA_TOOL_CLIENT`)
+/// and the payloads' encoding (`KAFKA_TOOL_ENCODE`; `null`: as given) of a production.
+#[derive(Clone, Debug, Default)]
+pub struct ProduceOpts {
+    pub brokers: Option<String>,
+    pub client: serde_json::Value,
+    pub encode: serde_json::Value,
 }
 
 /// A kafka-python producer at work.
@@ -410,6 +460,10 @@ impl Drop for Production {
     }
 }
 
+/// The ownership ledger (`kafka.ownership_topic`): Tansu stores offset-commit metadata but
+/// does not return it, so the agents keep their ownership chains in this topic as well.
+pub const OWNERSHIP_TOPIC: &str = "keplor-ownership";
+
 /// What an agent process consumes and how it joins the group.
 #[derive(Clone, Debug)]
 pub struct AgentOpts {
@@ -445,6 +499,7 @@ brokers = "{brokers}"
 group_id = "{group}"
 topics = ["{topic}"]
 assignment_strategy = "{assignment}"
+ownership_topic = "{OWNERSHIP_TOPIC}"
 [kafka.properties]
 "session.timeout.ms" = 6000
 "heartbeat.interval.ms" = 500
@@ -509,16 +564,18 @@ impl AgentProc {
     /// Lists every member of the fleet in this agent's `[fleet]` section: `?fleet=true`
     /// answers for all of them, and a new owner waits there for the old one to let go.
     pub fn join_fleet(&self, endpoints: &[String]) {
-        use std::io::Write;
+        self.append_config(&format!(
+            "[fleet]\nendpoints = {endpoints:?}\nconnect_timeout = \"500ms\"\ntimeout = \"5s\""
+        ));
+    }
+
+    /// Appends `text` (TOML sections: `[kafka.tls]`, `[format]`...) to the agent's config.
+    pub fn append_config(&self, text: &str) {
         let mut f = OpenOptions::new()
             .append(true)
             .open(self.dir.join("agent.toml"))
             .unwrap();
-        writeln!(
-            f,
-            "[fleet]\nendpoints = {endpoints:?}\nconnect_timeout = \"500ms\"\ntimeout = \"5s\""
-        )
-        .unwrap();
+        writeln!(f, "{text}").unwrap();
     }
 
     pub fn log_tail(&self, n: usize) -> String {
