@@ -664,7 +664,8 @@ fn registry_url(raw: &str) -> Result<String, ConfigError> {
     }
 }
 
-/// A secret given inline (`key`) or in a file (`key_file`, newline-trimmed), not both.
+/// A secret given inline (`key`) or in a file (`key_file`, newline-trimmed), not both, and
+/// not empty. Shared by every section that takes a secret.
 fn secret_of(
     key: &str,
     inline: Option<String>,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{err, ser_secret, ConfigError};
+use super::{err, secret_of as secret, ser_secret, ConfigError};
 
 /// `[kafka.tls]` as written.
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -219,33 +219,6 @@ fn flag(key: &str, v: Option<toml::Value>, default: bool) -> Result<bool, Config
         Some(toml::Value::Boolean(b)) => Ok(b),
         Some(toml::Value::String(s)) if s == "true" || s == "false" => Ok(s == "true"),
         Some(other) => Err(err(key, format!("{other}: use true or false"))),
-    }
-}
-
-/// A secret given inline or in a file (trailing newline dropped); not both.
-fn secret(
-    key: &str,
-    inline: Option<String>,
-    file: Option<String>,
-    path_of: &dyn Fn(&str) -> PathBuf,
-) -> Result<Option<String>, ConfigError> {
-    match (inline, file) {
-        (Some(_), Some(_)) => Err(err(
-            format!("{key} / {key}_file"),
-            "give the secret inline or in a file, not both",
-        )),
-        (Some(s), None) => Ok(Some(s)),
-        (None, Some(f)) => {
-            let path = path_of(&f);
-            let s = std::fs::read_to_string(&path).map_err(|e| {
-                err(
-                    format!("{key}_file"),
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
-            Ok(Some(s.trim_end_matches(['\n', '\r']).to_string()))
-        }
-        (None, None) => Ok(None),
     }
 }
 

@@ -72,7 +72,7 @@ fn http_api_answers_pages_and_rejects() {
     loop {
         let mut url = format!("{base}/v1/events?dim.user=u1&limit=13");
         if let Some(c) = &cursor {
-            url += &format!("&cursor={}", urlencode(c));
+            url += &format!("&cursor={}", keplor_agent::fleet::encode_path_segment(c));
         }
         let page = json(&url, tok);
         for e in page["events"].as_array().unwrap() {
@@ -166,18 +166,6 @@ fn http_api_answers_pages_and_rejects() {
     assert!(lag, "{m2}");
     assert!(m2.contains("keplor_messages_consumed_total 600"));
     assert!(matches!(agent.stop(), Stopped::Clean));
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 fn cli(args: &[&str]) -> (bool, String, String) {
