@@ -15,6 +15,7 @@ pub const APPEND_ERRORS: &str = "keplor_append_errors_total";
 pub const COMMITS: &str = "keplor_offset_commits_total";
 pub const OFFSETS_SKIPPED: &str = "keplor_offsets_skipped_total";
 pub const HANDOVER_DECISIONS: &str = "keplor_staged_decisions_total";
+pub const PARTITIONS_DEFERRED: &str = "keplor_partitions_deferred";
 pub const CONSUMER_ERRORS: &str = "keplor_consumer_errors_total";
 pub const STUCK: &str = "keplor_partition_stuck";
 pub const COMMITTED_OFFSET: &str = "keplor_partition_committed_offset";
@@ -126,6 +127,8 @@ pub struct Metrics {
     pub append_errors: AtomicU64,
     pub commits: AtomicU64,
     pub offsets_skipped: AtomicU64,
+    /// Partitions assigned to this member that another member's sink still holds.
+    pub deferred: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     handover: Mutex<BTreeMap<&'static str, u64>>,
     consumer_errors: Mutex<BTreeMap<String, u64>>,
@@ -145,6 +148,7 @@ impl Default for Metrics {
             append_errors: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             offsets_skipped: AtomicU64::new(0),
+            deferred: AtomicU64::new(0),
             rejected: Mutex::new(BTreeMap::new()),
             handover: Mutex::new(BTreeMap::new()),
             consumer_errors: Mutex::new(BTreeMap::new()),
@@ -275,6 +279,11 @@ impl Metrics {
             OFFSETS_SKIPPED,
             "Offsets between two consumed messages that the broker did not deliver (retention, compaction).",
             self.offsets_skipped.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP {PARTITIONS_DEFERRED} Partitions assigned to this agent that another member still holds (not consumed until it lets go).\n# TYPE {PARTITIONS_DEFERRED} gauge\n{PARTITIONS_DEFERRED} {}",
+            self.deferred.load(Ordering::Relaxed)
         );
         let _ = writeln!(out, "# HELP {MESSAGES_REJECTED} Messages that failed to decode or map, by reason.\n# TYPE {MESSAGES_REJECTED} counter");
         for (reason, n) in self

@@ -2,7 +2,8 @@
 //! revoked or lost one, and how staged batches are decided from the ownership chain that Kafka
 //! keeps with the committed offset (see `crate::ownership`).
 
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -13,8 +14,21 @@ use crate::ownership::{decide, Chain, Decision};
 
 /// How long a rebalance callback waits for the group coordinator or a partition leader.
 const COORDINATOR_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a new owner waits for the previous one to let go of a partition.
+/// How long a deferred partition waits for its previous owner before a warning (and
+/// between warnings).
 const HANDOVER_WAIT: Duration = Duration::from_secs(15);
+/// How often a deferred partition is claimed again (with up to as much again at random, so
+/// that two members claiming at once do not meet again).
+const DEFERRED_RETRY: Duration = Duration::from_millis(150);
+
+/// `base` plus up to `base` at random.
+fn jitter(base: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    let extra = h.finish() % (base.as_millis() as u64 + 1);
+    base + Duration::from_millis(extra)
+}
 
 /// The group's committed offset and ownership chain of one partition.
 #[derive(Debug, Clone, Default)]
@@ -176,31 +190,91 @@ impl Shared {
         }
     }
 
-    /// A handover barrier through the agents' HTTP API (when `[fleet]` lists them): waits, up to
-    /// `HANDOVER_WAIT`, until no other live member's sink still holds one of `keys`, so the
-    /// old owner's last commit is in before this one reads the committed offset. Kafka's
-    /// rebalance protocol already orders this; brokers that answer a join before the other
-    /// members let go (Tansu 0.6) do not. A member that does not answer holds nothing.
-    fn wait_for_release(&self, keys: &[(String, i32)]) {
+    /// Claims `keys` through the agents' HTTP API (when `[fleet]` lists them) and returns
+    /// the ones another live member still holds or claims. Kafka's rebalance protocol gives a
+    /// partition to one member at a time; brokers that answer a join before the other members
+    /// let go, and accept their late commits (Tansu 0.6), do not. So a member announces its
+    /// claim first (`GET /v1/partitions` lists it from now on) and only then asks the others:
+    /// of two members claiming at once, at least one sees the other. A busy partition's claim
+    /// is withdrawn, and it is taken later ([`Shared::take_deferred`]) once nobody holds it.
+    /// A member that does not answer holds nothing (it is down).
+    fn claim(&self, keys: &[(String, i32)]) -> Vec<(String, i32)> {
         let Some(settings) = &self.config.http.fleet else {
-            return;
+            return Vec::new();
         };
         let wanted: Vec<String> = keys.iter().map(|(t, p)| source_key(t, *p)).collect();
-        let deadline = std::time::Instant::now() + HANDOVER_WAIT;
-        loop {
-            let busy = self.held_elsewhere(settings, &wanted);
-            if busy.is_empty() {
+        for w in &wanted {
+            self.held.take(w.clone());
+        }
+        let busy = self.held_elsewhere(settings, &wanted);
+        for b in &busy {
+            self.held.release(b);
+        }
+        keys.iter()
+            .filter(|(t, p)| busy.contains(&source_key(t, *p)))
+            .cloned()
+            .collect()
+    }
+
+    /// Are deferred partitions due for another claim?
+    pub(super) fn deferred_due(&self) -> bool {
+        let st = self.lock();
+        !st.deferred.is_empty() && st.deferred_retry_at.is_none_or(|at| Instant::now() >= at)
+    }
+
+    /// Takes the deferred partitions nobody else holds now: decides their staged batches,
+    /// seeks each to its start and consumes it from there. The caller has taken every message
+    /// polled before (none of this partition's older fetches is still on its way).
+    pub(super) fn take_deferred(&self, consumer: &BaseConsumer<AgentContext>) {
+        let keys = self.lock().deferred.clone();
+        let busy = self.claim(&keys);
+        let free: Vec<(String, i32)> = keys.iter().filter(|k| !busy.contains(k)).cloned().collect();
+        {
+            let mut st = self.lock();
+            st.deferred_retry_at = Some(Instant::now() + jitter(DEFERRED_RETRY));
+            let since = *st.deferred_since.get_or_insert_with(Instant::now);
+            if !busy.is_empty() && since.elapsed() >= HANDOVER_WAIT {
+                tracing::warn!(?busy, waited = ?since.elapsed(), "other members still hold these partitions; not consuming them until they let go");
+                st.deferred_since = Some(Instant::now());
+            }
+        }
+        if free.is_empty() {
+            return;
+        }
+        let Some(committed) = self.read_committed(consumer, &free) else {
+            for (t, p) in &free {
+                self.held.release(&source_key(t, *p));
+            }
+            return;
+        };
+        for (key, c) in free.iter().zip(&committed) {
+            let Some((start, part)) = self.take_partition(consumer, key, c) else {
+                self.fatal(format!(
+                    "cannot read the committed offset of {}/{}; restart to retry",
+                    key.0, key.1
+                ));
+                return;
+            };
+            if let Err(e) = consumer.seek(&key.0, key.1, Offset::Offset(start), COORDINATOR_TIMEOUT)
+            {
+                self.fatal(format!("cannot seek {}/{} to {start}: {e}", key.0, key.1));
                 return;
             }
-            if std::time::Instant::now() >= deadline {
-                tracing::warn!(
-                    ?busy,
-                    "other members still hold these partitions; taking them anyway"
-                );
-                return;
+            tracing::info!(
+                topic = key.0,
+                partition = key.1,
+                start,
+                "deferred partition taken: its previous owner let go"
+            );
+            let mut st = self.lock();
+            st.parts.insert(key.clone(), part);
+            st.deferred.retain(|k| k != key);
+            self.metrics
+                .deferred
+                .store(st.deferred.len() as u64, Ordering::Relaxed);
+            if st.deferred.is_empty() {
+                st.deferred_since = None;
             }
-            tracing::info!(?busy, "waiting for the previous owner to let go");
-            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
@@ -270,9 +344,23 @@ impl Shared {
             .iter()
             .map(|e| (e.topic().to_string(), e.partition()))
             .collect();
-        self.wait_for_release(&keys);
-        let committed = self.read_committed(consumer, &keys);
-        for (i, key) in keys.iter().enumerate() {
+        let busy = self.claim(&keys);
+        if !busy.is_empty() {
+            tracing::info!(
+                ?busy,
+                "another member still holds these partitions; taking them once it lets go"
+            );
+            let mut st = self.lock();
+            st.deferred.extend(busy.iter().cloned());
+            self.metrics
+                .deferred
+                .store(st.deferred.len() as u64, Ordering::Relaxed);
+            st.deferred_retry_at = Some(Instant::now() + jitter(DEFERRED_RETRY));
+        }
+        let keys_now: Vec<(String, i32)> =
+            keys.iter().filter(|k| !busy.contains(k)).cloned().collect();
+        let committed = self.read_committed(consumer, &keys_now);
+        for (i, key) in keys_now.iter().enumerate() {
             let c = committed.as_ref().map(|c| c[i].clone());
             let part = match &c {
                 Some(c) => self.take_partition(consumer, key, c),
@@ -363,6 +451,13 @@ impl Shared {
             for k in revoked {
                 st.parts.remove(k);
                 self.held.release(&source_key(&k.0, k.1));
+            }
+            st.deferred.retain(|k| !revoked.contains(k));
+            self.metrics
+                .deferred
+                .store(st.deferred.len() as u64, Ordering::Relaxed);
+            if st.deferred.is_empty() {
+                st.deferred_since = None;
             }
         }
         if self.crashed() {

@@ -148,6 +148,12 @@ struct State {
     assigned: bool,
     /// Partitions to pause at the end of this iteration (registry outages).
     to_pause: Vec<(String, i32)>,
+    /// Assigned, but another member's sink still holds them: taken once it lets go.
+    deferred: Vec<(String, i32)>,
+    /// When the deferred partitions are claimed again.
+    deferred_retry_at: Option<Instant>,
+    /// Since when (or the last warning) partitions are deferred.
+    deferred_since: Option<Instant>,
 }
 
 /// What the sink needs, shared with the Kafka context.
@@ -828,6 +834,23 @@ impl Sink {
                         return Stopped::Crashed;
                     }
                 }
+            }
+            if shared.deferred_due() {
+                // Everything polled before is taken first: a deferred partition is consumed
+                // from the seek on (librdkafka drops its older fetches).
+                while in_flight > 0 {
+                    let Ok((batch, mapped)) = take_rx.recv() else {
+                        return Stopped::Failed("the mapping thread stopped".into());
+                    };
+                    in_flight -= 1;
+                    for (m, r) in batch.iter().zip(mapped) {
+                        shared.take(m, r);
+                        if shared.crash_point() {
+                            return Stopped::Crashed;
+                        }
+                    }
+                }
+                shared.take_deferred(&self.consumer);
             }
             let fatal = shared.lock().fatal.clone();
             if let Some(why) = fatal {

@@ -247,3 +247,12 @@ pub fn init_logs() {
             .try_init();
     }
 }
+
+/// A local port free right now (bound once, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

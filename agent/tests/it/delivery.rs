@@ -379,3 +379,67 @@ fn the_ownership_ledger_records_every_new_owner_in_order() {
         );
     }
 }
+
+#[test]
+fn a_partition_another_member_still_holds_waits_until_it_lets_go() {
+    // The handover barrier: a member assigned a partition that another member's sink still
+    // holds (brokers that finish a rebalance before every member let go) defers it, consumes
+    // nothing of it, and takes it from the committed offset once the holder let go. Two
+    // groups make Kafka hand both agents the same partitions.
+    init_logs();
+    let kafka = Kafka::new(&[("in", 2)]);
+    kafka.produce("in", 2, &(0..200).map(call).collect::<Vec<_>>());
+    let ports = [free_port(), free_port()];
+    let fleet = format!(
+        "[fleet]\nendpoints = [\"http://127.0.0.1:{}\", \"http://127.0.0.1:{}\"]\n",
+        ports[0], ports[1]
+    );
+    let cfg = |dir: &std::path::Path, group: &str, port: u16| {
+        let text = config_text(
+            &kafka.brokers,
+            &dir.display().to_string(),
+            group,
+            &format!("127.0.0.1:{port}"),
+        ) + &fleet;
+        keplor_agent::config::Config::from_toml(&text, Vec::new(), std::path::Path::new("."))
+            .unwrap()
+    };
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Agent::start(cfg(da.path(), "g-hold-a", ports[0])).unwrap();
+    assert!(wait_until(Duration::from_secs(30), || a
+        .engine
+        .total_events()
+        == 200));
+    let b = Agent::start(cfg(db.path(), "g-hold-b", ports[1])).unwrap();
+    let deferred = || b.metrics.deferred.load(Ordering::Relaxed);
+    assert!(
+        wait_until(Duration::from_secs(30), || deferred() == 2),
+        "b deferred {}",
+        deferred()
+    );
+    kafka.produce("in", 2, &(200..300).map(call).collect::<Vec<_>>());
+    assert!(wait_until(Duration::from_secs(30), || a
+        .engine
+        .total_events()
+        == 300));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(b.engine.total_events(), 0, "b consumed a held partition");
+    assert_eq!(deferred(), 2);
+    let metrics = b.metrics.render(&b.engine);
+    assert!(
+        metrics.contains("keplor_partitions_deferred 2"),
+        "{metrics}"
+    );
+
+    assert!(matches!(a.stop(), Stopped::Clean));
+    assert!(
+        wait_until(Duration::from_secs(30), || b.engine.total_events() == 300),
+        "b stored {} once a let go",
+        b.engine.total_events()
+    );
+    assert_eq!(deferred(), 0);
+    let ids = stored_ids(&b.engine);
+    assert_eq!(ids.len(), 300);
+    assert!(ids.values().all(|&n| n == 1));
+    assert!(matches!(b.stop(), Stopped::Clean));
+}

@@ -28,14 +28,6 @@ fn silent_endpoint() -> (TcpListener, String) {
     (l, url)
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Two agents of one consumer group holding `EVENTS` events between them; `env_a`/`env_b`
 /// override their configuration.
 struct Pair {
