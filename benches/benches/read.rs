@@ -163,7 +163,7 @@ fn read(c: &mut Criterion) {
         &format!(
             "read path, {n} events in {} segments, kernels: {} (DuckDB through its Python package; its times include a Python call)",
             engine.stats().segments,
-            keplordb::kernel_name()
+            keplordb::diagnostics::kernel_name()
         ),
         &rows,
     );

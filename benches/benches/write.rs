@@ -23,7 +23,7 @@ fn batch(n: u64) -> Vec<BenchEvent> {
 fn engine(dir: &std::path::Path, shards: usize, sync: u32) -> BenchEngine {
     let mut c = config(dir);
     c.wal_shard_count = shards;
-    c.wal_sync_interval = sync;
+    c.wal_sync_every_events = sync;
     BenchEngine::open(c).unwrap()
 }
 
@@ -70,7 +70,7 @@ fn write(c: &mut Criterion) {
         let dir = tempfile::tempdir().unwrap();
         let mut c = config(dir.path());
         c.wal_shard_count = 1;
-        c.wal_sync_interval = u32::MAX;
+        c.wal_sync_every_events = u32::MAX;
         c.wal_max_events = 1 << 22;
         let e = BenchEngine::open(c).unwrap();
         g.throughput(Throughput::Elements(1024));

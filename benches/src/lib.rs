@@ -3,6 +3,8 @@
 //! SQLite twin, the DuckDB runner (through DuckDB's Python package, in the same run) and the
 //! comparison table.
 
+#![forbid(unsafe_code)]
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -75,7 +77,7 @@ pub fn config(dir: &Path) -> EngineConfig {
 pub fn load_engine(dir: &Path, evs: &[BenchEvent], segments: u64) -> BenchEngine {
     let mut c = config(dir);
     c.wal_shard_count = 1;
-    c.wal_sync_interval = u32::MAX;
+    c.wal_sync_every_events = u32::MAX;
     c.wal_max_events = (evs.len() as u64).div_ceil(segments);
     let engine = BenchEngine::open(c).expect("open bench engine");
     for chunk in evs.chunks(10_000) {

@@ -20,8 +20,19 @@ pub enum WalRecoveryMode {
 }
 
 /// Configuration of an engine. `EngineConfig::new(dir)` gives the defaults; the derive macro's
-/// `default_config` fills in the schema.
+/// `default_config` fills in the schema. Change settings with the `with_*` methods (or by
+/// assigning fields): new settings can be added without breaking callers.
+///
+/// ```
+/// let config = keplordb::EngineConfig::new("/tmp/events")
+///     .with_wal_shard_count(8)
+///     .with_wal_sync_every_events(1)
+///     .with_query_threads(2);
+/// assert_eq!(config.wal_shard_count, 8);
+/// assert!(config.validate().is_ok());
+/// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct EngineConfig {
     /// Directory holding the WAL, segments and schema file. Created if missing.
     pub data_dir: PathBuf,
@@ -41,7 +52,7 @@ pub struct EngineConfig {
     pub wal_shard_count: usize,
     /// fsync a shard after this many events. 1 = every append; `u32::MAX` = never (the OS
     /// decides). Default 64.
-    pub wal_sync_interval: u32,
+    pub wal_sync_every_events: u32,
     /// fsync a shard after this many bytes. Default 256 KiB.
     pub wal_sync_bytes: u64,
     /// Rotate a shard's WAL into a segment once it holds this many events. Default 65,536.
@@ -58,6 +69,12 @@ pub struct EngineConfig {
     pub wal_recovery: WalRecoveryMode,
     /// Open without writing anything: no lock, no recovery writes, appends rejected.
     pub read_only: bool,
+    /// Threads of the pool the engine builds for queries on first use (0: one per core).
+    /// Ignored when `query_pool` is set. Default 0.
+    pub query_threads: usize,
+    /// A pool to run queries on instead of the engine's own, e.g. to share one among several
+    /// engines. Queries never use rayon's global pool. Default none.
+    pub query_pool: Option<std::sync::Arc<rayon::ThreadPool>>,
 }
 
 /// Largest `wal_max_events`: keeps every segment section below 4 GiB.
@@ -79,7 +96,7 @@ impl EngineConfig {
             bloom_dim: None,
             rollup_dims: Vec::new(),
             wal_shard_count: 4,
-            wal_sync_interval: 64,
+            wal_sync_every_events: 64,
             wal_sync_bytes: 256 * 1024,
             wal_max_events: 65_536,
             wal_max_bytes: 256 << 20,
@@ -87,6 +104,8 @@ impl EngineConfig {
             rollup_replay_days: 7,
             wal_recovery: WalRecoveryMode::default(),
             read_only: false,
+            query_threads: 0,
+            query_pool: None,
         }
     }
 
@@ -101,6 +120,104 @@ impl EngineConfig {
         self.dim_names = dims.into_iter().map(Into::into).collect();
         self.counter_names = counters.into_iter().map(Into::into).collect();
         self.label_names = labels.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// SchemaDef id recorded in every file. See the field.
+    #[must_use]
+    pub fn with_schema_id(mut self, schema_id: u8) -> Self {
+        self.schema_id = schema_id;
+        self
+    }
+
+    /// The dim with a per-segment bloom filter and posting lists. See the field.
+    #[must_use]
+    pub fn with_bloom_dim(mut self, bloom_dim: Option<usize>) -> Self {
+        self.bloom_dim = bloom_dim;
+        self
+    }
+
+    /// The dims keyed by the daily rollups. See the field.
+    #[must_use]
+    pub fn with_rollup_dims(mut self, rollup_dims: Vec<usize>) -> Self {
+        self.rollup_dims = rollup_dims;
+        self
+    }
+
+    /// Number of WAL shards. See the field.
+    #[must_use]
+    pub fn with_wal_shard_count(mut self, wal_shard_count: usize) -> Self {
+        self.wal_shard_count = wal_shard_count;
+        self
+    }
+
+    /// fsync a shard after this many events. See the field.
+    #[must_use]
+    pub fn with_wal_sync_every_events(mut self, wal_sync_every_events: u32) -> Self {
+        self.wal_sync_every_events = wal_sync_every_events;
+        self
+    }
+
+    /// fsync a shard after this many bytes. See the field.
+    #[must_use]
+    pub fn with_wal_sync_bytes(mut self, wal_sync_bytes: u64) -> Self {
+        self.wal_sync_bytes = wal_sync_bytes;
+        self
+    }
+
+    /// Rotate a shard's WAL once it holds this many events. See the field.
+    #[must_use]
+    pub fn with_wal_max_events(mut self, wal_max_events: u64) -> Self {
+        self.wal_max_events = wal_max_events;
+        self
+    }
+
+    /// Rotate a shard's WAL once it is this large. See the field.
+    #[must_use]
+    pub fn with_wal_max_bytes(mut self, wal_max_bytes: u64) -> Self {
+        self.wal_max_bytes = wal_max_bytes;
+        self
+    }
+
+    /// Most segments mapped and decoded at once. See the field.
+    #[must_use]
+    pub fn with_mmap_cache_capacity(mut self, mmap_cache_capacity: usize) -> Self {
+        self.mmap_cache_capacity = mmap_cache_capacity;
+        self
+    }
+
+    /// Days of rollups kept in memory. See the field.
+    #[must_use]
+    pub fn with_rollup_replay_days(mut self, rollup_replay_days: u32) -> Self {
+        self.rollup_replay_days = rollup_replay_days;
+        self
+    }
+
+    /// Policy for bad WAL frames found on open. See the field.
+    #[must_use]
+    pub fn with_wal_recovery(mut self, wal_recovery: WalRecoveryMode) -> Self {
+        self.wal_recovery = wal_recovery;
+        self
+    }
+
+    /// Open without writing anything. See the field.
+    #[must_use]
+    pub fn with_read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
+    /// Threads of the engine's query pool (0: one per core). See the field.
+    #[must_use]
+    pub fn with_query_threads(mut self, query_threads: usize) -> Self {
+        self.query_threads = query_threads;
+        self
+    }
+
+    /// Runs queries on `pool` instead of a pool of the engine's own.
+    #[must_use]
+    pub fn with_query_pool(mut self, pool: std::sync::Arc<rayon::ThreadPool>) -> Self {
+        self.query_pool = Some(pool);
         self
     }
 
@@ -128,9 +245,9 @@ impl EngineConfig {
                 ),
             ));
         }
-        if self.wal_sync_interval == 0 {
+        if self.wal_sync_every_events == 0 {
             return Err(DbError::config(
-                "wal_sync_interval",
+                "wal_sync_every_events",
                 "0 is not a sync interval: use 1 to fsync every append or u32::MAX to never fsync",
             ));
         }

@@ -200,6 +200,16 @@ impl DbError {
         }
     }
 
+    /// Fills in the segment path of a corruption error raised below the segment level.
+    pub(crate) fn with_path(mut self, path: &std::path::Path) -> DbError {
+        if let DbError::CorruptSegment { path: p, .. } = &mut self {
+            if p.as_os_str().is_empty() {
+                *p = path.to_path_buf();
+            }
+        }
+        self
+    }
+
     /// True when the error came from the disk filling up (`ENOSPC`) or a quota (`EDQUOT`).
     pub fn is_disk_full(&self) -> bool {
         match self {

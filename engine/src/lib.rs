@@ -8,8 +8,56 @@
 //! schema is known only at run time (the Kafka agent uses it).
 //!
 //! See `ARCHITECTURE.md` for the design and `engine/FORMAT.md` for the on-disk formats.
+//!
+//! # Example
+//!
+//! The product page's example, run as a test: a schema declared once, typed appends, a typed
+//! filter, exact aggregates, newest-first reads with typed getters.
+//!
+//! ```
+//! use keplordb::{Engine, Schema};
+//!
+//! #[derive(Schema)]
+//! #[keplordb(id = 1)]
+//! pub struct AiCall {
+//!     #[dim(bloom, rollup)]
+//!     pub user: String,
+//!     #[dim]
+//!     pub model: String,
+//!     #[counter]
+//!     pub tokens: u32,
+//! }
+//!
+//! # fn main() -> keplordb::Result<()> {
+//! # let dir = std::env::temp_dir().join(format!("keplordb-doc-{}", std::process::id()));
+//! let engine: Engine<2, 1, 0> = Engine::open(AiCall::default_config(dir.clone()))?;
+//! let ts_ns = 1_764_028_800_000_000_000;
+//! engine.append(
+//!     &AiCall::new(ts_ns)
+//!         .user("alice")
+//!         .model("gpt-4o")
+//!         .tokens(1200)
+//!         .metric(5_000_000)
+//!         .status(200)
+//!         .into_log_event(),
+//! )?;
+//! engine.append(&AiCall::new(ts_ns + 1).user("bob").model("o3").tokens(80).into_log_event())?;
+//!
+//! let t = engine.aggregate(&AiCall::filter().user("alice").into_filter())?;
+//! assert_eq!((t.event_count, t.counters, t.metric), (1, [1200], 5_000_000));
+//!
+//! use AiCallFields as _; // the typed getters
+//! let newest = engine.query_recent(&AiCall::filter().into_filter(), 10)?;
+//! assert_eq!((newest[0].user(), newest[1].user()), ("bob", "alice"));
+//! # drop(engine);
+//! # std::fs::remove_dir_all(dir).unwrap();
+//! # Ok(())
+//! # }
+//! ```
 
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 mod config;
 mod derive;
@@ -20,11 +68,12 @@ mod fsutil;
 pub mod hash;
 mod memtable;
 mod query;
-mod read;
+mod rollups;
 mod schema;
 mod segment;
 mod shard;
 mod staged;
+mod time;
 mod tombstone;
 mod typed;
 mod view;
@@ -37,10 +86,19 @@ pub use error::{DbError, Result, SchemaSummary};
 pub use event::{DynEvent, EventFlags, LogEvent, Row};
 pub use keplordb_macros::Schema;
 pub use query::{
-    day_of, kernel_name, Aggregate, Cursor, DynAggregate, DynFilter, EventRef, QueryFilter,
-    RollupKey, RollupValue, NANOS_PER_DAY,
+    Aggregate, Cursor, DynAggregate, DynFilter, EventRef, QueryFilter, RollupKey, RollupValue,
 };
 pub use schema::{SchemaDef, MAX_COUNTERS, MAX_DIMS, MAX_LABELS, MAX_ROLLUP_DIMS, SCHEMA_FILE};
+pub use time::{day_of, NANOS_PER_DAY};
 pub use typed::Engine;
 pub use wal::frame::{MAX_LABEL_LEN, MAX_SOURCE_KEY_LEN, MAX_VALUE_LEN};
 pub use wal::reader::DiscardedTail;
+
+/// For the benchmarks and diagnostics, not part of the API: may change in any release.
+#[doc(hidden)]
+pub mod diagnostics {
+    /// Name of the aggregation kernel set in use (`"avx2"` or `"scalar"`).
+    pub fn kernel_name() -> &'static str {
+        crate::query::kernels::kernel_name()
+    }
+}

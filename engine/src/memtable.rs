@@ -7,9 +7,9 @@
 use std::sync::RwLock;
 
 use crate::hash::{hash64, FastMap};
-use crate::query::day_of;
 use crate::schema::SchemaDef;
 use crate::schema::MAX_ROLLUP_DIMS;
+use crate::time::day_of;
 use crate::wal::frame::{EventsDecoder, RawRow};
 
 /// Rows per chunk, for zone maps and pre-aggregates (memtable and segments alike).

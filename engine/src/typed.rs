@@ -62,6 +62,34 @@ impl<const D: usize, const C: usize, const L: usize> Engine<D, C, L> {
         })
     }
 
+    /// Opens a data directory read-only, taking the schema (and column names) from its
+    /// `keplordb.schema` file; the engine type's `D`, `C` and `L` must match it. Nothing is
+    /// written (see [`DynEngine::open_read_only`]).
+    pub fn open_read_only(dir: impl AsRef<std::path::Path>) -> Result<Self> {
+        let core = DynEngine::open_read_only(dir)?;
+        let s = core.schema();
+        for (field, n, stored) in [
+            ("dim_names", D, s.dims.len()),
+            ("counter_names", C, s.counters.len()),
+            ("label_names", L, s.labels.len()),
+        ] {
+            if n != stored {
+                return Err(DbError::config(
+                    field,
+                    format!(
+                        "the data directory has {stored} columns, the engine type declares {n}"
+                    ),
+                ));
+            }
+        }
+        Ok(Engine { core })
+    }
+
+    /// The configuration the engine was opened with (column names filled in).
+    pub fn config(&self) -> &EngineConfig {
+        self.core.config()
+    }
+
     /// The runtime engine underneath.
     pub fn as_dyn(&self) -> &DynEngine {
         &self.core
@@ -72,7 +100,7 @@ impl<const D: usize, const C: usize, const L: usize> Engine<D, C, L> {
         self.core.schema()
     }
 
-    /// Appends one event (durable per `wal_sync_interval` / `wal_sync_bytes`).
+    /// Appends one event (durable per `wal_sync_every_events` / `wal_sync_bytes`).
     pub fn append(&self, event: &LogEvent<D, C, L>) -> Result<AppendTicket> {
         self.core.append(event)
     }
@@ -145,6 +173,11 @@ impl<const D: usize, const C: usize, const L: usize> Engine<D, C, L> {
         self.core.durable_checkpoints()
     }
 
+    /// The durable checkpoint of one source, if any.
+    pub fn durable_checkpoint(&self, source: &str) -> Option<u64> {
+        self.core.durable_checkpoint(source)
+    }
+
     /// Rotates every shard's WAL into segments.
     pub fn flush(&self) -> Result<()> {
         self.core.flush()
@@ -215,12 +248,13 @@ pub(crate) fn to_typed<const D: usize, const C: usize, const L: usize>(
     }
 }
 
-use crate::query::{Aggregate, EventRef, QueryFilter, RollupKey, RollupValue};
+use crate::query::{self, Aggregate, EventRef, QueryFilter, RollupKey, RollupValue};
 
 impl<const D: usize, const C: usize, const L: usize> Engine<D, C, L> {
     /// Exact sums over the events matching `filter`.
     pub fn aggregate(&self, filter: &QueryFilter<D>) -> Result<Aggregate<C>> {
-        Ok(self.core.aggregate_filter(&filter.as_ref())?.typed::<C>())
+        let totals = query::aggregate(&self.core.snapshot(), &filter.as_ref())?;
+        Ok(crate::query::DynAggregate::from_totals(totals).typed::<C>())
     }
 
     /// The newest `limit` events matching `filter`, newest first. Page on with
@@ -230,12 +264,12 @@ impl<const D: usize, const C: usize, const L: usize> Engine<D, C, L> {
         filter: &QueryFilter<D>,
         limit: usize,
     ) -> Result<Vec<EventRef<D, C, L>>> {
-        self.core.query_recent_ref(&filter.as_ref(), limit)
+        query::recent(&self.core.snapshot(), &filter.as_ref(), limit)
     }
 
     /// The event with id `id` (the newest, if several share it).
     pub fn get_event(&self, id: &str) -> Result<Option<EventRef<D, C, L>>> {
-        self.core.get_event_as(id)
+        query::get_event(&self.core.snapshot(), id)
     }
 
     /// Deletes every event with id `id`; false when none was live.

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use crate::memtable::MemTable;
-use crate::query::rollup::RollupStore;
+use crate::rollups::RollupStore;
 use crate::segment::Segment;
 
 /// Rows of a segment hidden by tombstones.
@@ -72,7 +72,7 @@ impl View {
             .memtables
             .iter()
             .filter_map(|m| m.read().chunk_max_ts.iter().copied().max());
-        segs.chain(mems).max().map(crate::query::day_of)
+        segs.chain(mems).max().map(crate::time::day_of)
     }
 
     pub(crate) fn sort(&mut self) {

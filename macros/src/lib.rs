@@ -4,6 +4,8 @@
 //! collecting every error with its span (`valid`), then expand (`expand`). Generated code only
 //! names `::keplordb` and `::std` paths.
 
+#![forbid(unsafe_code)]
+
 mod ast;
 mod expand;
 mod valid;

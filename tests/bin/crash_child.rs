@@ -14,7 +14,7 @@ pub fn config(dir: &str) -> EngineConfig {
     c.bloom_dim = Some(0);
     c.rollup_dims = vec![0];
     c.wal_shard_count = 3;
-    c.wal_sync_interval = 1;
+    c.wal_sync_every_events = 1;
     // Small WALs: rotations (and so crashes inside them) are frequent.
     c.wal_max_events = 400;
     c

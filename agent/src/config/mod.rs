@@ -403,7 +403,7 @@ impl Config {
             .map(|(i, _)| i)
             .collect();
         c.wal_shard_count = self.engine.shards;
-        c.wal_sync_interval = self.engine.sync_interval;
+        c.wal_sync_every_events = self.engine.sync_interval;
         c.wal_max_events = self.engine.max_segment_events;
         c
     }
@@ -1157,7 +1157,7 @@ fn resolve(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     config.engine_config().validate().map_err(|e| {
         let key = match &e {
             keplordb::DbError::InvalidConfig { field, .. } => match *field {
-                "wal_sync_interval" => "engine.sync_interval",
+                "wal_sync_every_events" => "engine.sync_interval",
                 "wal_max_events" => "engine.max_segment_events",
                 "wal_shard_count" => "engine.shards",
                 "bloom_dim" | "rollup_dims" | "dim_names" | "counter_names" | "label_names" => {

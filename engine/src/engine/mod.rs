@@ -19,7 +19,8 @@ use crate::config::EngineConfig;
 use crate::error::{DbError, Result};
 use crate::event::{DynEvent, Row};
 use crate::fsutil;
-use crate::read::{mem_event, seg_event};
+use crate::query::read::{mem_event, seg_event};
+use crate::query::QueryPool;
 use crate::schema::SchemaDef;
 use crate::segment::SegmentCache;
 use crate::shard::{Limits, Shard};
@@ -143,6 +144,7 @@ pub struct DynEngine {
     counters: Counters,
     report: RecoveryReport,
     limits: Limits,
+    query_pool: QueryPool,
     _lock: Option<File>,
 }
 
@@ -217,7 +219,7 @@ impl DynEngine {
         self.view_lock.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Appends one event (durable per `wal_sync_interval` / `wal_sync_bytes`).
+    /// Appends one event (durable per `wal_sync_every_events` / `wal_sync_bytes`).
     pub fn append<R: Row>(&self, row: &R) -> Result<AppendTicket> {
         self.append_impl(std::slice::from_ref(row), None, None, false)
     }
@@ -446,7 +448,7 @@ impl DynEngine {
         next.segments = keep;
         let mut rollups = (*next.rollups).clone();
         for s in &drop {
-            if crate::query::day_of(s.seg.max_ts) >= rollups.floor {
+            if crate::time::day_of(s.seg.max_ts) >= rollups.floor {
                 let data = s.seg.data(&self.schema, &self.cache)?;
                 rollups.apply_segment(
                     &data,
@@ -513,7 +515,7 @@ impl DynEngine {
                 if s.deleted.as_ref().is_some_and(|d| d.contains(row)) {
                     continue;
                 }
-                f(seg_event(&data, row, nc, nl).map_err(|e| with_path(e, &s.seg.path))?);
+                f(seg_event(&data, row, nc, nl).map_err(|e| e.with_path(&s.seg.path))?);
             }
         }
         for m in &view.memtables {
@@ -525,21 +527,5 @@ impl DynEngine {
             }
         }
         Ok(())
-    }
-}
-
-/// Fills in the segment path of a corruption error raised below the segment level.
-pub(crate) fn with_path(e: DbError, path: &Path) -> DbError {
-    match e {
-        DbError::CorruptSegment {
-            path: p,
-            section,
-            reason,
-        } if p.as_os_str().is_empty() => DbError::CorruptSegment {
-            path: path.to_path_buf(),
-            section,
-            reason,
-        },
-        e => e,
     }
 }

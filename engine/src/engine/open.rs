@@ -9,17 +9,18 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
-use super::{with_path, Counters, DynEngine, IdGen};
+use super::{Counters, DynEngine, IdGen};
 use crate::config::{EngineConfig, WalRecoveryMode};
 use crate::error::{DbError, Result};
 use crate::fsutil::{remove_if_exists, sync_dir};
 use crate::memtable::MemTable;
-use crate::query::day_of;
-use crate::query::rollup::RollupStore;
+use crate::query::QueryPool;
+use crate::rollups::RollupStore;
 use crate::schema::{SchemaDef, SCHEMA_FILE};
 use crate::segment::{parse_segment_name, Segment, SegmentCache};
 use crate::shard::{Limits, Shard, ShardState};
 use crate::staged::{StagedBatch, StagedSet};
+use crate::time::day_of;
 use crate::tombstone::Tombstones;
 use crate::view::{SegRef, View};
 use crate::wal::frame::{
@@ -195,6 +196,7 @@ pub(super) fn open(config: EngineConfig) -> Result<DynEngine> {
         counters: Counters::default(),
         report: RecoveryReport::default(),
         limits,
+        query_pool: QueryPool::new(config.query_pool.clone(), config.query_threads),
         _lock: lock,
         config,
     };
@@ -430,7 +432,7 @@ pub(super) fn open(config: EngineConfig) -> Result<DynEngine> {
                     schema.counters.len(),
                     false,
                 )
-                .map_err(|e| with_path(e, &s.seg.path))?;
+                .map_err(|e| e.with_path(&s.seg.path))?;
         }
     }
     view.rollups = Arc::new(rollups);
@@ -652,12 +654,12 @@ fn posting_dims(schema: &SchemaDef) -> Vec<usize> {
 }
 
 fn limits(c: &EngineConfig) -> Limits {
-    let never = c.wal_sync_interval == u32::MAX;
+    let never = c.wal_sync_every_events == u32::MAX;
     Limits {
         sync_events: if never {
             u64::MAX
         } else {
-            c.wal_sync_interval as u64
+            c.wal_sync_every_events as u64
         },
         sync_bytes: if never { u64::MAX } else { c.wal_sync_bytes },
         max_events: c.wal_max_events,

@@ -1,11 +1,21 @@
-//! The runtime-schema query API.
+//! The runtime-schema query API: thin calls into the query layer over a snapshot.
 
 use super::DynEngine;
 use crate::error::{DbError, Result};
 use crate::event::DynEvent;
-use crate::query::{DynAggregate, DynFilter, FilterRef, RollupKey, RollupValue};
+use crate::query::{self, DynAggregate, DynFilter, RollupKey, RollupValue, Snapshot};
 
 impl DynEngine {
+    /// What a query reads now: the current view, schema, segment cache and query pool.
+    pub(crate) fn snapshot(&self) -> Snapshot<'_> {
+        Snapshot {
+            view: self.view.load_full(),
+            schema: &self.schema,
+            cache: &self.cache,
+            pool: &self.query_pool,
+        }
+    }
+
     fn check_filter(&self, f: &DynFilter) -> Result<()> {
         if f.dims.len() > self.schema.dims.len() {
             return Err(DbError::ArityMismatch {
@@ -20,25 +30,20 @@ impl DynEngine {
     /// Exact sums over the events matching `filter`.
     pub fn aggregate(&self, filter: &DynFilter) -> Result<DynAggregate> {
         self.check_filter(filter)?;
-        Ok(DynAggregate::from_totals(
-            self.aggregate_ref(&filter.as_ref())?,
-        ))
-    }
-
-    pub(crate) fn aggregate_filter(&self, f: &FilterRef<'_>) -> Result<DynAggregate> {
-        Ok(DynAggregate::from_totals(self.aggregate_ref(f)?))
+        let totals = query::aggregate(&self.snapshot(), &filter.as_ref())?;
+        Ok(DynAggregate::from_totals(totals))
     }
 
     /// The newest `limit` events matching `filter`, newest first (ties broken by id,
     /// descending). Page on with `filter.cursor = Some(Cursor::from(last))`.
     pub fn query_recent(&self, filter: &DynFilter, limit: usize) -> Result<Vec<DynEvent>> {
         self.check_filter(filter)?;
-        self.query_recent_ref(&filter.as_ref(), limit)
+        query::recent(&self.snapshot(), &filter.as_ref(), limit)
     }
 
     /// The event with id `id` (the newest, if several share it).
     pub fn get_event(&self, id: &str) -> Result<Option<DynEvent>> {
-        self.get_event_as(id)
+        query::get_event(&self.snapshot(), id)
     }
 
     /// Rollup buckets of UTC days `from_day..=to_day` (see [`crate::day_of`]), with one
@@ -49,6 +54,6 @@ impl DynEngine {
         to_day: i64,
         filters: &[Option<&str>],
     ) -> Result<Vec<(RollupKey, RollupValue)>> {
-        self.query_rollups_dyn(from_day, to_day, filters)
+        query::rollups(&self.snapshot(), from_day, to_day, filters)
     }
 }

@@ -1,4 +1,4 @@
-//! Aggregation: segments fan out across cores with rayon; each adds whole chunks from their
+//! Aggregation: segments fan out over the query pool; each adds whole chunks from their
 //! pre-aggregates where the zone maps prove every row matches, and runs the SIMD kernels over
 //! the rest.
 
@@ -6,8 +6,8 @@ use rayon::prelude::*;
 
 use super::kernels::{fill_mask, kernels, Kernels};
 use super::plan::{plan_mem, plan_segment, MemPlan, Rows, SegPlan};
+use super::snapshot::Snapshot;
 use super::FilterRef;
-use crate::engine::{with_path, DynEngine};
 use crate::error::Result;
 use crate::memtable::{MemData, CHUNK_ROWS};
 use crate::segment::Totals;
@@ -220,51 +220,50 @@ fn whole_segment(s: &SegRef, f: &FilterRef<'_>) -> bool {
         && f.to.is_none_or(|to| s.seg.max_ts < to)
 }
 
-impl DynEngine {
-    /// Exact aggregate of the events matching `f`.
-    pub(crate) fn aggregate_ref(&self, f: &FilterRef<'_>) -> Result<Totals> {
-        let view = self.view();
-        let nc = self.schema.counters.len();
-        let mut total = Totals::new(nc);
-        let mut work: Vec<&SegRef> = Vec::new();
-        let mut estimated = 0usize;
-        for s in &view.segments {
-            if segment_excluded(s, f) {
-                continue;
-            }
-            if whole_segment(s, f) {
-                total.merge(&s.seg.totals);
-                continue;
-            }
-            estimated += s.seg.rows;
-            work.push(s);
+/// Exact aggregate of the events matching `f`: the one aggregate entry point (the typed and
+/// runtime APIs and rollup-free callers all come here).
+pub(crate) fn aggregate(snap: &Snapshot<'_>, f: &FilterRef<'_>) -> Result<Totals> {
+    let nc = snap.schema.counters.len();
+    let mut total = Totals::new(nc);
+    let mut work: Vec<&SegRef> = Vec::new();
+    let mut estimated = 0usize;
+    for s in &snap.view.segments {
+        if segment_excluded(s, f) {
+            continue;
         }
-        let run = |s: &&SegRef| -> Result<Totals> {
-            let mut t = Totals::new(nc);
-            let data = s.seg.data(&self.schema, &self.cache)?;
-            let plan = plan_segment(&data, s.deleted.as_deref(), f)
-                .map_err(|e| with_path(e, &s.seg.path))?;
-            if let Some(p) = plan {
-                aggregate_plan(&p, &mut t);
-            }
-            Ok(t)
-        };
-        let parts: Vec<Totals> = if work.len() > 1 && estimated >= PARALLEL_MIN_ROWS {
-            work.par_iter().map(run).collect::<Result<_>>()?
-        } else {
-            work.iter().map(run).collect::<Result<_>>()?
-        };
-        for p in &parts {
-            total.merge(p);
+        if whole_segment(s, f) {
+            total.merge(&s.seg.totals);
+            continue;
         }
-        for m in &view.memtables {
-            let data = m.read();
-            if let Some(plan) = plan_mem(&data, f) {
-                aggregate_mem(&data, &plan, f, &mut total);
-            }
-        }
-        Ok(total)
+        estimated += s.seg.rows;
+        work.push(s);
     }
+    let run = |s: &&SegRef| -> Result<Totals> {
+        let mut t = Totals::new(nc);
+        let data = snap.data(s)?;
+        let plan =
+            plan_segment(&data, s.deleted.as_deref(), f).map_err(|e| e.with_path(&s.seg.path))?;
+        if let Some(p) = plan {
+            aggregate_plan(&p, &mut t);
+        }
+        Ok(t)
+    };
+    let parts: Vec<Totals> = if work.len() > 1 && estimated >= PARALLEL_MIN_ROWS {
+        snap.pool
+            .install(|| work.par_iter().map(run).collect::<Result<_>>())??
+    } else {
+        work.iter().map(run).collect::<Result<_>>()?
+    };
+    for p in &parts {
+        total.merge(p);
+    }
+    for m in &snap.view.memtables {
+        let data = m.read();
+        if let Some(plan) = plan_mem(&data, f) {
+            aggregate_mem(&data, &plan, f, &mut total);
+        }
+    }
+    Ok(total)
 }
 
 /// Calls `f` with every matching row of a planned segment, in ascending order.

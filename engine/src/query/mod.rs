@@ -6,12 +6,17 @@
 pub(crate) mod exec;
 pub(crate) mod kernels;
 pub(crate) mod plan;
+pub(crate) mod read;
 pub(crate) mod recent;
 pub(crate) mod rollup;
+pub(crate) mod snapshot;
+
+pub(crate) use exec::aggregate;
+pub(crate) use recent::{get_event, recent};
+pub(crate) use rollup::rollups;
+pub(crate) use snapshot::{QueryPool, Snapshot};
 
 use crate::event::{DynEvent, EventFlags, LogEvent};
-
-pub use kernels::kernel_name;
 
 /// A position in the newest-first order of events: `(ts_ns, id)`. A filter carrying a cursor
 /// matches only events strictly after it in that order, i.e. with `(ts_ns, id)` smaller.
@@ -320,13 +325,4 @@ pub struct RollupValue {
     pub metric: i64,
     /// Sum of each counter.
     pub counters: Vec<u64>,
-}
-
-/// Nanoseconds in a day.
-pub const NANOS_PER_DAY: i64 = 86_400_000_000_000;
-
-/// The UTC day of a timestamp.
-#[inline]
-pub fn day_of(ts_ns: i64) -> i64 {
-    ts_ns.div_euclid(NANOS_PER_DAY)
 }

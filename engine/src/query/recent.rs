@@ -4,7 +4,7 @@
 //! matches in descending `(ts_ns, id)` order; candidates are merged after every wave, and the
 //! walk stops once the next source's newest event cannot beat the current `limit`-th result.
 //! Waves are one source wide when a source is cheap to read (no filter, or a posting list),
-//! and as wide as the rayon pool when filters force scans.
+//! and twice as wide as the query pool when filters force scans.
 
 use std::cmp::Ordering;
 use std::sync::Arc;
@@ -13,11 +13,11 @@ use rayon::prelude::*;
 
 use super::kernels::{fill_mask, kernels};
 use super::plan::{plan_mem, plan_segment, Rows, SegPlan};
+use super::snapshot::Snapshot;
 use super::FilterRef;
-use crate::engine::{with_path, DynEngine};
 use crate::error::Result;
 use crate::memtable::{MemData, CHUNK_ROWS};
-use crate::read::FromStored;
+use crate::query::read::FromStored;
 use crate::segment::reader::SegmentData;
 use crate::view::SegRef;
 
@@ -177,128 +177,126 @@ fn cheap(s: &SegRef, f: &FilterRef<'_>) -> bool {
     filtered.iter().any(|&d| s.seg.posting_dims.contains(&d))
 }
 
-impl DynEngine {
-    /// The newest `limit` events matching `f`, newest first.
-    pub(crate) fn query_recent_ref<T: FromStored>(
-        &self,
-        f: &FilterRef<'_>,
-        limit: usize,
-    ) -> Result<Vec<T>> {
-        if limit == 0 || f.matches_nothing() {
-            return Ok(Vec::new());
+/// The newest `limit` events matching `f`, newest first.
+pub(crate) fn recent<T: FromStored>(
+    snap: &Snapshot<'_>,
+    f: &FilterRef<'_>,
+    limit: usize,
+) -> Result<Vec<T>> {
+    if limit == 0 || f.matches_nothing() {
+        return Ok(Vec::new());
+    }
+    let view = &snap.view;
+    let (nc, nl) = (snap.schema.counters.len(), snap.schema.labels.len());
+    // Memtables first: they are small and usually hold the newest events.
+    let mut sources: Vec<Source<T>> = Vec::new();
+    for m in &view.memtables {
+        let data = m.read();
+        let evs = mem_top::<T>(&data, f, limit);
+        if !evs.is_empty() {
+            sources.push(Source::Mem(evs.into_iter().map(Some).collect()));
         }
-        let view = self.view();
-        let (nc, nl) = (self.schema.counters.len(), self.schema.labels.len());
-        // Memtables first: they are small and usually hold the newest events.
-        let mut sources: Vec<Source<T>> = Vec::new();
-        for m in &view.memtables {
-            let data = m.read();
-            let evs = mem_top::<T>(&data, f, limit);
-            if !evs.is_empty() {
-                sources.push(Source::Mem(evs.into_iter().map(Some).collect()));
+    }
+    let segs: Vec<&SegRef> = view
+        .segments
+        .iter()
+        .filter(|s| !segment_excluded(s, f))
+        .collect();
+    // (source index, position) of the merged candidates, best first.
+    let mut merged: Vec<(usize, usize)> = Vec::new();
+    for (i, s) in sources.iter().enumerate() {
+        merged.extend((0..s.len()).map(|p| (i, p)));
+    }
+    // Newest first: ts descending, then id descending (ids only read on ties).
+    let cmp = |sources: &[Source<T>], a: &(usize, usize), b: &(usize, usize)| -> Ordering {
+        let (sa, sb) = (&sources[a.0], &sources[b.0]);
+        sb.ts(b.1)
+            .cmp(&sa.ts(a.1))
+            .then_with(|| sb.id(b.1).cmp(sa.id(a.1)))
+    };
+    merged.sort_by(|a, b| cmp(&sources, a, b));
+    merged.truncate(limit);
+
+    let wide = snap.pool.threads().max(1) * 2;
+    let mut next = 0;
+    while next < segs.len() {
+        if merged.len() >= limit {
+            let kth_ts = sources[merged[limit - 1].0].ts(merged[limit - 1].1);
+            if segs[next].seg.max_ts < kth_ts {
+                break;
             }
         }
-        let segs: Vec<&SegRef> = view
-            .segments
-            .iter()
-            .filter(|s| !segment_excluded(s, f))
-            .collect();
-        // (source index, position) of the merged candidates, best first.
-        let mut merged: Vec<(usize, usize)> = Vec::new();
-        for (i, s) in sources.iter().enumerate() {
-            merged.extend((0..s.len()).map(|p| (i, p)));
-        }
-        // Newest first: ts descending, then id descending (ids only read on ties).
-        let cmp = |sources: &[Source<T>], a: &(usize, usize), b: &(usize, usize)| -> Ordering {
-            let (sa, sb) = (&sources[a.0], &sources[b.0]);
-            sb.ts(b.1)
-                .cmp(&sa.ts(a.1))
-                .then_with(|| sb.id(b.1).cmp(sa.id(a.1)))
+        let width = if cheap(segs[next], f) { 1 } else { wide };
+        let wave = &segs[next..(next + width).min(segs.len())];
+        next += wave.len();
+        let run = |s: &&SegRef| -> Result<Option<Source<T>>> {
+            let data = snap.data(s)?;
+            let plan = plan_segment(&data, s.deleted.as_deref(), f)
+                .map_err(|e| e.with_path(&s.seg.path))?;
+            let rows = plan.map(|p| top_rows(&p, limit)).unwrap_or_default();
+            Ok((!rows.is_empty()).then(|| Source::Seg {
+                data: data.clone(),
+                rows,
+                path: s.seg.path.clone(),
+            }))
         };
-        merged.sort_by(|a, b| cmp(&sources, a, b));
+        let found: Vec<Option<Source<T>>> = if wave.len() > 1 {
+            snap.pool
+                .install(|| wave.par_iter().map(run).collect::<Result<_>>())??
+        } else {
+            wave.iter().map(run).collect::<Result<_>>()?
+        };
+        let before = merged.len();
+        for src in found.into_iter().flatten() {
+            let i = sources.len();
+            merged.extend((0..src.len()).map(|p| (i, p)));
+            sources.push(src);
+        }
+        // A single source's rows are already in order; only a real merge needs sorting.
+        if before > 0 || sources.len() > 1 {
+            merged.sort_by(|a, b| cmp(&sources, a, b));
+        }
         merged.truncate(limit);
-
-        let wide = rayon::current_num_threads().max(1) * 2;
-        let mut next = 0;
-        while next < segs.len() {
-            if merged.len() >= limit {
-                let kth_ts = sources[merged[limit - 1].0].ts(merged[limit - 1].1);
-                if segs[next].seg.max_ts < kth_ts {
-                    break;
-                }
-            }
-            let width = if cheap(segs[next], f) { 1 } else { wide };
-            let wave = &segs[next..(next + width).min(segs.len())];
-            next += wave.len();
-            let run = |s: &&SegRef| -> Result<Option<Source<T>>> {
-                let data = s.seg.data(&self.schema, &self.cache)?;
-                let plan = plan_segment(&data, s.deleted.as_deref(), f)
-                    .map_err(|e| with_path(e, &s.seg.path))?;
-                let rows = plan.map(|p| top_rows(&p, limit)).unwrap_or_default();
-                Ok((!rows.is_empty()).then(|| Source::Seg {
-                    data: data.clone(),
-                    rows,
-                    path: s.seg.path.clone(),
-                }))
-            };
-            let found: Vec<Option<Source<T>>> = if wave.len() > 1 {
-                wave.par_iter().map(run).collect::<Result<_>>()?
-            } else {
-                wave.iter().map(run).collect::<Result<_>>()?
-            };
-            let before = merged.len();
-            for src in found.into_iter().flatten() {
-                let i = sources.len();
-                merged.extend((0..src.len()).map(|p| (i, p)));
-                sources.push(src);
-            }
-            // A single source's rows are already in order; only a real merge needs sorting.
-            if before > 0 || sources.len() > 1 {
-                merged.sort_by(|a, b| cmp(&sources, a, b));
-            }
-            merged.truncate(limit);
-        }
-        let mut out = Vec::with_capacity(merged.len());
-        for (i, p) in merged {
-            match &mut sources[i] {
-                Source::Seg { data, rows, path } => out.push(
-                    T::from_seg(data, rows[p] as usize, nc, nl).map_err(|e| with_path(e, path))?,
-                ),
-                Source::Mem(evs) => out.extend(evs[p].take()),
-            }
-        }
-        Ok(out)
     }
-
-    /// The newest live event with id `id`.
-    pub(crate) fn get_event_as<T: FromStored>(&self, id: &str) -> Result<Option<T>> {
-        let view = self.view();
-        let (nc, nl) = (self.schema.counters.len(), self.schema.labels.len());
-        let mut best: Option<T> = None;
-        let mut consider = |e: T| {
-            if best.as_ref().is_none_or(|b| e.ts_ns() > b.ts_ns()) {
-                best = Some(e);
-            }
-        };
-        for m in &view.memtables {
-            let data = m.read();
-            let rows: Vec<usize> = data
-                .rows_with_id(id)
-                .filter(|&r| !data.is_deleted(r))
-                .collect();
-            for r in rows {
-                consider(T::from_mem(&data, r));
-            }
+    let mut out = Vec::with_capacity(merged.len());
+    for (i, p) in merged {
+        match &mut sources[i] {
+            Source::Seg { data, rows, path } => out
+                .push(T::from_seg(data, rows[p] as usize, nc, nl).map_err(|e| e.with_path(path))?),
+            Source::Mem(evs) => out.extend(evs[p].take()),
         }
-        for s in &view.segments {
-            let data = s.seg.data(&self.schema, &self.cache)?;
-            for r in data.rows_with_id(id) {
-                if s.deleted.as_ref().is_some_and(|d| d.contains(r)) {
-                    continue;
-                }
-                consider(T::from_seg(&data, r, nc, nl).map_err(|e| with_path(e, &s.seg.path))?);
-            }
-        }
-        Ok(best)
     }
+    Ok(out)
+}
+
+/// The newest live event with id `id`.
+pub(crate) fn get_event<T: FromStored>(snap: &Snapshot<'_>, id: &str) -> Result<Option<T>> {
+    let view = &snap.view;
+    let (nc, nl) = (snap.schema.counters.len(), snap.schema.labels.len());
+    let mut best: Option<T> = None;
+    let mut consider = |e: T| {
+        if best.as_ref().is_none_or(|b| e.ts_ns() > b.ts_ns()) {
+            best = Some(e);
+        }
+    };
+    for m in &view.memtables {
+        let data = m.read();
+        let rows: Vec<usize> = data
+            .rows_with_id(id)
+            .filter(|&r| !data.is_deleted(r))
+            .collect();
+        for r in rows {
+            consider(T::from_mem(&data, r));
+        }
+    }
+    for s in &view.segments {
+        let data = snap.data(s)?;
+        for r in data.rows_with_id(id) {
+            if s.deleted.as_ref().is_some_and(|d| d.contains(r)) {
+                continue;
+            }
+            consider(T::from_seg(&data, r, nc, nl).map_err(|e| e.with_path(&s.seg.path))?);
+        }
+    }
+    Ok(best)
 }

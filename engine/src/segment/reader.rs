@@ -133,6 +133,7 @@ impl SegmentData {
         // to them again and only unlinks them (which keeps the mapping valid). The data
         // directory is owned by one engine (a lock file guards it); a foreign process writing
         // into a segment is outside what any mmap-based store can defend against.
+        #[allow(unsafe_code)]
         let mmap = unsafe { Mmap::map(&file) }.map_err(|e| DbError::io("map segment", path, e))?;
         let corrupt = |section: &'static str, reason: String| DbError::CorruptSegment {
             path: path.to_path_buf(),

@@ -217,7 +217,7 @@ fn config(dir: &std::path::Path, sync: u32) -> EngineConfig {
     c.rollup_dims = vec![0, 1];
     c.wal_shard_count = 2;
     c.wal_max_events = 37;
-    c.wal_sync_interval = sync;
+    c.wal_sync_every_events = sync;
     c.rollup_replay_days = 1;
     c.mmap_cache_capacity = 3;
     c

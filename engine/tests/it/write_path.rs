@@ -99,7 +99,7 @@ fn sync_interval_and_bytes_bound_unsynced_data() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
     c.wal_shard_count = 1;
-    c.wal_sync_interval = 10;
+    c.wal_sync_every_events = 10;
     let engine = TestEngine::open(c.clone()).unwrap();
     let mut last = None;
     for i in 0..25 {
@@ -115,7 +115,7 @@ fn sync_interval_and_bytes_bound_unsynced_data() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
     c.wal_shard_count = 1;
-    c.wal_sync_interval = u32::MAX;
+    c.wal_sync_every_events = u32::MAX;
     let engine = TestEngine::open(c).unwrap();
     for i in 0..500 {
         engine.append(&event(i)).unwrap();
@@ -128,7 +128,7 @@ fn checkpoints_are_durable_with_their_batch_and_survive_rotation_and_gc() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
     c.wal_shard_count = 2;
-    c.wal_sync_interval = u32::MAX;
+    c.wal_sync_every_events = u32::MAX;
     {
         let engine = TestEngine::open(c.clone()).unwrap();
         let cp = |p| {
@@ -295,7 +295,10 @@ fn invalid_configs_name_the_field() {
     type Edit = Box<dyn Fn(&mut keplordb::EngineConfig)>;
     let cases: Vec<(Edit, &str)> = vec![
         (Box::new(|c| c.wal_shard_count = 0), "wal_shard_count"),
-        (Box::new(|c| c.wal_sync_interval = 0), "wal_sync_interval"),
+        (
+            Box::new(|c| c.wal_sync_every_events = 0),
+            "wal_sync_every_events",
+        ),
         (Box::new(|c| c.bloom_dim = Some(2)), "bloom_dim"),
         (Box::new(|c| c.rollup_dims = vec![0, 0]), "rollup_dims"),
         (Box::new(|c| c.dim_names = vec!["a".into()]), "dim_names"),

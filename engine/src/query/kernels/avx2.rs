@@ -1,11 +1,19 @@
-//! AVX2 kernels. `KERNELS` is only installed by `kernels()` after
-//! `is_x86_feature_detected!("avx2")` succeeded, which is what makes the safe wrappers sound.
+//! AVX2 kernels. The only way to them is [`detected`], which hands out `KERNELS` after
+//! `is_x86_feature_detected!("avx2")` succeeded: that check is what makes the safe wrappers
+//! below sound.
+
+#![allow(unsafe_code)]
 
 use std::arch::x86_64::*;
 
 use super::Kernels;
 
-pub(crate) const KERNELS: Kernels = Kernels {
+/// The AVX2 kernels, when this CPU has AVX2.
+pub(super) fn detected() -> Option<&'static Kernels> {
+    is_x86_feature_detected!("avx2").then_some(&KERNELS)
+}
+
+const KERNELS: Kernels = Kernels {
     sum_i64,
     sum_u32,
     masked_sum_i64,
@@ -16,7 +24,8 @@ pub(crate) const KERNELS: Kernels = Kernels {
 };
 
 fn sum_i64(v: &[i64]) -> i128 {
-    // SAFETY: only reachable through KERNELS, selected after AVX2 was detected.
+    // SAFETY: only reachable through KERNELS, which `detected` hands out after AVX2 was
+    // detected.
     unsafe { sum_i64_avx2(v) }
 }
 fn sum_u32(v: &[u32]) -> u64 {
@@ -85,6 +94,9 @@ impl I64Acc {
     }
 }
 
+/// # Safety
+///
+/// The CPU must support AVX2.
 #[target_feature(enable = "avx2")]
 unsafe fn sum_i64_avx2(v: &[i64]) -> i128 {
     let mut acc = I64Acc::new();
@@ -97,6 +109,9 @@ unsafe fn sum_i64_avx2(v: &[i64]) -> i128 {
     acc.total() + rest.iter().map(|&x| x as i128).sum::<i128>()
 }
 
+/// # Safety
+///
+/// The CPU must support AVX2.
 #[target_feature(enable = "avx2")]
 unsafe fn sum_u32_avx2(v: &[u32]) -> u64 {
     let mut a0 = _mm256_setzero_si256();
@@ -133,6 +148,9 @@ fn lanes32(bits: u64) -> __m256i {
     _mm256_cmpeq_epi32(_mm256_and_si256(b, sel), sel)
 }
 
+/// # Safety
+///
+/// The CPU must support AVX2.
 #[target_feature(enable = "avx2")]
 unsafe fn masked_sum_i64_avx2(v: &[i64], mask: &[u64]) -> i128 {
     let mut acc = I64Acc::new();
@@ -164,6 +182,9 @@ unsafe fn masked_sum_i64_avx2(v: &[i64], mask: &[u64]) -> i128 {
     acc.total() + tail
 }
 
+/// # Safety
+///
+/// The CPU must support AVX2.
 #[target_feature(enable = "avx2")]
 unsafe fn masked_sum_u32_avx2(v: &[u32], mask: &[u64]) -> u64 {
     let mut a0 = _mm256_setzero_si256();
@@ -214,6 +235,9 @@ fn cmp16<const RANGE: bool>(x: __m256i, a: __m256i, b: __m256i) -> __m256i {
     }
 }
 
+/// # Safety
+///
+/// The CPU must support AVX2.
 #[target_feature(enable = "avx2")]
 unsafe fn and_cmp_u16_avx2<const RANGE: bool>(col: &[u16], a: u16, b: u16, mask: &mut [u64]) {
     let va = _mm256_set1_epi16(a as i16);

@@ -44,9 +44,9 @@ pub(crate) fn kernels() -> &'static Kernels {
     static K: OnceLock<Kernels> = OnceLock::new();
     K.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
-        {
-            if std::env::var_os("KEPLORDB_NO_SIMD").is_none() && is_x86_feature_detected!("avx2") {
-                return avx2::KERNELS;
+        if std::env::var_os("KEPLORDB_NO_SIMD").is_none() {
+            if let Some(k) = avx2::detected() {
+                return *k;
             }
         }
         SCALAR
@@ -60,7 +60,7 @@ pub(crate) fn scalar_kernels() -> &'static Kernels {
 }
 
 /// Name of the kernel set in use ("avx2" or "scalar").
-pub fn kernel_name() -> &'static str {
+pub(crate) fn kernel_name() -> &'static str {
     kernels().name
 }
 

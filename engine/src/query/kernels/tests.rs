@@ -1,8 +1,27 @@
-//! Every AVX2 kernel agrees with its scalar twin on random inputs.
+//! Every AVX2 kernel agrees with its scalar twin on random inputs. The tests take the AVX2
+//! kernels whenever the CPU has them, even with `KEPLORDB_NO_SIMD` set (which only changes what
+//! queries use).
 
 use proptest::prelude::*;
 
-use super::{fill_mask, kernels, scalar};
+use super::{fill_mask, scalar, Kernels};
+
+/// The kernels under test: AVX2 when the CPU has it, else the selected (scalar) set.
+fn simd() -> &'static Kernels {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(k) = super::avx2::detected() {
+        return k;
+    }
+    super::kernels()
+}
+
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn avx2_is_tested_whenever_the_cpu_has_it() {
+    if is_x86_feature_detected!("avx2") {
+        assert_eq!(simd().name, "avx2");
+    }
+}
 
 fn mask_strategy(n: usize) -> impl Strategy<Value = Vec<u64>> {
     proptest::collection::vec(any::<u64>(), n.div_ceil(64).max(1))
@@ -13,7 +32,7 @@ proptest! {
 
     #[test]
     fn sums_agree(v in proptest::collection::vec(any::<i64>(), 0..700), u in proptest::collection::vec(any::<u32>(), 0..700)) {
-        let k = kernels();
+        let k = simd();
         prop_assert_eq!((k.sum_i64)(&v), scalar::sum_i64(&v));
         prop_assert_eq!((k.sum_i64)(&v), v.iter().map(|&x| x as i128).sum::<i128>());
         prop_assert_eq!((k.sum_u32)(&u), scalar::sum_u32(&u));
@@ -22,7 +41,7 @@ proptest! {
 
     #[test]
     fn masked_sums_agree((v, mask) in (0usize..700).prop_flat_map(|n| (proptest::collection::vec(any::<i64>(), n), mask_strategy(n)))) {
-        let k = kernels();
+        let k = simd();
         let expect: i128 = v.iter().enumerate().filter(|(i, _)| mask[i / 64] >> (i % 64) & 1 != 0).map(|(_, &x)| x as i128).sum();
         prop_assert_eq!((k.masked_sum_i64)(&v, &mask), expect);
         prop_assert_eq!(scalar::masked_sum_i64(&v, &mask), expect);
@@ -34,7 +53,7 @@ proptest! {
 
     #[test]
     fn predicates_agree(col in proptest::collection::vec(0u16..8, 0..700), v in 0u16..8, lo in 0u16..9, hi in 0u16..9) {
-        let k = kernels();
+        let k = simd();
         let words = col.len().div_ceil(64).max(1);
         let mut a = vec![0u64; words];
         let mut b = vec![0u64; words];
@@ -59,7 +78,7 @@ proptest! {
 
 #[test]
 fn extremes() {
-    let k = kernels();
+    let k = simd();
     let v = vec![i64::MIN; 1000];
     assert_eq!((k.sum_i64)(&v), i64::MIN as i128 * 1000);
     let v = vec![i64::MAX; 1001];

@@ -1,9 +1,9 @@
 //! Turning stored rows back into events.
 
+use super::EventRef;
 use crate::error::{DbError, Result};
 use crate::event::{DynEvent, EventFlags};
 use crate::memtable::MemData;
-use crate::query::EventRef;
 use crate::segment::reader::SegmentData;
 
 /// Row `row` of a memtable.
