@@ -4,6 +4,7 @@ mod common;
 mod derive;
 mod fixtures;
 mod model;
+mod query_pool;
 mod recovery;
 mod staged;
 mod write_path;
