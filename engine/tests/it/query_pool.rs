@@ -83,8 +83,10 @@ fn a_given_query_pool_is_used_and_the_answers_match_the_engines_own() {
             .unwrap(),
     );
     let engine = filled(dir.path(), config(dir.path()).with_query_pool(pool.clone()));
-    let mut f = DynFilter::default();
-    f.status_min = Some(404);
+    let f = DynFilter {
+        status_min: Some(404),
+        ..Default::default()
+    };
     let given = engine.as_dyn().aggregate(&f).unwrap();
     let recent = engine.as_dyn().query_recent(&f, 100).unwrap();
     drop(engine);
