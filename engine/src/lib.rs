@@ -73,6 +73,8 @@ mod schema;
 mod segment;
 mod shard;
 mod staged;
+#[cfg(test)]
+mod testing;
 mod time;
 mod tombstone;
 mod typed;

@@ -316,3 +316,105 @@ impl MemTable {
         self.data.write().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{event, events, memdata};
+    use crate::time::day_of;
+
+    /// The rollups recomputed from the live rows.
+    fn naive_rollups(m: &MemData) -> FastMap<RollKey, RollAcc> {
+        let mut out: FastMap<RollKey, RollAcc> = FastMap::default();
+        for r in (0..m.len()).filter(|&r| !m.is_deleted(r)) {
+            let mut codes = [0u32; MAX_ROLLUP_DIMS];
+            codes[0] = m.dims[0][r];
+            codes[1] = m.dims[1][r];
+            let acc = out.entry((day_of(m.ts[r]), codes)).or_default();
+            acc.add(&RollAcc {
+                count: 1,
+                metric: m.metric[r] as i128,
+                counters: vec![m.counters[0][r] as u64],
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn rows_land_in_columns_with_interned_dims_and_chunk_time_ranges() {
+        let evs = events(0..600);
+        let m = memdata(&evs);
+        assert_eq!((m.len(), m.live_len()), (600, 600));
+        for (r, e) in evs.iter().enumerate() {
+            assert_eq!(m.ts[r], e.ts_ns);
+            assert_eq!(m.metric[r], e.metric);
+            assert_eq!(m.counters[0][r], e.counters[0]);
+            assert_eq!(m.status[r], e.status);
+            assert_eq!(m.dicts[0].value(m.dims[0][r]), e.dims[0]);
+            assert_eq!(m.dicts[1].value(m.dims[1][r]), e.dims[1]);
+            assert_eq!(m.ids.get(r), e.id);
+            assert_eq!(m.labels[0].get(r), e.labels[0]);
+        }
+        assert_eq!((m.dicts[0].len(), m.dicts[1].len()), (7, 3));
+        assert_eq!(m.dicts[0].get("u3"), Some(3));
+        assert_eq!(m.dicts[0].get("nobody"), None);
+        // 600 rows: chunks of 256, 256 and 88 rows.
+        assert_eq!(m.chunk_min_ts.len(), 3);
+        for c in 0..3 {
+            let rows = c * CHUNK_ROWS..((c + 1) * CHUNK_ROWS).min(600);
+            assert_eq!(
+                m.chunk_min_ts[c],
+                m.ts[rows.clone()].iter().copied().min().unwrap()
+            );
+            assert_eq!(m.chunk_max_ts[c], m.ts[rows].iter().copied().max().unwrap());
+        }
+    }
+
+    #[test]
+    fn ids_resolve_newest_first_and_deletes_keep_the_rollups_exact() {
+        let mut evs = events(0..300);
+        // The same id three times.
+        for (k, i) in [10usize, 150, 290].into_iter().enumerate() {
+            evs[i].id = "dup".into();
+            evs[i].metric = k as i64;
+        }
+        let mut m = memdata(&evs);
+        assert_eq!(m.rows_with_id("dup").collect::<Vec<_>>(), [290, 150, 10]);
+        assert_eq!(m.rows_with_id("e5").collect::<Vec<_>>(), [5]);
+        assert_eq!(m.rows_with_id("absent").count(), 0);
+        assert_eq!(m.rollups, naive_rollups(&m));
+        assert!(m.mark_deleted(150));
+        assert!(!m.mark_deleted(150), "twice");
+        assert!(!m.mark_deleted(300), "out of range");
+        for r in (0..300).step_by(7) {
+            m.mark_deleted(r);
+        }
+        assert!(m.is_deleted(150) && m.is_deleted(0) && !m.is_deleted(1));
+        assert_eq!(m.live_len(), 300 - m.deleted_count);
+        assert_eq!(m.rollups, naive_rollups(&m));
+        assert!(
+            m.rollups.values().all(|a| a.count > 0),
+            "empty buckets are dropped"
+        );
+    }
+
+    #[test]
+    fn roll_accumulators_add_and_subtract() {
+        let mut a = RollAcc::default();
+        let b = RollAcc {
+            count: 2,
+            metric: -7,
+            counters: vec![3, 4],
+        };
+        a.add(&b);
+        a.add(&b);
+        assert_eq!(
+            (a.count, a.metric, a.counters.clone()),
+            (4, -14, vec![6, 8])
+        );
+        a.sub(&b);
+        assert_eq!(a, b);
+        let e = event(1);
+        assert_eq!(memdata(&[e]).rollups.len(), 1);
+    }
+}

@@ -159,3 +159,48 @@ impl RollupStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::layered;
+    use crate::time::NANOS_PER_DAY;
+
+    #[test]
+    fn the_store_adds_subtracts_and_moves_its_floor() {
+        let dir = tempfile::tempdir().unwrap();
+        let (e, _) = layered(dir.path(), 1200);
+        let snap = e.snapshot();
+        let s = &snap.view.segments[0];
+        let data = snap.data(s).unwrap();
+        let mut store = RollupStore::default();
+        store
+            .apply_segment(&data, s.deleted.as_deref(), &[0, 1], 1, false)
+            .unwrap();
+        let total = |st: &RollupStore| {
+            st.days
+                .values()
+                .flat_map(|m| m.values())
+                .map(|a| a.count)
+                .sum::<u64>()
+        };
+        assert_eq!(total(&store) as usize, s.live_rows());
+        let before = store.clone();
+        store
+            .apply_segment(&data, s.deleted.as_deref(), &[0, 1], 1, false)
+            .unwrap();
+        assert_eq!(total(&store), 2 * total(&before));
+        store
+            .apply_segment(&data, s.deleted.as_deref(), &[0, 1], 1, true)
+            .unwrap();
+        assert_eq!(total(&store), total(&before));
+        let newest = *store.days.keys().last().unwrap();
+        store.advance_floor(newest, 2);
+        assert_eq!(store.floor, newest - 1);
+        assert!(store.days.keys().all(|&d| d >= newest - 1));
+        // The floor never moves back.
+        store.advance_floor(newest - 10, 2);
+        assert_eq!(store.floor, newest - 1);
+        assert_eq!(day_start(store.floor) % NANOS_PER_DAY, 0);
+    }
+}

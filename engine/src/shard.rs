@@ -323,3 +323,176 @@ impl Shard {
         pending.drain(..n).map(|(_, k, p)| (k, p)).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{events, schema};
+    use crate::wal::frame::{encode_events, IdSource};
+    use crate::wal::reader::{read_wal, WalRead};
+    use crate::wal::{WalHeader, WAL_VERSION};
+
+    struct NoIds;
+    impl IdSource for NoIds {
+        fn next_id(&self, out: &mut String) {
+            out.push_str("generated");
+        }
+    }
+
+    const LIMITS: Limits = Limits {
+        sync_events: 100,
+        sync_bytes: 1 << 30,
+        max_events: 250,
+        max_bytes: 1 << 30,
+    };
+
+    fn shard(dir: &std::path::Path) -> Shard {
+        let s = schema();
+        let header = WalHeader {
+            version: WAL_VERSION,
+            shard: 0,
+            generation: 1,
+            schema_id: s.schema_id,
+            fingerprint: s.fingerprint(),
+        };
+        let wal = WalWriter::create(&dir.join("shard-000.wal"), header).unwrap();
+        Shard::new(
+            0,
+            ShardState {
+                wal,
+                mem: Arc::new(MemTable::new(0, 1, &s)),
+                events_since_sync: 0,
+                bytes_since_sync: 0,
+                checkpoints: BTreeMap::new(),
+                failed: None,
+                staged: Default::default(),
+            },
+        )
+    }
+
+    fn frame(range: std::ops::Range<u64>, checkpoint: Option<(&str, u64)>) -> Vec<u8> {
+        let mut f = FrameBuf::new(FrameKind::Events);
+        encode_events(&mut f, &schema(), &events(range), checkpoint, &NoIds).unwrap();
+        f.finish().unwrap().to_vec()
+    }
+
+    #[test]
+    fn writes_reach_the_wal_and_the_memtable_and_ask_for_sync_and_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let sh = shard(dir.path());
+        let s = schema();
+        let mut st = sh.state();
+        let w = sh
+            .write_events(&mut st, &frame(0..60, None), &s, LIMITS, false, &|_| false)
+            .unwrap();
+        assert_eq!((w.lsn, w.need_sync, w.need_rotate), (1, false, false));
+        let w = sh
+            .write_events(&mut st, &frame(60..120, None), &s, LIMITS, false, &|_| {
+                false
+            })
+            .unwrap();
+        assert_eq!(
+            (w.lsn, w.need_sync, w.need_rotate),
+            (2, true, false),
+            "100 events since the last sync"
+        );
+        let w = sh
+            .write_events(&mut st, &frame(120..130, None), &s, LIMITS, true, &|_| {
+                false
+            })
+            .unwrap();
+        assert!(w.need_sync, "asked for durability");
+        let w = sh
+            .write_events(&mut st, &frame(130..260, None), &s, LIMITS, false, &|id| {
+                id == "e200"
+            })
+            .unwrap();
+        assert!(w.need_rotate, "250 events in the memtable");
+        let mem = st.mem.read();
+        assert_eq!(mem.len(), 260);
+        assert!(
+            mem.is_deleted(200) && !mem.is_deleted(199),
+            "dead ids are hidden on arrival"
+        );
+        drop(mem);
+        let path = st.wal.path.clone();
+        drop(st);
+        match read_wal(
+            &path,
+            &s,
+            crate::config::WalRecoveryMode::AbsoluteConsistency,
+        )
+        .unwrap()
+        {
+            WalRead::Image(img) => assert_eq!(img.frames().count(), 4),
+            WalRead::BadHeader { reason, .. } => panic!("{reason}"),
+        }
+    }
+
+    #[test]
+    fn checkpoints_count_once_their_frame_is_synced_and_group_commit_covers_earlier_frames() {
+        let dir = tempfile::tempdir().unwrap();
+        let sh = shard(dir.path());
+        let s = schema();
+        let lsns: Vec<u64> = (0..3u64)
+            .map(|k| {
+                let mut st = sh.state();
+                let f = frame(k * 10..k * 10 + 10, Some(("in/0", k * 10 + 9)));
+                sh.write_events(&mut st, &f, &s, LIMITS, false, &|_| false)
+                    .unwrap()
+                    .lsn
+            })
+            .collect();
+        assert_eq!(lsns, [1, 2, 3]);
+        assert!(
+            sh.take_durable_checkpoints().is_empty(),
+            "nothing synced yet"
+        );
+        assert_eq!(
+            sh.state().checkpoints["in/0"],
+            29,
+            "the latest position is known at once"
+        );
+        let out = sh.sync_to(2).unwrap();
+        assert!(out.fsynced);
+        // One fsync made every frame written so far durable.
+        assert_eq!(sh.synced_lsn.load(Ordering::Acquire), 3);
+        assert!(
+            !sh.sync_to(3).unwrap().fsynced,
+            "covered by the earlier fsync"
+        );
+        assert_eq!(
+            sh.take_durable_checkpoints(),
+            [
+                ("in/0".to_string(), 9),
+                ("in/0".to_string(), 19),
+                ("in/0".to_string(), 29)
+            ]
+        );
+        assert!(sh.take_durable_checkpoints().is_empty(), "taken once");
+    }
+
+    #[test]
+    fn a_failed_shard_refuses_writes_and_syncs_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let sh = shard(dir.path());
+        let s = schema();
+        sh.state().failed = Some("disk went away".into());
+        let err = sh
+            .write_events(
+                &mut sh.state(),
+                &frame(0..5, None),
+                &s,
+                LIMITS,
+                false,
+                &|_| false,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&err, DbError::ShardFailed { shard: 0, reason } if reason == "disk went away"),
+            "{err}"
+        );
+        sh.written_lsn.store(1, Ordering::Release);
+        assert!(matches!(sh.sync_to(1), Err(DbError::ShardFailed { .. })));
+    }
+}

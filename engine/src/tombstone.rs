@@ -176,3 +176,83 @@ impl Tombstones {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::schema;
+
+    fn load(dir: &Path, mode: WalRecoveryMode) -> Result<(Tombstones, Vec<DiscardedTail>)> {
+        let mut discarded = Vec::new();
+        let t = Tombstones::load(dir, &schema(), mode, true, &mut discarded)?;
+        Ok((t, discarded))
+    }
+
+    #[test]
+    fn recorded_ids_are_durable_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (t, _) = load(dir.path(), WalRecoveryMode::default()).unwrap();
+        assert!(t.is_empty() && !t.contains("a"));
+        assert!(!dir.path().join(TOMBSTONE_FILE).exists(), "created lazily");
+        t.record(dir.path(), &schema(), &["a", "b"]).unwrap();
+        t.record(dir.path(), &schema(), &["c", "a"]).unwrap();
+        assert!(t.contains("a") && t.contains("c") && !t.contains("d"));
+        assert_eq!(t.read().len(), 3);
+        drop(t);
+        let (t, discarded) = load(dir.path(), WalRecoveryMode::AbsoluteConsistency).unwrap();
+        assert!(discarded.is_empty());
+        assert_eq!(t.read().len(), 3);
+        // Appends continue the same log.
+        t.record(dir.path(), &schema(), &["d"]).unwrap();
+        drop(t);
+        assert!(load(dir.path(), WalRecoveryMode::default())
+            .unwrap()
+            .0
+            .contains("d"));
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_or_refused_per_the_recovery_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let (t, _) = load(dir.path(), WalRecoveryMode::default()).unwrap();
+        t.record(dir.path(), &schema(), &["kept"]).unwrap();
+        t.record(dir.path(), &schema(), &["torn"]).unwrap();
+        drop(t);
+        let path = dir.path().join(TOMBSTONE_FILE);
+        let len = std::fs::metadata(&path).unwrap().len();
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_len(len - 3).unwrap();
+        let err = load(dir.path(), WalRecoveryMode::AbsoluteConsistency).unwrap_err();
+        assert!(matches!(err, DbError::CorruptWal { .. }), "{err}");
+        let (t, discarded) = load(dir.path(), WalRecoveryMode::TolerateCorruptTail).unwrap();
+        assert!(t.contains("kept") && !t.contains("torn"));
+        assert_eq!(discarded.len(), 1);
+        assert_eq!(discarded[0].path, path);
+    }
+
+    #[test]
+    fn a_log_of_another_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (t, _) = load(dir.path(), WalRecoveryMode::default()).unwrap();
+        t.record(dir.path(), &schema(), &["x"]).unwrap();
+        drop(t);
+        let mut other = schema();
+        other.schema_id += 1;
+        let mut discarded = Vec::new();
+        let err = Tombstones::load(
+            dir.path(),
+            &other,
+            WalRecoveryMode::default(),
+            false,
+            &mut discarded,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DbError::CorruptWal { .. } | DbError::SchemaMismatch { .. }
+            ),
+            "{err}"
+        );
+    }
+}

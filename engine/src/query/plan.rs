@@ -245,3 +245,208 @@ impl MemPlan {
             || f.cursor.is_some_and(|cur| lo > cur.ts_ns)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::query::exec::for_each_row;
+    use crate::testing::{engine, events, filters, ids_admitted, memdata};
+
+    /// The ids a segment plan yields.
+    fn planned_ids(
+        data: &SegmentData,
+        deleted: Option<&DeletedRows>,
+        f: &FilterRef<'_>,
+    ) -> Vec<String> {
+        let mut ids = Vec::new();
+        if let Some(p) = plan_segment(data, deleted, f).unwrap() {
+            for_each_row(&p, |r| ids.push(data.id(r).to_string()));
+        }
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn segment_plans_yield_exactly_the_matching_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(dir.path());
+        let all = events(0..3000);
+        e.append_batch(&all).unwrap();
+        e.flush().unwrap();
+        let snap = e.snapshot();
+        assert_eq!(snap.view.segments.len(), 1);
+        let data = snap.data(&snap.view.segments[0]).unwrap();
+        for f in filters(&all) {
+            assert_eq!(
+                planned_ids(&data, None, &f.as_ref()),
+                ids_admitted(&all, &f),
+                "{f:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_cheapest_row_source_is_chosen() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(dir.path());
+        e.append_batch(&events(0..3000)).unwrap();
+        e.flush().unwrap();
+        let snap = e.snapshot();
+        let data = snap.data(&snap.view.segments[0]).unwrap();
+        let kind =
+            |f: crate::query::DynFilter| match plan_segment(&data, None, &f.as_ref()).unwrap() {
+                None => "none",
+                Some(p) => match p.rows {
+                    Rows::Posting(_) => "posting",
+                    Rows::Bitmap(_) => "bitmap",
+                    Rows::Scan => "scan",
+                },
+            };
+        let dims = |u: &str| vec![Some(u.to_string())];
+        assert_eq!(kind(Default::default()), "scan");
+        assert_eq!(
+            kind(crate::query::DynFilter {
+                dims: dims("u1"),
+                ..Default::default()
+            }),
+            "posting"
+        );
+        assert_eq!(
+            kind(crate::query::DynFilter {
+                dims: dims("nobody"),
+                ..Default::default()
+            }),
+            "none"
+        );
+        // 503 holds 1 in 40 rows: the bitmaps; 404 and up holds half: a scan.
+        assert_eq!(
+            kind(crate::query::DynFilter {
+                status_min: Some(501),
+                ..Default::default()
+            }),
+            "bitmap"
+        );
+        assert_eq!(
+            kind(crate::query::DynFilter {
+                status_min: Some(404),
+                ..Default::default()
+            }),
+            "scan"
+        );
+        assert_eq!(
+            kind(crate::query::DynFilter {
+                status_min: Some(600),
+                ..Default::default()
+            }),
+            "none"
+        );
+        // A status range covering every value needs no status check at all.
+        let p = plan_segment(
+            &data,
+            None,
+            &crate::query::DynFilter {
+                status_min: Some(100),
+                ..Default::default()
+            }
+            .as_ref(),
+        )
+        .unwrap()
+        .unwrap();
+        assert!(p.status.is_none() && matches!(p.rows, Rows::Scan));
+    }
+
+    #[test]
+    fn deleted_rows_are_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(dir.path());
+        let all = events(0..3000);
+        e.append_batch(&all).unwrap();
+        e.flush().unwrap();
+        let snap = e.snapshot();
+        let data = snap.data(&snap.view.segments[0]).unwrap();
+        let mut deleted = DeletedRows::default();
+        for r in (0..3000).step_by(3) {
+            deleted.insert(r);
+        }
+        let f = crate::query::DynFilter {
+            dims: vec![Some("u4".into())],
+            ..Default::default()
+        };
+        let got = planned_ids(&data, Some(&deleted), &f.as_ref());
+        let want: Vec<String> = {
+            let mut v: Vec<String> = (0..3000)
+                .filter(|&r| !deleted.contains(r) && all[r].dims[0] == "u4")
+                .map(|r| all[r].id.clone())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn zone_maps_exclude_or_take_whole_chunks() {
+        // Statuses in blocks: chunks 0 and 1 hold only 200, chunks 2 and 3 only 500.
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(dir.path());
+        let mut all = events(0..1024);
+        for (i, ev) in all.iter_mut().enumerate() {
+            ev.status = if i < 512 { 200 } else { 500 };
+        }
+        e.append_batch(&all).unwrap();
+        e.flush().unwrap();
+        let snap = e.snapshot();
+        let data = snap.data(&snap.view.segments[0]).unwrap();
+        let f = crate::query::DynFilter {
+            status_min: Some(500),
+            ..Default::default()
+        };
+        let p = plan_segment(&data, None, &f.as_ref()).unwrap().unwrap();
+        assert!(matches!(p.rows, Rows::Scan) && p.status.is_some());
+        let excluded: Vec<bool> = (0..4).map(|c| p.chunk_excluded(c)).collect();
+        let whole: Vec<bool> = (0..4).map(|c| p.chunk_all_match(c)).collect();
+        assert_eq!(excluded, [true, true, false, false]);
+        assert_eq!(whole, [false, false, true, true]);
+        assert_eq!(
+            planned_ids(&data, None, &f.as_ref()),
+            ids_admitted(&all, &f)
+        );
+    }
+
+    #[test]
+    fn memtable_plans_yield_exactly_the_matching_rows() {
+        let all = events(0..1000);
+        let mut m = memdata(&all);
+        for r in (0..1000).step_by(5) {
+            m.mark_deleted(r);
+        }
+        let live: Vec<_> = (0..1000)
+            .filter(|r| r % 5 != 0)
+            .map(|r| all[r].clone())
+            .collect();
+        for f in filters(&all) {
+            let fr = f.as_ref();
+            let mut ids: Vec<String> = match plan_mem(&m, &fr) {
+                None => Vec::new(),
+                Some(p) => (0..m.len())
+                    .filter(|&r| p.row_ok(&m, &fr, r))
+                    .map(|r| m.ids.get(r).to_string())
+                    .collect(),
+            };
+            ids.sort();
+            assert_eq!(ids, ids_admitted(&live, &f), "{f:?}");
+            // Chunks excluded by time hold no match.
+            if let Some(p) = plan_mem(&m, &fr) {
+                for c in 0..m.chunk_min_ts.len() {
+                    if MemPlan::chunk_excluded(&m, &fr, c) {
+                        let rows = c * 256..((c + 1) * 256).min(m.len());
+                        assert!(
+                            rows.into_iter().all(|r| !p.row_ok(&m, &fr, r)),
+                            "{f:?} chunk {c}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

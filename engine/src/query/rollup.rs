@@ -243,3 +243,79 @@ fn mem_buckets(
         add_bucket(out, *day, values, acc);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::DynEvent;
+    use crate::testing::{layered, T0};
+
+    /// The naive buckets of days `lo..=hi` for the given filters on (user, model).
+    fn naive(
+        all: &[DynEvent],
+        lo: i64,
+        hi: i64,
+        f: &[Option<&str>],
+    ) -> Vec<(RollupKey, RollupValue)> {
+        let mut out: BTreeMap<(i64, Vec<String>), RollupValue> = BTreeMap::new();
+        for e in all {
+            let day = day_of(e.ts_ns);
+            let keep = day >= lo
+                && day <= hi
+                && f.iter().zip(&e.dims).all(|(w, v)| w.is_none_or(|w| w == v));
+            if keep {
+                let v = out.entry((day, e.dims.clone())).or_insert(RollupValue {
+                    event_count: 0,
+                    metric: 0,
+                    counters: vec![0],
+                });
+                v.event_count += 1;
+                v.metric += e.metric;
+                v.counters[0] += e.counters[0] as u64;
+            }
+        }
+        out.into_iter()
+            .map(|((day, dims), v)| (RollupKey { day, dims }, v))
+            .collect()
+    }
+
+    #[test]
+    fn buckets_are_exact_on_both_sides_of_the_stores_floor() {
+        let dir = tempfile::tempdir().unwrap();
+        let (e, live) = layered(dir.path(), 2400);
+        let snap = e.snapshot();
+        let first = day_of(T0);
+        let last = day_of(live.last().unwrap().ts_ns);
+        let floor = snap.view.rollups.floor;
+        assert!(
+            floor > first && floor <= last,
+            "the store covers the newest days only"
+        );
+        let ranges = [
+            (first, last),
+            (first, floor - 1),
+            (floor, last),
+            (floor - 3, floor + 1),
+            (last + 1, last + 9),
+            (first - 5, first),
+        ];
+        let filters: [&[Option<&str>]; 5] = [
+            &[],
+            &[Some("u3")],
+            &[None, Some("m2")],
+            &[Some("u1"), Some("m1")],
+            &[Some("nobody")],
+        ];
+        for (lo, hi) in ranges {
+            for f in filters {
+                assert_eq!(
+                    rollups(&snap, lo, hi, f).unwrap(),
+                    naive(&live, lo, hi, f),
+                    "days {lo}..={hi} {f:?}"
+                );
+            }
+        }
+        let err = rollups(&snap, first, last, &[None, None, None]).unwrap_err();
+        assert!(matches!(err, DbError::ArityMismatch { .. }), "{err}");
+    }
+}
