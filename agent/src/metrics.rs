@@ -107,7 +107,8 @@ impl Histogram {
     }
 }
 
-/// Per-partition state shown in metrics.
+/// Per-partition state shown in metrics: a mirror of what the sink keeps (and decides from)
+/// in its own state, never read back by it.
 #[derive(Debug, Clone, Default)]
 pub struct PartitionGauges {
     pub committed: Option<i64>,
@@ -225,6 +226,11 @@ impl Metrics {
     pub fn partition(&self, topic: &str, partition: i32, f: impl FnOnce(&mut PartitionGauges)) {
         let mut map = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
         f(map.entry((topic.to_string(), partition)).or_default());
+    }
+
+    /// Updates the gauges of several partitions under one lock.
+    pub fn mirror_partitions(&self, f: impl FnOnce(&mut BTreeMap<(String, i32), PartitionGauges>)) {
+        f(&mut self.partitions.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
     /// Forgets a partition (revoked).

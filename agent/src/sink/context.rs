@@ -18,17 +18,28 @@ use super::Shared;
 pub struct AgentContext(pub(super) Arc<Shared>);
 
 impl ClientContext for AgentContext {
-    /// librdkafka's statistics (every second): the partitions' high watermarks, for lag.
+    /// librdkafka's statistics (every second): the partitions' high watermarks, for lag and
+    /// readiness; kept in the sink's state, mirrored into the gauges.
     fn stats(&self, statistics: rdkafka::Statistics) {
-        let st = self.0.lock();
-        for (topic, t) in &statistics.topics {
-            for (p, part) in &t.partitions {
-                if *p >= 0 && part.hi_offset >= 0 && st.parts.contains_key(&(topic.clone(), *p)) {
-                    self.0
-                        .metrics
-                        .partition(topic, *p, |g| g.high_watermark = Some(part.hi_offset));
+        let mut seen = Vec::new();
+        {
+            let mut st = self.0.lock();
+            for (topic, t) in &statistics.topics {
+                for (p, part) in &t.partitions {
+                    if *p < 0 || part.hi_offset < 0 {
+                        continue;
+                    }
+                    if let Some(held) = st.parts.get_mut(&(topic.clone(), *p)) {
+                        held.high_watermark = Some(part.hi_offset);
+                        seen.push((topic, *p, part.hi_offset));
+                    }
                 }
             }
+        }
+        for (topic, p, hw) in seen {
+            self.0
+                .metrics
+                .partition(topic, p, |g| g.high_watermark = Some(hw));
         }
     }
 }

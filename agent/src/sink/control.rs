@@ -1,6 +1,9 @@
 //! Flow control and readiness: partitions whose append failed (or whose registry is down)
 //! are paused and resumed, rewound to their next offset, once their retry is due; readiness
 //! turns false while a partition with messages to read makes no progress.
+//!
+//! What decides (paused, stuck, the high watermark) is the sink's own per-partition state;
+//! the partition gauges of `crate::metrics` only mirror it for display.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -15,44 +18,25 @@ impl Sink {
     /// messages to read has been without progress for `errors.stuck_after`.
     pub(super) fn update_readiness(&self) {
         let limit = self.shared.config.errors.stuck_after;
-        // (partition, next offset to take, idle for longer than the limit), then the gauges:
-        // the state lock is never held together with the metrics lock.
-        let (parts, healthy) = {
-            let st = self.shared.lock();
-            let parts: Vec<(Key, i64, bool)> = st
+        let (stuck, healthy) = {
+            let mut st = self.shared.lock();
+            let healthy = st.assigned && st.fatal.is_none();
+            let stuck: Vec<(Key, bool)> = st
                 .parts
-                .iter()
-                .map(|(k, p)| {
-                    let next = p.last.map_or(p.start, |l| l + 1);
-                    (k.clone(), next, p.progress_at.elapsed() >= limit)
-                })
+                .iter_mut()
+                .map(|(k, p)| (k.clone(), p.check_stuck(k, limit)))
                 .collect();
-            (parts, st.assigned && st.fatal.is_none())
+            (stuck, healthy)
         };
-        let mut stuck_any = false;
-        let mut gauges = self
-            .shared
-            .metrics
-            .partitions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        for (k, next, idle) in parts {
-            let Some(g) = gauges.get_mut(&k) else {
-                continue;
-            };
-            let behind = g.paused || g.high_watermark.is_some_and(|hw| hw > next);
-            let stuck = behind && idle;
-            if stuck && !g.stuck {
-                tracing::warn!(
-                    topic = k.0,
-                    partition = k.1,
-                    next,
-                    "partition stuck: no progress for {limit:?}"
-                );
+        // The gauges once the state lock is released: the two are never held together.
+        let stuck_any = stuck.iter().any(|(_, s)| *s);
+        self.shared.metrics.mirror_partitions(|gauges| {
+            for (k, s) in &stuck {
+                if let Some(g) = gauges.get_mut(k) {
+                    g.stuck = *s;
+                }
             }
-            g.stuck = stuck;
-            stuck_any |= stuck;
-        }
+        });
         self.shared
             .ready
             .store(healthy && !stuck_any, Ordering::Release);
@@ -60,52 +44,70 @@ impl Sink {
 
     /// Pauses partitions whose append failed; resumes (and rewinds) those whose retry succeeded.
     pub(super) fn pause_resume(&self, failed: &[Key]) {
-        let mut pause = TopicPartitionList::new();
-        for (t, p) in failed {
-            let _ = pause.add_partition(t, *p);
-            self.shared.metrics.partition(t, *p, |g| g.paused = true);
+        self.pause(failed);
+        for ((t, p), from) in self.resumable() {
+            self.resume(&t, p, from);
         }
-        if pause.count() > 0 {
-            if let Err(e) = self.consumer.pause(&pause) {
-                tracing::warn!(error = %e, "pause failed");
+    }
+
+    /// Pauses `keys` in the consumer.
+    fn pause(&self, keys: &[Key]) {
+        if keys.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        let mut paused = Vec::with_capacity(keys.len());
+        {
+            let mut st = self.shared.lock();
+            for (t, p) in keys {
+                let _ = tpl.add_partition(t, *p);
+                if let Some(part) = st.parts.get_mut(&(t.clone(), *p)) {
+                    part.paused = true;
+                    paused.push((t, *p));
+                }
             }
         }
-        // Partitions that were paused and are now durable again: resume at the next offset.
-        let resumable: Vec<(Key, i64)> = {
-            let metrics = self
-                .shared
-                .metrics
-                .partitions
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            let st = self.shared.lock();
-            st.parts
-                .iter()
-                .filter(|(k, p)| {
-                    p.retry_at.is_none_or(|r| Instant::now() >= r)
-                        && metrics.get(k).is_some_and(|g| g.paused)
-                })
-                .map(|(k, p)| (k.clone(), p.durable.map_or(p.start, |d| d + 1)))
-                .collect()
-        };
-        for ((t, p), from) in resumable {
-            let mut tpl = TopicPartitionList::new();
-            let _ = tpl.add_partition(&t, p);
-            if self.consumer.resume(&tpl).is_ok() {
-                if let Some(part) = self.shared.lock().parts.get_mut(&(t.clone(), p)) {
-                    part.retry_at = None;
-                }
-                // Messages fetched while paused were dropped: read them again (what was taken
-                // already is skipped by offset).
-                if let Err(e) =
-                    self.consumer
-                        .seek(&t, p, Offset::Offset(from), Duration::from_secs(5))
-                {
-                    tracing::warn!(topic = t, partition = p, error = %e, "seek after resume failed");
-                }
-                self.shared.metrics.partition(&t, p, |g| g.paused = false);
-                tracing::info!(topic = t, partition = p, "partition resumed");
-            }
+        for (t, p) in paused {
+            self.shared.metrics.partition(t, p, |g| g.paused = true);
         }
+        if let Err(e) = self.consumer.pause(&tpl) {
+            tracing::warn!(error = %e, "pause failed");
+        }
+    }
+
+    /// Paused partitions whose retry is due (durable again, or the registry to be asked
+    /// again), with the offset to resume at.
+    fn resumable(&self) -> Vec<(Key, i64)> {
+        let now = Instant::now();
+        self.shared
+            .lock()
+            .parts
+            .iter()
+            .filter(|(_, p)| p.paused && p.retry_at.is_none_or(|r| now >= r))
+            .map(|(k, p)| (k.clone(), p.durable.map_or(p.start, |d| d + 1)))
+            .collect()
+    }
+
+    /// Resumes a partition at `from`.
+    fn resume(&self, t: &str, p: i32, from: i64) {
+        let mut tpl = TopicPartitionList::new();
+        let _ = tpl.add_partition(t, p);
+        if self.consumer.resume(&tpl).is_err() {
+            return;
+        }
+        if let Some(part) = self.shared.lock().parts.get_mut(&(t.to_string(), p)) {
+            part.retry_at = None;
+            part.paused = false;
+        }
+        // Messages fetched while paused were dropped: read them again (what was taken
+        // already is skipped by offset).
+        if let Err(e) = self
+            .consumer
+            .seek(t, p, Offset::Offset(from), Duration::from_secs(5))
+        {
+            tracing::warn!(topic = t, partition = p, error = %e, "seek after resume failed");
+        }
+        self.shared.metrics.partition(t, p, |g| g.paused = false);
+        tracing::info!(topic = t, partition = p, "partition resumed");
     }
 }

@@ -106,6 +106,14 @@ struct Part {
     commit_sent: Option<i64>,
     /// Paused after a failed append; retried at this instant.
     retry_at: Option<Instant>,
+    /// Paused in the consumer (a failed append, a registry outage) until resumed. The sink
+    /// decides from this; the `keplor_partition_paused` gauge only shows it.
+    paused: bool,
+    /// The partition's high watermark, from librdkafka's statistics.
+    high_watermark: Option<i64>,
+    /// Behind with no progress for `errors.stuck_after` (readiness; shown as
+    /// `keplor_partition_stuck`).
+    stuck: bool,
     /// DLQ messages sent since the last durable append: the producer must flush first.
     dlq_unflushed: bool,
     /// The ownership chain sent with this partition's commits (this store's range last).
@@ -128,6 +136,9 @@ impl Part {
             durable,
             commit_sent: None,
             retry_at: None,
+            paused: false,
+            high_watermark: None,
+            stuck: false,
             dlq_unflushed: false,
             chain: Chain::default(),
             start: durable.map_or(0, |d| d + 1),
@@ -147,6 +158,29 @@ impl Part {
         self.batch.push(event);
         self.first_at.get_or_insert_with(Instant::now);
         self.took(offset);
+    }
+
+    /// The next offset to take.
+    fn next(&self) -> i64 {
+        self.last.map_or(self.start, |l| l + 1)
+    }
+
+    /// Updates `stuck`: messages to read (paused, or behind the high watermark) and no
+    /// progress for `limit`. Warns when it becomes stuck.
+    fn check_stuck(&mut self, key: &Key, limit: std::time::Duration) -> bool {
+        let next = self.next();
+        let behind = self.paused || self.high_watermark.is_some_and(|hw| hw > next);
+        let stuck = behind && self.progress_at.elapsed() >= limit;
+        if stuck && !self.stuck {
+            tracing::warn!(
+                topic = key.0,
+                partition = key.1,
+                next,
+                "partition stuck: no progress for {limit:?}"
+            );
+        }
+        self.stuck = stuck;
+        stuck
     }
 
     /// Takes a message that is not stored (skipped, or sent to the DLQ): the batch's
@@ -243,4 +277,38 @@ pub enum Stopped {
     Failed(String),
     /// A simulated crash (tests): nothing was flushed or committed.
     Crashed,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_partition_is_stuck_when_behind_without_progress() {
+        let key = ("in".to_string(), 0);
+        let mut part = Part::new(0, Some(4));
+        // Caught up: the next offset (5) is the high watermark.
+        part.high_watermark = Some(5);
+        assert!(!part.check_stuck(&key, Duration::ZERO));
+        // Behind, but progress is recent.
+        part.high_watermark = Some(9);
+        assert!(!part.check_stuck(&key, Duration::from_secs(3600)));
+        assert!(part.check_stuck(&key, Duration::ZERO));
+        assert!(part.stuck);
+        // Taking a message is progress.
+        part.took(5);
+        assert!(!part.check_stuck(&key, Duration::from_secs(3600)));
+        assert!(!part.stuck);
+    }
+
+    #[test]
+    fn a_paused_partition_is_behind_without_a_high_watermark() {
+        let key = ("in".to_string(), 1);
+        let mut part = Part::new(0, None);
+        assert!(!part.check_stuck(&key, Duration::ZERO));
+        part.paused = true;
+        assert!(part.check_stuck(&key, Duration::ZERO));
+    }
 }
