@@ -1,5 +1,9 @@
 //! Prometheus metrics, rendered by hand in the text exposition format. Names are constants;
 //! labels are bounded (reasons, endpoints, assigned partitions).
+//!
+//! Rendering asks the engine for its figures, which take every shard's lock (held across a
+//! WAL fsync during a rotation): [`Metrics::render`] blocks, and `/metrics` runs it on a
+//! blocking thread, never on an async worker.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -138,6 +142,36 @@ pub struct Metrics {
     pub fsync_seconds: Histogram,
     pub append_seconds: Histogram,
     queries: Mutex<BTreeMap<&'static str, Histogram>>,
+    /// Tests: runs where rendering starts asking the engine, to stand for an engine call that
+    /// blocks.
+    #[cfg(test)]
+    pub(crate) before_engine: EngineHook,
+}
+
+/// A test hook run before the engine is asked for its figures.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct EngineHook(Mutex<Option<Box<dyn Fn() + Send + Sync>>>);
+
+#[cfg(test)]
+impl EngineHook {
+    /// Runs `f` at every render from now on.
+    pub(crate) fn set(&self, f: impl Fn() + Send + Sync + 'static) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(f));
+    }
+
+    fn run(&self) {
+        if let Some(f) = &*self.0.lock().unwrap_or_else(|p| p.into_inner()) {
+            f();
+        }
+    }
+}
+
+#[cfg(test)]
+impl std::fmt::Debug for EngineHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EngineHook")
+    }
 }
 
 impl Default for Metrics {
@@ -158,6 +192,8 @@ impl Default for Metrics {
             fsync_seconds: Histogram::new(SECONDS_BUCKETS),
             append_seconds: Histogram::new(SECONDS_BUCKETS),
             queries: Mutex::new(BTreeMap::new()),
+            #[cfg(test)]
+            before_engine: EngineHook::default(),
         }
     }
 }
@@ -241,7 +277,8 @@ impl Metrics {
             .remove(&(topic.to_string(), partition));
     }
 
-    /// The text exposition.
+    /// The text exposition. Blocks on the engine's shard locks: call it from a blocking
+    /// thread, not an async worker.
     pub fn render(&self, engine: &keplordb::DynEngine) -> String {
         let mut out = String::new();
         let counter = |out: &mut String, name: &str, help: &str, v: u64| {
@@ -394,6 +431,8 @@ impl Metrics {
         {
             h.render(&mut out, QUERY_SECONDS, &format!("endpoint=\"{endpoint}\""));
         }
+        #[cfg(test)]
+        self.before_engine.run();
         let stats = engine.stats();
         for (name, help, v) in [
             (ENGINE_EVENTS, "Live events stored.", engine.total_events()),
