@@ -1,6 +1,6 @@
 //! Building the sink: the consumer's librdkafka configuration (the agent's defaults, the
 //! configured properties, then the settings the agent owns), the DLQ producer and the
-//! ownership ledger, and the subscription.
+//! ownership ledger, the mapping threads, and the subscription.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -27,6 +27,11 @@ impl Sink {
         crash: Option<Arc<CrashPlan>>,
     ) -> Result<Sink, String> {
         let mapper = Mapper::new(&config)?;
+        let map_pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(config.batch.map_threads)
+            .thread_name(|i| format!("keplor-map-{i}"))
+            .build()
+            .map_err(|e| format!("mapping threads: {e}"))?;
         let k = &config.kafka;
         let mut cc = client_config(k);
         let ledger = match &k.ownership_topic {
@@ -56,7 +61,11 @@ impl Sink {
         consumer
             .subscribe(&topics)
             .map_err(|e| format!("subscribe to {topics:?}: {e}"))?;
-        Ok(Sink { shared, consumer })
+        Ok(Sink {
+            shared,
+            consumer,
+            map_pool,
+        })
     }
 }
 

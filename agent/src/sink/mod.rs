@@ -260,6 +260,9 @@ impl Shared {
 pub struct Sink {
     shared: Arc<Shared>,
     consumer: BaseConsumer<AgentContext>,
+    /// The mapping stage's own threads (`batch.map_threads`), apart from rayon's global pool
+    /// and the engine's query threads.
+    map_pool: rayon::ThreadPool,
 }
 
 impl std::fmt::Debug for Sink {

@@ -1,7 +1,8 @@
 //! The poll/map pipeline. Two stages overlap: the consumer thread polls, takes mapped
 //! messages into their partitions' batches (in poll order) and does each round's work
 //! (flush, pause/resume, readiness, commit, idle sync, retention); a mapping thread decodes
-//! the batch polled before, fanning out over rayon.
+//! the batch polled before, fanning out over its own rayon pool (`batch.map_threads`), so
+//! that queries, which run on the engine's threads, cannot starve it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -46,14 +47,14 @@ impl Sink {
     /// Polls until `stop` is set or a fatal error; then flushes, fsyncs and commits.
     ///
     /// Two stages overlap: this thread polls, takes mapped messages into their partitions'
-    /// batches and appends; a mapping thread (itself fanning out over rayon) decodes the batch
-    /// polled before. Messages are taken in the order they were polled.
+    /// batches and appends; a mapping thread (itself fanning out over the sink's mapping pool)
+    /// decodes the batch polled before. Messages are taken in the order they were polled.
     pub fn run(self, stop: &AtomicBool) -> Stopped {
         std::thread::scope(|scope| {
             let (to_map, map_rx) = sync_channel::<Vec<BorrowedMessage<'_>>>(1);
             let (to_take, take_rx) = sync_channel::<Mapped<'_>>(MAX_IN_FLIGHT);
-            let shared = &self.shared;
-            scope.spawn(move || map_stage(shared, map_rx, to_take));
+            let (shared, pool) = (&self.shared, &self.map_pool);
+            scope.spawn(move || map_stage(shared, pool, map_rx, to_take));
             let poll_timeout = shared
                 .config
                 .batch
@@ -305,16 +306,17 @@ impl Sink {
     }
 }
 
-/// The mapping stage: maps each polled batch (over rayon when it is large enough) and sends
+/// The mapping stage: maps each polled batch (over `pool` when it is large enough) and sends
 /// it back with its results, until either side hangs up.
 fn map_stage<'c>(
     shared: &Shared,
+    pool: &rayon::ThreadPool,
     batches: Receiver<Vec<BorrowedMessage<'c>>>,
     mapped: SyncSender<Mapped<'c>>,
 ) {
     for batch in batches {
         let results: Vec<Result<DynEvent, MapError>> = if batch.len() >= PARALLEL_MAP_MIN {
-            batch.par_iter().map(|m| shared.map(m)).collect()
+            pool.install(|| batch.par_iter().map(|m| shared.map(m)).collect())
         } else {
             batch.iter().map(|m| shared.map(m)).collect()
         };
