@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::raw::RawFormat;
+use super::raw::{Quantity, RawFormat};
 use super::{duration, err, secret_of, ser_duration, ser_masked, ConfigError};
 
 /// Message encoding.
@@ -113,55 +113,17 @@ fn resolve_registry(
     f: RawFormat,
     path_of: &dyn Fn(&str) -> PathBuf,
 ) -> Result<Option<RegistrySettings>, ConfigError> {
-    let Some(raw_url) = f.registry_url else {
-        let set = [
-            ("format.registry_ca_file", f.registry_ca_file.is_some()),
-            ("format.registry_username", f.registry_username.is_some()),
-            ("format.registry_password", f.registry_password.is_some()),
-            (
-                "format.registry_password_file",
-                f.registry_password_file.is_some(),
-            ),
-            ("format.registry_token", f.registry_token.is_some()),
-            (
-                "format.registry_token_file",
-                f.registry_token_file.is_some(),
-            ),
-            (
-                "format.registry_connect_timeout",
-                f.registry_connect_timeout.is_some(),
-            ),
-            ("format.registry_timeout", f.registry_timeout.is_some()),
-            ("format.registry_retries", f.registry_retries.is_some()),
-        ];
-        return match set.iter().find(|(_, is_set)| *is_set) {
-            Some((key, _)) => Err(err(
+    let Some(raw_url) = &f.registry_url else {
+        return match registry_key_set(&f) {
+            Some(key) => Err(err(
                 format!("format.registry_url / {key}"),
                 format!("{key} is set but format.registry_url is not: give the registry's URL"),
             )),
             None => Ok(None),
         };
     };
-    let url = registry_url(&raw_url)?;
-    let ca_file = match f.registry_ca_file {
-        None => None,
-        Some(_) if url.starts_with("http://") => {
-            return Err(err(
-                "format.registry_ca_file / format.registry_url",
-                format!("a CA file is for an https registry, but {url} is plain http"),
-            ))
-        }
-        Some(file) => {
-            let p = path_of(&file);
-            if !p.is_file() {
-                return Err(err(
-                    "format.registry_ca_file",
-                    format!("{} is not a readable file", p.display()),
-                ));
-            }
-            Some(p)
-        }
-    };
+    let url = registry_url(raw_url)?;
+    let ca_file = registry_ca_file(f.registry_ca_file, &url, path_of)?;
     let password = secret_of(
         "format.registry_password",
         f.registry_password,
@@ -175,38 +137,17 @@ fn resolve_registry(
         path_of,
     )?;
     let auth = registry_auth(f.registry_username, password, token)?;
-    let positive = |key: &str, d: Duration| {
-        if d.is_zero() {
-            return Err(err(key, "must be longer than 0"));
-        }
-        Ok(d)
-    };
-    let connect_timeout = positive(
+    let connect_timeout = positive_duration(
         "format.registry_connect_timeout",
-        duration(
-            "format.registry_connect_timeout",
-            f.registry_connect_timeout,
-            Duration::from_secs(5),
-        )?,
+        f.registry_connect_timeout,
+        Duration::from_secs(5),
     )?;
-    let timeout = positive(
+    let timeout = positive_duration(
         "format.registry_timeout",
-        duration(
-            "format.registry_timeout",
-            f.registry_timeout,
-            Duration::from_secs(10),
-        )?,
+        f.registry_timeout,
+        Duration::from_secs(10),
     )?;
-    let retries = match f.registry_retries {
-        None => 2,
-        Some(n @ 0..=10) => n as u32,
-        Some(n) => {
-            return Err(err(
-                "format.registry_retries",
-                format!("{n} retries: use 0 to 10 (the wait doubles after each)"),
-            ))
-        }
-    };
+    let retries = registry_retries(f.registry_retries)?;
     Ok(Some(RegistrySettings {
         url,
         ca_file,
@@ -215,6 +156,81 @@ fn resolve_registry(
         timeout,
         retries,
     }))
+}
+
+/// The first `format.registry_*` key set (other than the URL), if any.
+fn registry_key_set(f: &RawFormat) -> Option<&'static str> {
+    let set = [
+        ("format.registry_ca_file", f.registry_ca_file.is_some()),
+        ("format.registry_username", f.registry_username.is_some()),
+        ("format.registry_password", f.registry_password.is_some()),
+        (
+            "format.registry_password_file",
+            f.registry_password_file.is_some(),
+        ),
+        ("format.registry_token", f.registry_token.is_some()),
+        (
+            "format.registry_token_file",
+            f.registry_token_file.is_some(),
+        ),
+        (
+            "format.registry_connect_timeout",
+            f.registry_connect_timeout.is_some(),
+        ),
+        ("format.registry_timeout", f.registry_timeout.is_some()),
+        ("format.registry_retries", f.registry_retries.is_some()),
+    ];
+    set.iter().find(|(_, is_set)| *is_set).map(|(key, _)| *key)
+}
+
+/// `format.registry_ca_file`: a readable file, for an https registry only.
+fn registry_ca_file(
+    file: Option<String>,
+    url: &str,
+    path_of: &dyn Fn(&str) -> PathBuf,
+) -> Result<Option<PathBuf>, ConfigError> {
+    let Some(file) = file else {
+        return Ok(None);
+    };
+    if url.starts_with("http://") {
+        return Err(err(
+            "format.registry_ca_file / format.registry_url",
+            format!("a CA file is for an https registry, but {url} is plain http"),
+        ));
+    }
+    let p = path_of(&file);
+    if !p.is_file() {
+        return Err(err(
+            "format.registry_ca_file",
+            format!("{} is not a readable file", p.display()),
+        ));
+    }
+    Ok(Some(p))
+}
+
+/// A duration key that must be longer than 0.
+fn positive_duration(
+    key: &str,
+    q: Option<Quantity>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let d = duration(key, q, default)?;
+    if d.is_zero() {
+        return Err(err(key, "must be longer than 0"));
+    }
+    Ok(d)
+}
+
+/// `format.registry_retries`: 0 to 10, default 2.
+fn registry_retries(n: Option<u64>) -> Result<u32, ConfigError> {
+    match n {
+        None => Ok(2),
+        Some(n @ 0..=10) => Ok(n as u32),
+        Some(n) => Err(err(
+            "format.registry_retries",
+            format!("{n} retries: use 0 to 10 (the wait doubles after each)"),
+        )),
+    }
 }
 
 /// `http(s)://host[:port][/path]`, trailing `/` dropped.
