@@ -281,53 +281,62 @@ impl Metrics {
     /// thread, not an async worker.
     pub fn render(&self, engine: &keplordb::DynEngine) -> String {
         let mut out = String::new();
-        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
+        self.render_counters(&mut out);
+        self.render_labelled(&mut out);
+        self.render_partitions(&mut out);
+        self.render_histograms(&mut out);
+        #[cfg(test)]
+        self.before_engine.run();
+        render_engine(&mut out, engine);
+        out
+    }
+
+    /// The plain counters, and the deferred partitions gauge.
+    fn render_counters(&self, out: &mut String) {
+        for (name, help, v) in [
+            (
+                MESSAGES_CONSUMED,
+                "Messages read from Kafka.",
+                &self.consumed,
+            ),
+            (
+                EVENTS_APPENDED,
+                "Events appended to the engine and durable.",
+                &self.appended,
+            ),
+            (
+                DLQ_PRODUCED,
+                "Poison messages produced to the dead-letter topic.",
+                &self.dlq_produced,
+            ),
+            (
+                APPEND_ERRORS,
+                "Failed appends (the partition is paused and retried).",
+                &self.append_errors,
+            ),
+            (COMMITS, "Offset commits sent to Kafka.", &self.commits),
+            (
+                OFFSETS_SKIPPED,
+                "Offsets between two consumed messages that the broker did not deliver (retention, compaction).",
+                &self.offsets_skipped,
+            ),
+        ] {
             let _ = writeln!(
                 out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
             );
-        };
-        counter(
-            &mut out,
-            MESSAGES_CONSUMED,
-            "Messages read from Kafka.",
-            self.consumed.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            EVENTS_APPENDED,
-            "Events appended to the engine and durable.",
-            self.appended.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            DLQ_PRODUCED,
-            "Poison messages produced to the dead-letter topic.",
-            self.dlq_produced.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            APPEND_ERRORS,
-            "Failed appends (the partition is paused and retried).",
-            self.append_errors.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            COMMITS,
-            "Offset commits sent to Kafka.",
-            self.commits.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            OFFSETS_SKIPPED,
-            "Offsets between two consumed messages that the broker did not deliver (retention, compaction).",
-            self.offsets_skipped.load(Ordering::Relaxed),
-        );
+        }
         let _ = writeln!(
             out,
             "# HELP {PARTITIONS_DEFERRED} Partitions assigned to this agent that another member still holds (not consumed until it lets go).\n# TYPE {PARTITIONS_DEFERRED} gauge\n{PARTITIONS_DEFERRED} {}",
             self.deferred.load(Ordering::Relaxed)
         );
+    }
+
+    /// The counters with a label: rejections by reason, handover decisions by outcome,
+    /// consumer errors by kind.
+    fn render_labelled(&self, out: &mut String) {
         let _ = writeln!(out, "# HELP {MESSAGES_REJECTED} Messages that failed to decode or map, by reason.\n# TYPE {MESSAGES_REJECTED} counter");
         for (reason, n) in self
             .rejected
@@ -355,6 +364,10 @@ impl Metrics {
         {
             let _ = writeln!(out, "{CONSUMER_ERRORS}{{kind=\"{}\"}} {n}", escape(kind));
         }
+    }
+
+    /// The per-partition gauges.
+    fn render_partitions(&self, out: &mut String) {
         let parts = self
             .partitions
             .lock()
@@ -399,6 +412,10 @@ impl Metrics {
                 }
             }
         }
+    }
+
+    /// The histograms: batch sizes, fsync and append times, query latency by endpoint.
+    fn render_histograms(&self, out: &mut String) {
         for (name, help, h) in [
             (
                 BATCH_EVENTS,
@@ -417,7 +434,7 @@ impl Metrics {
             ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-            h.render(&mut out, name, "");
+            h.render(out, name, "");
         }
         let _ = writeln!(
             out,
@@ -429,27 +446,28 @@ impl Metrics {
             .unwrap_or_else(|p| p.into_inner())
             .iter()
         {
-            h.render(&mut out, QUERY_SECONDS, &format!("endpoint=\"{endpoint}\""));
+            h.render(out, QUERY_SECONDS, &format!("endpoint=\"{endpoint}\""));
         }
-        #[cfg(test)]
-        self.before_engine.run();
-        let stats = engine.stats();
-        for (name, help, v) in [
-            (ENGINE_EVENTS, "Live events stored.", engine.total_events()),
-            (
-                ENGINE_BYTES,
-                "Bytes of segments and WAL files.",
-                engine.total_bytes(),
-            ),
-            (
-                ENGINE_SEGMENTS,
-                "Segments in the engine.",
-                stats.segments as u64,
-            ),
-        ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-        }
-        out
+    }
+}
+
+/// The engine's figures: events, bytes and segments. Takes every shard's lock.
+fn render_engine(out: &mut String, engine: &keplordb::DynEngine) {
+    let stats = engine.stats();
+    for (name, help, v) in [
+        (ENGINE_EVENTS, "Live events stored.", engine.total_events()),
+        (
+            ENGINE_BYTES,
+            "Bytes of segments and WAL files.",
+            engine.total_bytes(),
+        ),
+        (
+            ENGINE_SEGMENTS,
+            "Segments in the engine.",
+            stats.segments as u64,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
     }
 }
 
