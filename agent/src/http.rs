@@ -8,7 +8,7 @@
 //! an async worker held there would stall every other request, health probes included.
 //!
 //! With `fleet=true` the four query endpoints answer for the whole fleet of `[fleet]`: the
-//! request (without `fleet`, so it never recurses) is sent to every member through `fleet.rs`
+//! request (without `fleet`, so it never recurses) is sent to every member through `crate::fleet`
 //! on a blocking thread, bounded by the fleet's timeouts rather than `http.request_timeout`,
 //! and the merged JSON carries `partial`, `endpoints`, `answered` and `missing`.
 

@@ -1,5 +1,5 @@
 //! `keplor-agent query`: aggregate, recent, get and rollups against one or more running agents
-//! (their answers merged by `fleet.rs`, so a consumer group of agents answers as one) or a
+//! (their answers merged by `crate::fleet`, so a consumer group of agents answers as one) or a
 //! stopped agent's data directory opened read-only. Output: table (default on a terminal), JSON
 //! or CSV.
 //!
