@@ -1,7 +1,7 @@
 //! The query API shared by the HTTP endpoints and the `query` CLI: parameters (parsed from a
 //! query string, with errors that name the parameter), execution against an engine, and the
 //! JSON response shapes documented in `agent/openapi.yaml`. Answers of several agents are
-//! merged by `fleet.rs`.
+//! merged by `crate::fleet`.
 
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};

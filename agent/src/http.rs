@@ -3,8 +3,12 @@
 //! bearer token; bounded `limit`, query-string size and request time; bad parameters are a 400
 //! whose JSON names the parameter. Schemas: `agent/openapi.yaml`.
 //!
+//! Every call into the engine (queries, the engine figures of `/metrics`) runs on a blocking
+//! thread (`spawn_blocking`): engine calls wait for shard locks that a WAL fsync may hold, and
+//! an async worker held there would stall every other request, health probes included.
+//!
 //! With `fleet=true` the four query endpoints answer for the whole fleet of `[fleet]`: the
-//! request (without `fleet`, so it never recurses) is sent to every member through `fleet.rs`
+//! request (without `fleet`, so it never recurses) is sent to every member through `crate::fleet`
 //! on a blocking thread, bounded by the fleet's timeouts rather than `http.request_timeout`,
 //! and the merged JSON carries `partial`, `endpoints`, `answered` and `missing`.
 
@@ -327,8 +331,21 @@ async fn rollups(State(s): State<AppState>, RawQuery(q): RawQuery) -> Response {
     respond(run(&s, "rollups", move |e| api::rollups(e, &p)).await)
 }
 
+/// `GET /metrics`. Rendering asks the engine for its figures, which wait for every shard's
+/// lock (held across a WAL fsync during a rotation): it runs on a blocking thread, so the
+/// async workers keep serving the other requests meanwhile.
 async fn metrics(State(s): State<AppState>) -> Response {
-    let body = s.metrics.render(&s.engine);
+    let (metrics, engine) = (s.metrics.clone(), s.engine.clone());
+    let body = match tokio::task::spawn_blocking(move || metrics.render(&engine)).await {
+        Ok(body) => body,
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                None,
+                format!("rendering the metrics failed: {e}"),
+            )
+        }
+    };
     (
         [(
             header::CONTENT_TYPE,
@@ -422,4 +439,111 @@ pub async fn serve(
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::ownership::{Held, StoreId};
+
+    /// The API served on a current-thread runtime: its one async worker serves every request.
+    fn serve_on_one_worker(
+        state: AppState,
+    ) -> (
+        String,
+        tokio::sync::oneshot::Sender<()>,
+        std::thread::JoinHandle<()>,
+    ) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                serve(listener, state, async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        (url, stop, server)
+    }
+
+    #[test]
+    fn health_answers_while_a_metrics_render_waits_on_the_engine() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = keplordb::EngineConfig::new(dir.path().join("data")).with_columns(
+            ["user"],
+            ["tokens"],
+            Vec::<&str>::new(),
+        );
+        let engine = Arc::new(DynEngine::open(engine).unwrap());
+        let metrics = Arc::new(Metrics::default());
+        // The render's engine call blocks until released, as behind a shard's fsync.
+        let (entered, render_entered) = mpsc::channel::<()>();
+        let (release, released) = mpsc::channel::<()>();
+        let released = Mutex::new(released);
+        metrics.before_engine.set(move || {
+            let _ = entered.send(());
+            let _ = released.lock().unwrap().recv();
+        });
+        let config = Config::from_toml(
+            "[kafka]\nbrokers = \"127.0.0.1:9\"\ntopics = [\"in\"]\n[schema]\nid = 1\n",
+            [],
+            dir.path(),
+        )
+        .unwrap();
+        let state = AppState {
+            engine,
+            metrics,
+            ready: Arc::new(AtomicBool::new(true)),
+            settings: config.http.clone(),
+            held: Arc::new(Held::new(&StoreId("test".into()))),
+        };
+        let (url, stop, server) = serve_on_one_worker(state);
+        let client: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        let scrape = {
+            let (client, url) = (client.clone(), url.clone());
+            std::thread::spawn(move || {
+                let mut r = client.get(format!("{url}/metrics")).call().unwrap();
+                (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+            })
+        };
+        render_entered
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the /metrics render never reached the engine");
+        // The render is blocked in its engine call. Served on the async worker, it would keep
+        // /healthz from being answered until released (after this request timed out).
+        let health = client
+            .get(format!("{url}/healthz"))
+            .call()
+            .map(|r| r.status().as_u16());
+        release.send(()).unwrap();
+        assert_eq!(
+            health.ok(),
+            Some(200),
+            "/healthz did not answer while /metrics waited on the engine"
+        );
+        let (status, body) = scrape.join().unwrap();
+        assert_eq!(status, 200);
+        assert!(body.contains(crate::metrics::ENGINE_BYTES), "{body}");
+        drop(client);
+        let _ = stop.send(());
+        server.join().unwrap();
+    }
 }

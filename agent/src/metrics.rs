@@ -1,5 +1,9 @@
 //! Prometheus metrics, rendered by hand in the text exposition format. Names are constants;
 //! labels are bounded (reasons, endpoints, assigned partitions).
+//!
+//! Rendering asks the engine for its figures, which take every shard's lock (held across a
+//! WAL fsync during a rotation): [`Metrics::render`] blocks, and `/metrics` runs it on a
+//! blocking thread, never on an async worker.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -107,7 +111,8 @@ impl Histogram {
     }
 }
 
-/// Per-partition state shown in metrics.
+/// Per-partition state shown in metrics: a mirror of what the sink keeps (and decides from)
+/// in its own state, never read back by it.
 #[derive(Debug, Clone, Default)]
 pub struct PartitionGauges {
     pub committed: Option<i64>,
@@ -137,6 +142,36 @@ pub struct Metrics {
     pub fsync_seconds: Histogram,
     pub append_seconds: Histogram,
     queries: Mutex<BTreeMap<&'static str, Histogram>>,
+    /// Tests: runs where rendering starts asking the engine, to stand for an engine call that
+    /// blocks.
+    #[cfg(test)]
+    pub(crate) before_engine: EngineHook,
+}
+
+/// A test hook run before the engine is asked for its figures.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct EngineHook(Mutex<Option<Box<dyn Fn() + Send + Sync>>>);
+
+#[cfg(test)]
+impl EngineHook {
+    /// Runs `f` at every render from now on.
+    pub(crate) fn set(&self, f: impl Fn() + Send + Sync + 'static) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(f));
+    }
+
+    fn run(&self) {
+        if let Some(f) = &*self.0.lock().unwrap_or_else(|p| p.into_inner()) {
+            f();
+        }
+    }
+}
+
+#[cfg(test)]
+impl std::fmt::Debug for EngineHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EngineHook")
+    }
 }
 
 impl Default for Metrics {
@@ -157,6 +192,8 @@ impl Default for Metrics {
             fsync_seconds: Histogram::new(SECONDS_BUCKETS),
             append_seconds: Histogram::new(SECONDS_BUCKETS),
             queries: Mutex::new(BTreeMap::new()),
+            #[cfg(test)]
+            before_engine: EngineHook::default(),
         }
     }
 }
@@ -227,6 +264,11 @@ impl Metrics {
         f(map.entry((topic.to_string(), partition)).or_default());
     }
 
+    /// Updates the gauges of several partitions under one lock.
+    pub fn mirror_partitions(&self, f: impl FnOnce(&mut BTreeMap<(String, i32), PartitionGauges>)) {
+        f(&mut self.partitions.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
     /// Forgets a partition (revoked).
     pub fn remove_partition(&self, topic: &str, partition: i32) {
         self.partitions
@@ -235,56 +277,66 @@ impl Metrics {
             .remove(&(topic.to_string(), partition));
     }
 
-    /// The text exposition.
+    /// The text exposition. Blocks on the engine's shard locks: call it from a blocking
+    /// thread, not an async worker.
     pub fn render(&self, engine: &keplordb::DynEngine) -> String {
         let mut out = String::new();
-        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
+        self.render_counters(&mut out);
+        self.render_labelled(&mut out);
+        self.render_partitions(&mut out);
+        self.render_histograms(&mut out);
+        #[cfg(test)]
+        self.before_engine.run();
+        render_engine(&mut out, engine);
+        out
+    }
+
+    /// The plain counters, and the deferred partitions gauge.
+    fn render_counters(&self, out: &mut String) {
+        for (name, help, v) in [
+            (
+                MESSAGES_CONSUMED,
+                "Messages read from Kafka.",
+                &self.consumed,
+            ),
+            (
+                EVENTS_APPENDED,
+                "Events appended to the engine and durable.",
+                &self.appended,
+            ),
+            (
+                DLQ_PRODUCED,
+                "Poison messages produced to the dead-letter topic.",
+                &self.dlq_produced,
+            ),
+            (
+                APPEND_ERRORS,
+                "Failed appends (the partition is paused and retried).",
+                &self.append_errors,
+            ),
+            (COMMITS, "Offset commits sent to Kafka.", &self.commits),
+            (
+                OFFSETS_SKIPPED,
+                "Offsets between two consumed messages that the broker did not deliver (retention, compaction).",
+                &self.offsets_skipped,
+            ),
+        ] {
             let _ = writeln!(
                 out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
             );
-        };
-        counter(
-            &mut out,
-            MESSAGES_CONSUMED,
-            "Messages read from Kafka.",
-            self.consumed.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            EVENTS_APPENDED,
-            "Events appended to the engine and durable.",
-            self.appended.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            DLQ_PRODUCED,
-            "Poison messages produced to the dead-letter topic.",
-            self.dlq_produced.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            APPEND_ERRORS,
-            "Failed appends (the partition is paused and retried).",
-            self.append_errors.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            COMMITS,
-            "Offset commits sent to Kafka.",
-            self.commits.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            OFFSETS_SKIPPED,
-            "Offsets between two consumed messages that the broker did not deliver (retention, compaction).",
-            self.offsets_skipped.load(Ordering::Relaxed),
-        );
+        }
         let _ = writeln!(
             out,
             "# HELP {PARTITIONS_DEFERRED} Partitions assigned to this agent that another member still holds (not consumed until it lets go).\n# TYPE {PARTITIONS_DEFERRED} gauge\n{PARTITIONS_DEFERRED} {}",
             self.deferred.load(Ordering::Relaxed)
         );
+    }
+
+    /// The counters with a label: rejections by reason, handover decisions by outcome,
+    /// consumer errors by kind.
+    fn render_labelled(&self, out: &mut String) {
         let _ = writeln!(out, "# HELP {MESSAGES_REJECTED} Messages that failed to decode or map, by reason.\n# TYPE {MESSAGES_REJECTED} counter");
         for (reason, n) in self
             .rejected
@@ -312,6 +364,10 @@ impl Metrics {
         {
             let _ = writeln!(out, "{CONSUMER_ERRORS}{{kind=\"{}\"}} {n}", escape(kind));
         }
+    }
+
+    /// The per-partition gauges.
+    fn render_partitions(&self, out: &mut String) {
         let parts = self
             .partitions
             .lock()
@@ -356,6 +412,10 @@ impl Metrics {
                 }
             }
         }
+    }
+
+    /// The histograms: batch sizes, fsync and append times, query latency by endpoint.
+    fn render_histograms(&self, out: &mut String) {
         for (name, help, h) in [
             (
                 BATCH_EVENTS,
@@ -374,7 +434,7 @@ impl Metrics {
             ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-            h.render(&mut out, name, "");
+            h.render(out, name, "");
         }
         let _ = writeln!(
             out,
@@ -386,25 +446,28 @@ impl Metrics {
             .unwrap_or_else(|p| p.into_inner())
             .iter()
         {
-            h.render(&mut out, QUERY_SECONDS, &format!("endpoint=\"{endpoint}\""));
+            h.render(out, QUERY_SECONDS, &format!("endpoint=\"{endpoint}\""));
         }
-        let stats = engine.stats();
-        for (name, help, v) in [
-            (ENGINE_EVENTS, "Live events stored.", engine.total_events()),
-            (
-                ENGINE_BYTES,
-                "Bytes of segments and WAL files.",
-                engine.total_bytes(),
-            ),
-            (
-                ENGINE_SEGMENTS,
-                "Segments in the engine.",
-                stats.segments as u64,
-            ),
-        ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-        }
-        out
+    }
+}
+
+/// The engine's figures: events, bytes and segments. Takes every shard's lock.
+fn render_engine(out: &mut String, engine: &keplordb::DynEngine) {
+    let stats = engine.stats();
+    for (name, help, v) in [
+        (ENGINE_EVENTS, "Live events stored.", engine.total_events()),
+        (
+            ENGINE_BYTES,
+            "Bytes of segments and WAL files.",
+            engine.total_bytes(),
+        ),
+        (
+            ENGINE_SEGMENTS,
+            "Segments in the engine.",
+            stats.segments as u64,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
     }
 }
 

@@ -1,5 +1,5 @@
 //! `keplor-agent query`: aggregate, recent, get and rollups against one or more running agents
-//! (their answers merged by `fleet.rs`, so a consumer group of agents answers as one) or a
+//! (their answers merged by `crate::fleet`, so a consumer group of agents answers as one) or a
 //! stopped agent's data directory opened read-only. Output: table (default on a terminal), JSON
 //! or CSV.
 //!
@@ -349,6 +349,9 @@ fn warn_partial(c: &Completeness) {
     }
 }
 
+/// A rendered answer, and who answered when endpoints were asked.
+type Printed = (String, Option<Completeness>);
+
 /// Runs the command and prints its answer; who answered, when endpoints were asked.
 fn execute(args: &QueryArgs) -> Result<Option<Completeness>, Failure> {
     let format = args.format.unwrap_or(if std::io::stdout().is_terminal() {
@@ -358,60 +361,92 @@ fn execute(args: &QueryArgs) -> Result<Option<Completeness>, Failure> {
     });
     let source = Source::open(args)?;
     let (out, completeness) = match args.what.as_ref() {
-        What::Aggregate(f) => {
-            let p = parse(&pairs(f).map_err(usage)?)?;
-            let (a, c) = source.aggregate(&p)?;
-            (render_aggregate(&a, c.as_ref(), format), c)
-        }
+        What::Aggregate(f) => aggregate(&source, f, format)?,
         What::Recent {
             filters,
             limit,
             cursor,
-        } => {
-            let mut pv = pairs(filters).map_err(usage)?;
-            // Parsed with the rest so that `-n 0` is refused like `limit=0`.
-            pv.push(("limit".into(), limit.to_string()));
-            if let Some(c) = cursor {
-                pv.push(("cursor".into(), c.clone()));
-            }
-            let (r, c) = source.events(&parse(&pv)?, *limit)?;
-            (render_events(&r, c.as_ref(), format), c)
-        }
-        What::Get { id } => match source.get(id)? {
-            (Some(e), c) => {
-                let r = EventsResponse {
-                    events: vec![e],
-                    next_cursor: None,
-                };
-                (render_events(&r, c.as_ref(), format), c)
-            }
-            (None, c) => return Err(not_found(id, c, args.allow_partial)),
-        },
+        } => recent(&source, filters, *limit, cursor.as_deref(), format)?,
+        What::Get { id } => get(&source, id, args.allow_partial, format)?,
         What::Rollups {
             wheres,
             from_day,
             to_day,
-        } => {
-            let mut pv = pairs(&Filters {
-                wheres: wheres.clone(),
-                ..Default::default()
-            })
-            .map_err(usage)?;
-            if let Some(d) = from_day {
-                pv.push(("from_day".into(), d.clone()));
-            }
-            if let Some(d) = to_day {
-                pv.push(("to_day".into(), d.clone()));
-            }
-            let (r, c) = source.rollups(&parse(&pv)?)?;
-            (render_rollups(&r, c.as_ref(), format), c)
-        }
+        } => rollups(
+            &source,
+            wheres,
+            from_day.as_deref(),
+            to_day.as_deref(),
+            format,
+        )?,
     };
-    let mut stdout = std::io::stdout().lock();
-    stdout
+    std::io::stdout()
+        .lock()
         .write_all(out.as_bytes())
         .map_err(|e| runtime(e.to_string()))?;
     Ok(completeness)
+}
+
+/// `query aggregate`.
+fn aggregate(source: &Source, f: &Filters, format: Output) -> Result<Printed, Failure> {
+    let p = parse(&pairs(f).map_err(usage)?)?;
+    let (a, c) = source.aggregate(&p)?;
+    Ok((render_aggregate(&a, c.as_ref(), format), c))
+}
+
+/// `query recent`: a page of the newest events, after `cursor`.
+fn recent(
+    source: &Source,
+    filters: &Filters,
+    limit: usize,
+    cursor: Option<&str>,
+    format: Output,
+) -> Result<Printed, Failure> {
+    let mut pv = pairs(filters).map_err(usage)?;
+    // Parsed with the rest so that `-n 0` is refused like `limit=0`.
+    pv.push(("limit".into(), limit.to_string()));
+    if let Some(c) = cursor {
+        pv.push(("cursor".into(), c.to_string()));
+    }
+    let (r, c) = source.events(&parse(&pv)?, limit)?;
+    Ok((render_events(&r, c.as_ref(), format), c))
+}
+
+/// `query get`: one event, printed as a page of one.
+fn get(source: &Source, id: &str, allow_partial: bool, format: Output) -> Result<Printed, Failure> {
+    match source.get(id)? {
+        (Some(e), c) => {
+            let r = EventsResponse {
+                events: vec![e],
+                next_cursor: None,
+            };
+            Ok((render_events(&r, c.as_ref(), format), c))
+        }
+        (None, c) => Err(not_found(id, c, allow_partial)),
+    }
+}
+
+/// `query rollups`.
+fn rollups(
+    source: &Source,
+    wheres: &[String],
+    from_day: Option<&str>,
+    to_day: Option<&str>,
+    format: Output,
+) -> Result<Printed, Failure> {
+    let mut pv = pairs(&Filters {
+        wheres: wheres.to_vec(),
+        ..Default::default()
+    })
+    .map_err(usage)?;
+    if let Some(d) = from_day {
+        pv.push(("from_day".into(), d.to_string()));
+    }
+    if let Some(d) = to_day {
+        pv.push(("to_day".into(), d.to_string()));
+    }
+    let (r, c) = source.rollups(&parse(&pv)?)?;
+    Ok((render_rollups(&r, c.as_ref(), format), c))
 }
 
 fn parse(v: &[(String, String)]) -> Result<Params, Failure> {

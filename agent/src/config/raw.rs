@@ -152,6 +152,9 @@ pub struct RawBatch {
     pub linger: Option<Quantity>,
     /// Most bytes buffered across all partitions: above it, every partition is flushed at once.
     pub max_pending_bytes: Option<Quantity>,
+    /// Threads of the mapping stage's own pool.
+    #[serde(default, deserialize_with = "lenient::opt_u64")]
+    pub map_threads: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -562,3 +562,22 @@ fn registry_errors_name_the_keys() {
     .unwrap_err();
     assert_eq!(e.key, "format.registry_url / format.registry_token", "{e}");
 }
+
+#[test]
+fn batch_map_threads_is_a_thread_count() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(load("", &[]).unwrap().batch.map_threads, cores);
+    let c = load("[batch]\nmap_threads = 3", &[]).unwrap();
+    assert_eq!(c.batch.map_threads, 3);
+    assert!(c.to_toml().contains("map_threads = 3"), "{}", c.to_toml());
+    let c = load("", &[("KEPLOR_BATCH__MAP_THREADS", "2")]).unwrap();
+    assert_eq!(c.batch.map_threads, 2);
+    for bad in ["0", "1025"] {
+        let e = load(&format!("[batch]\nmap_threads = {bad}"), &[]).unwrap_err();
+        assert_eq!(e.key, "batch.map_threads", "{bad}: {e}");
+        assert!(e.message.contains("use 1 to 1024"), "{bad}: {e}");
+    }
+    let e = load("", &[("KEPLOR_BATCH__MAP_THREADS", "many")]).unwrap_err();
+    assert_eq!(e.key, "batch", "{e}");
+    assert!(e.message.contains("non-negative integer"), "{e}");
+}
