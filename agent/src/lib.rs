@@ -4,6 +4,8 @@
 //! Architecture invariant: the agent uses only `keplordb`'s public API, as any embedding
 //! program would.
 
+#![forbid(unsafe_code)]
+
 pub mod agent;
 pub mod api;
 pub mod config;

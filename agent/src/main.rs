@@ -5,6 +5,8 @@
 //! 3 `query` answered partially: some endpoints did not answer, the others' merged answer was
 //! printed and the missing ones named (`query::EXIT_PARTIAL`; 0 with `--allow-partial`).
 
+#![forbid(unsafe_code)]
+
 use keplor_agent::{agent, config, demo, query, sink};
 
 use std::path::PathBuf;

@@ -65,7 +65,7 @@ mod engine;
 mod error;
 mod event;
 mod fsutil;
-pub mod hash;
+mod hash;
 mod memtable;
 mod query;
 mod rollups;

@@ -93,7 +93,7 @@ impl std::fmt::Debug for Meta<'_> {
 }
 
 /// A JSON object with its values left unparsed: only the columns' paths are decoded.
-type JsonObject<'a> = HashMap<Cow<'a, str>, &'a RawValue, keplordb::hash::FastBuild>;
+type JsonObject<'a> = HashMap<Cow<'a, str>, &'a RawValue, foldhash::fast::RandomState>;
 
 /// A decoded payload. JSON is parsed lazily: the top-level object's keys are indexed, nested
 /// objects are parsed when a path goes through them, and only the values read are decoded.

@@ -408,7 +408,7 @@ impl Shared {
         .flatten()
         .max()
         .unwrap_or(owned_from);
-        let shard = shard_of(&key.0, key.1, self.engine.shard_count());
+        let shard = shard_of(&self.engine, &key.0, key.1);
         let mut part = Part::new(shard, (start > 0).then_some(start - 1));
         part.start = start;
         part.chain = c.chain.taken_by(&self.store, owned_from);

@@ -53,11 +53,11 @@ pub fn source_key(topic: &str, partition: i32) -> String {
     format!("{topic}/{partition}")
 }
 
-/// The stable partition → shard rule: several partitions share a shard when there are more
-/// partitions than shards; one partition always lands on the same shard.
-pub fn shard_of(topic: &str, partition: i32, shards: usize) -> usize {
-    (keplordb::hash::hash64(topic.as_bytes()).wrapping_add(partition as u64) % shards as u64)
-        as usize
+/// The stable partition → shard rule (the engine's `shard_for`, the topic as the group):
+/// several partitions share a shard when there are more partitions than shards; one partition
+/// always lands on the same shard.
+pub fn shard_of(engine: &keplordb::DynEngine, topic: &str, partition: i32) -> usize {
+    engine.shard_for(topic, partition as u64)
 }
 
 /// Fault injection for crash tests: after `countdown` crash points the sink behaves as if the

@@ -148,6 +148,11 @@ pub struct DynEngine {
     _lock: Option<File>,
 }
 
+/// See [`DynEngine::shard_for`].
+fn shard_for(group: &str, member: u64, shards: usize) -> usize {
+    (crate::hash::hash64(group.as_bytes()).wrapping_add(member) % shards.max(1) as u64) as usize
+}
+
 thread_local! {
     static FRAME_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
@@ -197,6 +202,14 @@ impl DynEngine {
     /// Number of WAL shards.
     pub fn shard_count(&self) -> usize {
         self.shards.len()
+    }
+
+    /// The shard for member `member` of a group of sources named `group` (e.g. a Kafka topic and
+    /// one of its partitions), for [`append_batch_to`](Self::append_batch_to): stable across
+    /// restarts and releases for a given shard count; consecutive members of one group land on
+    /// consecutive shards, and groups start at shards spread by a stable hash of their name.
+    pub fn shard_for(&self, group: &str, member: u64) -> usize {
+        shard_for(group, member, self.shards.len())
     }
 
     /// What open found and repaired.

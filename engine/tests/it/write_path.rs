@@ -358,3 +358,16 @@ fn paging_while_appends_continue_sees_each_event_once() {
         );
     }
 }
+
+#[test]
+fn shard_for_is_stable_and_spreads_a_groups_members() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.wal_shard_count = 4;
+    let e = keplordb::DynEngine::open(c).unwrap();
+    // Part of where existing stores keep their sources: hash64("alice") ends in 0x07.
+    assert_eq!(e.shard_for("alice", 3), 2);
+    let shards: Vec<usize> = (0..8).map(|m| e.shard_for("alice", m)).collect();
+    assert_eq!(shards, [3, 0, 1, 2, 3, 0, 1, 2]);
+    assert!((0..100).all(|m| e.shard_for("topic", m) < 4));
+}
