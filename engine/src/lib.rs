@@ -18,6 +18,7 @@ mod error;
 mod event;
 mod fsutil;
 pub mod hash;
+mod le;
 mod memtable;
 mod query;
 mod read;

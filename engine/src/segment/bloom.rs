@@ -9,6 +9,7 @@
 //! `h2 = h.rotate_left(32) | 1`.
 
 use crate::hash::hash64;
+use crate::le;
 
 const PROBES: u32 = 7;
 const BITS_PER_VALUE: usize = 10;
@@ -43,11 +44,8 @@ impl Bloom {
             }
         }
         let mut out = Vec::with_capacity(8 + bits / 8);
-        out.extend_from_slice(&(bits as u32).to_le_bytes());
-        out.extend_from_slice(&PROBES.to_le_bytes());
-        for w in words {
-            out.extend_from_slice(&w.to_le_bytes());
-        }
+        le::put_all(&mut out, [bits as u32, PROBES]);
+        le::put_all(&mut out, words);
         out
     }
 
@@ -56,11 +54,9 @@ impl Bloom {
         if bytes.is_empty() {
             return Ok(None);
         }
-        if bytes.len() < 8 {
-            return Err("bloom section shorter than its 8-byte header".into());
-        }
-        let bits = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
-        let probes = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+        let short = |e| format!("bloom section shorter than its 8-byte header: {e}");
+        let bits = le::read_at::<u32>(bytes, 0).map_err(short)? as usize;
+        let probes = le::read_at::<u32>(bytes, 4).map_err(short)?;
         if !bits.is_power_of_two() || bits < 64 || probes == 0 || probes > 32 {
             return Err(format!(
                 "bloom header invalid: {bits} bits, {probes} probes"
@@ -73,14 +69,7 @@ impl Bloom {
                 8 + bits / 8
             ));
         }
-        let words = bytes[8..]
-            .chunks_exact(8)
-            .map(|w| {
-                let mut a = [0u8; 8];
-                a.copy_from_slice(w);
-                u64::from_le_bytes(a)
-            })
-            .collect();
+        let words = le::values(&bytes[8..]).collect();
         Ok(Some(Bloom {
             words,
             mask: bits as u64 - 1,

@@ -1,7 +1,6 @@
 //! Mapping a segment file and viewing its columns in place.
 
 use std::fs::File;
-use std::mem::size_of;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -14,13 +13,9 @@ use super::header::{HeaderError, SegmentHeader, HEADER_LEN, NO_BLOOM, SEGMENT_VE
 use super::{Section, Totals, MAX_DIM_VALUES};
 use crate::error::{DbError, Result, SchemaSummary};
 use crate::hash::{hash64, FastMap};
+use crate::le;
 use crate::memtable::CHUNK_ROWS;
 use crate::schema::SchemaDef;
-
-#[cfg(not(target_endian = "little"))]
-compile_error!(
-    "keplordb maps little-endian columns in place and supports little-endian targets only"
-);
 
 /// The decoded intern table of one dim.
 #[derive(Debug, Default)]
@@ -117,11 +112,10 @@ pub(crate) struct SegmentData {
 }
 
 fn rd_u32(b: &[u8], at: usize) -> Option<u32> {
-    b.get(at..at + 4)
-        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    le::read_at(b, at).ok()
 }
 fn rd_u16(b: &[u8], at: usize) -> Option<u16> {
-    b.get(at..at + 2).map(|s| u16::from_le_bytes([s[0], s[1]]))
+    le::read_at(b, at).ok()
 }
 
 impl SegmentData {
@@ -609,10 +603,8 @@ impl SegmentData {
             .mmap
             .get(self.intern_at..self.intern_at + self.intern_len)
             .unwrap_or(&[]);
-        let (len, body) = src.split_at_checked(8).ok_or("intern section cut short")?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(len);
-        let raw_len = u64::from_le_bytes(a);
+        let raw_len = le::read_at::<u64>(src, 0).map_err(|e| format!("intern section: {e}"))?;
+        let body = &src[8..];
         // Decoded as a stream bounded by the declared length, so a hostile length cannot make
         // us reserve memory the data does not back.
         let raw = decompress_bounded(body, raw_len)?;
@@ -706,8 +698,7 @@ impl SegmentData {
 
 /// `n` values of `T` at byte `at` of `bytes`, if in bounds and aligned.
 fn slice_in<T: FromBytes + Immutable>(bytes: &[u8], at: usize, n: usize) -> Option<&[T]> {
-    let end = at.checked_add(n.checked_mul(size_of::<T>())?)?;
-    <[T]>::ref_from_bytes(bytes.get(at..end)?).ok()
+    le::view(bytes, at, n).ok()
 }
 
 impl Section {

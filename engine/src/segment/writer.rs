@@ -20,6 +20,7 @@ use super::{
 use crate::error::{DbError, Result};
 use crate::fsutil::sync_dir;
 use crate::hash::hash64;
+use crate::le;
 use crate::memtable::{MemData, CHUNK_ROWS};
 use crate::schema::SchemaDef;
 
@@ -123,24 +124,16 @@ impl Assembler {
 }
 
 fn put_u32s(out: &mut Vec<u8>, v: impl IntoIterator<Item = u32>) {
-    for x in v {
-        out.extend_from_slice(&x.to_le_bytes());
-    }
+    le::put_all(out, v);
 }
 fn put_u16s(out: &mut Vec<u8>, v: impl IntoIterator<Item = u16>) {
-    for x in v {
-        out.extend_from_slice(&x.to_le_bytes());
-    }
+    le::put_all(out, v);
 }
 fn put_u64s(out: &mut Vec<u8>, v: impl IntoIterator<Item = u64>) {
-    for x in v {
-        out.extend_from_slice(&x.to_le_bytes());
-    }
+    le::put_all(out, v);
 }
 fn put_i64s(out: &mut Vec<u8>, v: impl IntoIterator<Item = i64>) {
-    for x in v {
-        out.extend_from_slice(&x.to_le_bytes());
-    }
+    le::put_all(out, v);
 }
 
 fn io_err(what: &'static str) -> impl Fn(std::io::Error) -> DbError {
@@ -302,7 +295,8 @@ pub(crate) fn encode_segment(
             intern.extend_from_slice(v.as_bytes());
         }
     }
-    let mut section = (intern.len() as u64).to_le_bytes().to_vec();
+    let mut section = Vec::new();
+    le::put_all(&mut section, [intern.len() as u64]);
     section.extend_from_slice(&compress(&intern).map_err(io_err("compress intern tables"))?);
     asm.add(Section::Intern, &section)?;
     drop(intern);
