@@ -1,8 +1,6 @@
 //! Turning a frozen memtable into segment files.
 
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use zerocopy::little_endian::{I64, U16, U32, U64};
@@ -18,7 +16,7 @@ use super::{
     SECTION_ALIGN, SECTION_COUNT,
 };
 use crate::error::{DbError, Result};
-use crate::fsutil::sync_dir;
+use crate::fsutil::write_atomic;
 use crate::hash::hash64;
 use crate::le;
 use crate::memtable::{MemData, CHUNK_ROWS};
@@ -412,27 +410,11 @@ pub(crate) fn encode_segment(
     Ok(asm.out)
 }
 
-/// Writes segment `id` durably: temp file, fsync, rename, fsync the directory.
+/// Writes segment `id` durably: temp file `seg-<id>.kseg.tmp`, fsync, rename, fsync the
+/// directory.
 pub(crate) fn write_segment_file(dir: &Path, id: u64, bytes: &[u8]) -> Result<PathBuf> {
     let path = dir.join(segment_name(id));
     let tmp = dir.join(format!("{}.tmp", segment_name(id)));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(|e| DbError::io("create segment", &tmp, e))?;
-        f.write_all(bytes)
-            .map_err(|e| DbError::io("write segment", &tmp, e))?;
-        f.sync_all()
-            .map_err(|e| DbError::io("fsync segment", &tmp, e))?;
-        drop(f);
-        fs::rename(&tmp, &path).map_err(|e| DbError::io("rename segment", &path, e))?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map(|()| path)
+    write_atomic(dir, &tmp, &path, bytes)?;
+    Ok(path)
 }
