@@ -42,6 +42,13 @@ pub(crate) enum ReadError {
 }
 
 impl ReadError {
+    /// The byte offset where the failed read started.
+    pub(crate) fn at(&self) -> usize {
+        match *self {
+            ReadError::Short { at, .. } | ReadError::Misaligned { at, .. } => at,
+        }
+    }
+
     fn short(bytes: &[u8], at: usize, needed: usize) -> ReadError {
         ReadError::Short {
             at,
@@ -155,6 +162,16 @@ impl<'a> LeReader<'a> {
         LeReader { bytes, pos: 0 }
     }
 
+    /// A reader at byte `pos` of `bytes`.
+    pub(crate) fn at(bytes: &'a [u8], pos: usize) -> Self {
+        LeReader { bytes, pos }
+    }
+
+    /// Offset of the next byte to read.
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+
     /// The next `n` bytes.
     pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], ReadError> {
         let s = self
@@ -205,28 +222,17 @@ mod tests {
                 available: 2
             })
         );
-        assert_eq!(
-            read_at::<u16>(&b, usize::MAX),
-            Err(ReadError::Short {
-                at: usize::MAX,
-                needed: 2,
-                available: 0
-            })
-        );
+        assert_eq!(read_at::<u64>(&b, 100).unwrap_err().at(), 100);
+        assert_eq!(read_at::<u16>(&b, usize::MAX).unwrap_err().at(), usize::MAX);
         let mut r = LeReader::new(&b);
         assert_eq!(r.read::<u32>(), Ok(0));
+        assert_eq!(r.pos(), 4);
         let e = r.read::<u32>().unwrap_err();
         assert_eq!(e.to_string(), "4 bytes needed at byte 4, 2 available");
-        assert_eq!(
-            r.take(2),
-            Ok(&b[4..6]),
-            "a failed read does not move the reader"
-        );
+        assert_eq!(r.pos(), 4, "a failed read does not move the reader");
+        assert_eq!(r.take(2), Ok(&b[4..6]));
         assert!(r.is_empty());
-        assert!(matches!(
-            r.take(usize::MAX),
-            Err(ReadError::Short { at: 6, .. })
-        ));
+        assert_eq!(r.take(usize::MAX).unwrap_err().at(), 6);
     }
 
     #[test]
@@ -236,6 +242,8 @@ mod tests {
         put_all(&mut out, v);
         out.push(9); // a partial value is ignored
         assert_eq!(values::<u64>(&out).collect::<Vec<_>>(), v);
+        let mut r = LeReader::at(&out, 8);
+        assert_eq!(r.read::<u64>(), Ok(u64::MAX));
     }
 
     #[test]
