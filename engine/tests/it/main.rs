@@ -5,5 +5,6 @@ mod derive;
 mod fixtures;
 mod model;
 mod recovery;
+mod segment_damage;
 mod staged;
 mod write_path;
