@@ -311,17 +311,7 @@ fn verify_header(path: &Path, file: &[u8], schema: &SchemaDef) -> Result<Segment
         }
         Err(HeaderError::Corrupt { at, reason }) => return Err(corrupt(at, reason)),
     };
-    if header.schema_id != schema.schema_id || header.fingerprint.get() != schema.fingerprint() {
-        return Err(DbError::SchemaMismatch {
-            expected: schema.summary(),
-            found: SchemaSummary {
-                schema_id: header.schema_id,
-                fingerprint: header.fingerprint.get(),
-                columns: None,
-            },
-            path: path.to_path_buf(),
-        });
-    }
+    check_schema(path, &header, schema)?;
     if header.dims.get() as usize != schema.dims.len()
         || header.counters as usize != schema.counters.len()
         || header.labels as usize != schema.labels.len()
@@ -342,6 +332,22 @@ fn verify_header(path: &Path, file: &[u8], schema: &SchemaDef) -> Result<Segment
         ));
     }
     Ok(header)
+}
+
+/// The header was written with `schema` (its id and fingerprint), else `SchemaMismatch`.
+fn check_schema(path: &Path, header: &SegmentHeader, schema: &SchemaDef) -> Result<()> {
+    if header.schema_id == schema.schema_id && header.fingerprint.get() == schema.fingerprint() {
+        return Ok(());
+    }
+    Err(DbError::SchemaMismatch {
+        expected: schema.summary(),
+        found: SchemaSummary {
+            schema_id: header.schema_id,
+            fingerprint: header.fingerprint.get(),
+            columns: None,
+        },
+        path: path.to_path_buf(),
+    })
 }
 
 /// Parses every section of `file` in table order, then checks the bloom dim against the bloom

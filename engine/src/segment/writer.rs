@@ -229,6 +229,23 @@ impl<'a> SegmentRows<'a> {
             .map(|col| col.iter().copied())
     }
 
+    /// The ids, in segment order.
+    fn ids(&self) -> impl ExactSizeIterator<Item = &'a str> + 'a {
+        let (mem, rows) = (self.mem, self.rows);
+        rows.iter().map(move |&r| mem.ids.get(r as usize))
+    }
+
+    /// Each label column, in segment order.
+    fn label_columns(
+        &self,
+    ) -> impl ExactSizeIterator<Item = impl Iterator<Item = &'a str> + 'a> + 'a {
+        let rows = self.rows;
+        self.mem
+            .labels
+            .iter()
+            .map(move |col| rows.iter().map(move |&r| col.get(r as usize)))
+    }
+
     /// The posting dims' codes.
     fn posting_dims(&self, dims: &[usize]) -> Vec<PostingDim<'_>> {
         dims.iter()
@@ -248,8 +265,7 @@ pub(crate) fn encode_segment(
     part_index: u16,
     part_count: u16,
 ) -> Result<Vec<u8>> {
-    let mem = input.mem;
-    let seg = SegmentRows::gather(mem, rows);
+    let seg = SegmentRows::gather(input.mem, rows);
     let mut asm = Assembler::new();
     asm.try_add(Section::Ts, "compress ts", |out| {
         TsColumn::encode(&seg.ts, out)
@@ -283,15 +299,9 @@ pub(crate) fn encode_segment(
     asm.add(Section::Postings, |out| {
         PostingIndex::encode(&seg.posting_dims(&input.posting_dims), out)
     })?;
-    asm.add(Section::Ids, |out| {
-        IdIndex::encode(rows.iter().map(|&r| mem.ids.get(r as usize)), out)
-    })?;
+    asm.add(Section::Ids, |out| IdIndex::encode(seg.ids(), out))?;
     asm.add(Section::Labels, |out| {
-        let columns = mem.labels.iter();
-        LabelColumns::encode(
-            columns.map(|col| rows.iter().map(|&r| col.get(r as usize))),
-            out,
-        )
+        LabelColumns::encode(seg.label_columns(), out)
     })?;
     Ok(asm.finish(|sections| header(input, &seg.ts, part_index, part_count, sections)))
 }
