@@ -24,13 +24,14 @@ use super::section::labels::LabelColumns;
 use super::section::postings::PostingIndex;
 pub(crate) use super::section::postings::Postings;
 use super::section::status::{StatusBitmaps, StatusIndex};
-use super::section::{SectionError, Shape};
+use super::section::{first_bad, SectionError, Shape};
 use super::{Section, Totals, MAX_SEGMENT_ROWS};
 use crate::error::{DbError, Result, SchemaSummary};
 use crate::memtable::CHUNK_ROWS;
 use crate::schema::SchemaDef;
 
-/// What the reader keeps of the sections it views in place: where their arrays are.
+/// What the reader keeps of the sections it views in place: where their arrays are in the
+/// mapping (each placed at its section's file offset).
 #[derive(Debug)]
 struct Layout {
     u32s: U32Cols,
@@ -129,64 +130,58 @@ impl SegmentData {
     }
 
     pub(crate) fn latency(&self) -> &[u32] {
-        self.layout.u32s.latency(self.section(Section::U32Cols))
+        self.layout.u32s.latency(&self.mmap)
     }
     pub(crate) fn latency_detail(&self) -> &[u32] {
-        self.layout
-            .u32s
-            .latency_detail(self.section(Section::U32Cols))
+        self.layout.u32s.latency_detail(&self.mmap)
     }
     pub(crate) fn counter(&self, c: usize) -> &[u32] {
-        self.layout.u32s.counter(self.section(Section::U32Cols), c)
+        self.layout.u32s.counter(&self.mmap, c)
     }
     pub(crate) fn status(&self) -> &[u16] {
-        self.layout.u16s.status(self.section(Section::U16Cols))
+        self.layout.u16s.status(&self.mmap)
     }
     pub(crate) fn flags(&self) -> &[u16] {
-        self.layout.u16s.flags(self.section(Section::U16Cols))
+        self.layout.u16s.flags(&self.mmap)
     }
     /// Segment-local codes of dim `d`.
     pub(crate) fn dim(&self, d: usize) -> &[u16] {
-        self.layout.u16s.dim(self.section(Section::U16Cols), d)
+        self.layout.u16s.dim(&self.mmap, d)
     }
 
     pub(crate) fn zone_ts_min(&self) -> &[i64] {
-        self.layout.zones.ts_min(self.section(Section::Zones))
+        self.layout.zones.ts_min(&self.mmap)
     }
     pub(crate) fn zone_ts_max(&self) -> &[i64] {
-        self.layout.zones.ts_max(self.section(Section::Zones))
+        self.layout.zones.ts_max(&self.mmap)
     }
     pub(crate) fn zone_status_min(&self) -> &[u16] {
-        self.layout.zones.status_min(self.section(Section::Zones))
+        self.layout.zones.status_min(&self.mmap)
     }
     pub(crate) fn zone_status_max(&self) -> &[u16] {
-        self.layout.zones.status_max(self.section(Section::Zones))
+        self.layout.zones.status_max(&self.mmap)
     }
     pub(crate) fn zone_dim_min(&self, d: usize) -> &[u16] {
-        self.layout.zones.dim_min(self.section(Section::Zones), d)
+        self.layout.zones.dim_min(&self.mmap, d)
     }
     pub(crate) fn zone_dim_max(&self, d: usize) -> &[u16] {
-        self.layout.zones.dim_max(self.section(Section::Zones), d)
+        self.layout.zones.dim_max(&self.mmap, d)
     }
 
     pub(crate) fn agg_metric_lo(&self) -> &[u64] {
-        self.layout.aggs.metric_lo(self.section(Section::ChunkAggs))
+        self.layout.aggs.metric_lo(&self.mmap)
     }
     pub(crate) fn agg_metric_hi(&self) -> &[i64] {
-        self.layout.aggs.metric_hi(self.section(Section::ChunkAggs))
+        self.layout.aggs.metric_hi(&self.mmap)
     }
     pub(crate) fn agg_latency(&self) -> &[u64] {
-        self.layout.aggs.latency(self.section(Section::ChunkAggs))
+        self.layout.aggs.latency(&self.mmap)
     }
     pub(crate) fn agg_latency_detail(&self) -> &[u64] {
-        self.layout
-            .aggs
-            .latency_detail(self.section(Section::ChunkAggs))
+        self.layout.aggs.latency_detail(&self.mmap)
     }
     pub(crate) fn agg_counter(&self, c: usize) -> &[u64] {
-        self.layout
-            .aggs
-            .counter(self.section(Section::ChunkAggs), c)
+        self.layout.aggs.counter(&self.mmap, c)
     }
 
     /// Pre-aggregated totals of chunk `c` (rows `c*256 .. min((c+1)*256, rows)`).
@@ -219,26 +214,22 @@ impl SegmentData {
 
     /// Posting lists of dim `d`, if the segment has them.
     pub(crate) fn postings(&self, d: usize) -> Option<Postings<'_>> {
-        self.layout
-            .postings
-            .lists(self.section(Section::Postings), d)
+        self.layout.postings.lists(&self.mmap, d)
     }
 
     /// The id of `row`.
     pub(crate) fn id(&self, row: usize) -> &str {
-        self.layout.ids.id(self.section(Section::Ids), row)
+        self.layout.ids.id(&self.mmap, row)
     }
 
     /// Rows whose id is `id`, via the hash index.
     pub(crate) fn rows_with_id(&self, id: &str) -> Vec<usize> {
-        self.layout.ids.rows_with(self.section(Section::Ids), id)
+        self.layout.ids.rows_with(&self.mmap, id)
     }
 
     /// Label `l` of `row`.
     pub(crate) fn label(&self, l: usize, row: usize) -> &str {
-        self.layout
-            .labels
-            .value(self.section(Section::Labels), l, row)
+        self.layout.labels.value(&self.mmap, l, row)
     }
 
     /// Intern tables, decompressed on first use and cached.
@@ -255,7 +246,7 @@ impl SegmentData {
         let fault = |reason| SectionError::new(Section::Intern, InternTables::TABLE_AT, reason);
         for (d, dict) in dicts.iter().enumerate() {
             let n = dict.values.len();
-            if let Some(row) = self.dim(d).iter().position(|&c| c as usize >= n) {
+            if let Some(row) = first_bad(self.dim(d).iter(), |&c| c as usize >= n) {
                 return Err(fault(format!(
                     "dim {d} has {n} values, row {row} has code {}",
                     self.dim(d)[row]
@@ -272,10 +263,9 @@ impl SegmentData {
 
     /// Per status value, the bitset of rows holding it; decompressed on first use.
     pub(crate) fn status_bitmaps(&self) -> Result<&[(u16, Vec<u64>)]> {
-        let r = self.status.get_or_init(|| {
-            let bytes = self.section(Section::Status);
-            self.layout.status.bitmaps(bytes, self.status())
-        });
+        let r = self
+            .status
+            .get_or_init(|| self.layout.status.bitmaps(&self.mmap, self.status()));
         r.as_deref().map_err(|e| self.fault(e))
     }
 
@@ -359,6 +349,7 @@ fn parse_sections(
     shape: &Shape,
 ) -> std::result::Result<Parsed, SectionError> {
     let bytes = |s| table.bytes(file, s);
+    let at = |s| table.start(s);
     let rows = shape.rows;
     let ts = TsColumn::parse(bytes(Section::Ts), rows)?;
     TsColumn::check_bounds(&ts, header.min_ts.get(), header.max_ts.get())?;
@@ -369,15 +360,20 @@ fn parse_sections(
     let aggs = ChunkAggs::parse(bytes(Section::ChunkAggs), shape)?;
     let bloom = Bloom::parse(bytes(Section::Bloom))?;
     check_bloom_dim(header.bloom_dim.get(), bloom.is_some(), shape.dims)?;
+    let status = StatusIndex::parse(bytes(Section::Status), rows)?;
+    let postings = PostingIndex::parse(bytes(Section::Postings), rows, shape.dims)?;
+    let ids = IdIndex::parse(bytes(Section::Ids), rows)?;
+    let labels = LabelColumns::parse(bytes(Section::Labels), rows, shape.labels)?;
+    // The reader views them in the whole mapping: one bounds check per column view.
     let layout = Layout {
-        u32s,
-        u16s,
-        zones,
-        aggs,
-        status: StatusIndex::parse(bytes(Section::Status), rows)?,
-        postings: PostingIndex::parse(bytes(Section::Postings), rows, shape.dims)?,
-        ids: IdIndex::parse(bytes(Section::Ids), rows)?,
-        labels: LabelColumns::parse(bytes(Section::Labels), rows, shape.labels)?,
+        u32s: u32s.placed_at(at(Section::U32Cols)),
+        u16s: u16s.placed_at(at(Section::U16Cols)),
+        zones: zones.placed_at(at(Section::Zones)),
+        aggs: aggs.placed_at(at(Section::ChunkAggs)),
+        status: status.placed_at(at(Section::Status)),
+        postings: postings.placed_at(at(Section::Postings)),
+        ids: ids.placed_at(at(Section::Ids)),
+        labels: labels.placed_at(at(Section::Labels)),
     };
     Ok(Parsed {
         ts,

@@ -8,7 +8,7 @@ use crate::le;
 use crate::memtable::CHUNK_ROWS;
 use crate::segment::Section;
 
-/// `chunks` values of `T` at byte `at` of a per-chunk section.
+/// `chunks` values of `T` at byte `at` of `bytes`.
 fn array<T: FromBytes + Immutable>(bytes: &[u8], at: usize, chunks: usize) -> &[T] {
     le::view(bytes, at, chunks).unwrap_or(&[])
 }
@@ -43,6 +43,7 @@ fn sums(values: impl IntoIterator<Item = u32>) -> Vec<u64> {
 /// and min and max code of each dim.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Zones {
+    base: usize,
     chunks: usize,
 }
 
@@ -71,27 +72,37 @@ impl Zones {
     pub(crate) fn parse(bytes: &[u8], shape: &Shape) -> Result<Zones, SectionError> {
         expect_len(Section::Zones, bytes, Self::len(shape))?;
         Ok(Zones {
+            base: 0,
             chunks: shape.chunks,
         })
     }
 
+    /// This layout for the section placed at byte `start` of the bytes given to the accessors
+    /// (the file, in the reader).
+    pub(crate) fn placed_at(self, start: usize) -> Self {
+        Self {
+            base: start,
+            ..self
+        }
+    }
+
     pub(crate) fn ts_min<'a>(&self, bytes: &'a [u8]) -> &'a [i64] {
-        array(bytes, 0, self.chunks)
+        array(bytes, self.base, self.chunks)
     }
     pub(crate) fn ts_max<'a>(&self, bytes: &'a [u8]) -> &'a [i64] {
-        array(bytes, 8 * self.chunks, self.chunks)
+        array(bytes, self.base + 8 * self.chunks, self.chunks)
     }
     pub(crate) fn status_min<'a>(&self, bytes: &'a [u8]) -> &'a [u16] {
-        array(bytes, 16 * self.chunks, self.chunks)
+        array(bytes, self.base + 16 * self.chunks, self.chunks)
     }
     pub(crate) fn status_max<'a>(&self, bytes: &'a [u8]) -> &'a [u16] {
-        array(bytes, 18 * self.chunks, self.chunks)
+        array(bytes, self.base + 18 * self.chunks, self.chunks)
     }
     pub(crate) fn dim_min<'a>(&self, bytes: &'a [u8], d: usize) -> &'a [u16] {
-        array(bytes, (20 + 4 * d) * self.chunks, self.chunks)
+        array(bytes, self.base + (20 + 4 * d) * self.chunks, self.chunks)
     }
     pub(crate) fn dim_max<'a>(&self, bytes: &'a [u8], d: usize) -> &'a [u16] {
-        array(bytes, (22 + 4 * d) * self.chunks, self.chunks)
+        array(bytes, self.base + (22 + 4 * d) * self.chunks, self.chunks)
     }
 }
 
@@ -99,6 +110,7 @@ impl Zones {
 /// words), then the sums of latency, latency detail and each counter.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ChunkAggs {
+    base: usize,
     chunks: usize,
 }
 
@@ -130,24 +142,34 @@ impl ChunkAggs {
     pub(crate) fn parse(bytes: &[u8], shape: &Shape) -> Result<ChunkAggs, SectionError> {
         expect_len(Section::ChunkAggs, bytes, Self::len(shape))?;
         Ok(ChunkAggs {
+            base: 0,
             chunks: shape.chunks,
         })
     }
 
+    /// This layout for the section placed at byte `start` of the bytes given to the accessors
+    /// (the file, in the reader).
+    pub(crate) fn placed_at(self, start: usize) -> Self {
+        Self {
+            base: start,
+            ..self
+        }
+    }
+
     pub(crate) fn metric_lo<'a>(&self, bytes: &'a [u8]) -> &'a [u64] {
-        array(bytes, 0, self.chunks)
+        array(bytes, self.base, self.chunks)
     }
     pub(crate) fn metric_hi<'a>(&self, bytes: &'a [u8]) -> &'a [i64] {
-        array(bytes, 8 * self.chunks, self.chunks)
+        array(bytes, self.base + 8 * self.chunks, self.chunks)
     }
     pub(crate) fn latency<'a>(&self, bytes: &'a [u8]) -> &'a [u64] {
-        array(bytes, 16 * self.chunks, self.chunks)
+        array(bytes, self.base + 16 * self.chunks, self.chunks)
     }
     pub(crate) fn latency_detail<'a>(&self, bytes: &'a [u8]) -> &'a [u64] {
-        array(bytes, 24 * self.chunks, self.chunks)
+        array(bytes, self.base + 24 * self.chunks, self.chunks)
     }
     pub(crate) fn counter<'a>(&self, bytes: &'a [u8], c: usize) -> &'a [u64] {
-        array(bytes, (32 + 8 * c) * self.chunks, self.chunks)
+        array(bytes, self.base + (32 + 8 * c) * self.chunks, self.chunks)
     }
 }
 

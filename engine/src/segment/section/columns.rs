@@ -3,7 +3,7 @@
 
 use std::io;
 
-use super::{expect_len, SectionError, Shape};
+use super::{expect_len, first_bad, SectionError, Shape};
 use crate::le;
 use crate::segment::codec::{decode_i64, encode_i64};
 use crate::segment::Section;
@@ -22,7 +22,7 @@ impl TsColumn {
     /// Decodes `rows` values and checks they never decrease.
     pub(crate) fn parse(bytes: &[u8], rows: usize) -> Result<Vec<i64>, SectionError> {
         let ts = decode_i64(bytes, rows).map_err(|r| SectionError::new(Section::Ts, 0, r))?;
-        if let Some(r) = ts.windows(2).position(|w| w[0] > w[1]) {
+        if let Some(r) = first_bad(ts.windows(2), |w| w[0] > w[1]) {
             return Err(SectionError::new(
                 Section::Ts,
                 0,
@@ -62,18 +62,21 @@ impl MetricColumn {
     }
 }
 
-/// `rows` values of `T` in column `i` of a section of equal-length columns.
+/// `rows` values of `T` in column `i` of a section of equal-length columns placed at byte
+/// `base` of `bytes`.
 fn column<T: zerocopy::FromBytes + zerocopy::Immutable>(
     bytes: &[u8],
+    base: usize,
     rows: usize,
     i: usize,
 ) -> &[T] {
-    le::view(bytes, i * rows * size_of::<T>(), rows).unwrap_or(&[])
+    le::view(bytes, base + i * rows * size_of::<T>(), rows).unwrap_or(&[])
 }
 
 /// Section U32Cols: `u32[N]` columns latency, latency detail, then each counter.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct U32Cols {
+    base: usize,
     rows: usize,
 }
 
@@ -96,23 +99,36 @@ impl U32Cols {
     /// Checks the length.
     pub(crate) fn parse(bytes: &[u8], shape: &Shape) -> Result<U32Cols, SectionError> {
         expect_len(Section::U32Cols, bytes, Self::len(shape))?;
-        Ok(U32Cols { rows: shape.rows })
+        Ok(U32Cols {
+            base: 0,
+            rows: shape.rows,
+        })
+    }
+
+    /// This layout for the section placed at byte `start` of the bytes given to the accessors
+    /// (the file, in the reader).
+    pub(crate) fn placed_at(self, start: usize) -> Self {
+        Self {
+            base: start,
+            ..self
+        }
     }
 
     pub(crate) fn latency<'a>(&self, bytes: &'a [u8]) -> &'a [u32] {
-        column(bytes, self.rows, 0)
+        column(bytes, self.base, self.rows, 0)
     }
     pub(crate) fn latency_detail<'a>(&self, bytes: &'a [u8]) -> &'a [u32] {
-        column(bytes, self.rows, 1)
+        column(bytes, self.base, self.rows, 1)
     }
     pub(crate) fn counter<'a>(&self, bytes: &'a [u8], c: usize) -> &'a [u32] {
-        column(bytes, self.rows, 2 + c)
+        column(bytes, self.base, self.rows, 2 + c)
     }
 }
 
 /// Section U16Cols: `u16[N]` columns status, flags, then each dim's segment-local codes.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct U16Cols {
+    base: usize,
     rows: usize,
 }
 
@@ -135,18 +151,30 @@ impl U16Cols {
     /// Checks the length.
     pub(crate) fn parse(bytes: &[u8], shape: &Shape) -> Result<U16Cols, SectionError> {
         expect_len(Section::U16Cols, bytes, Self::len(shape))?;
-        Ok(U16Cols { rows: shape.rows })
+        Ok(U16Cols {
+            base: 0,
+            rows: shape.rows,
+        })
+    }
+
+    /// This layout for the section placed at byte `start` of the bytes given to the accessors
+    /// (the file, in the reader).
+    pub(crate) fn placed_at(self, start: usize) -> Self {
+        Self {
+            base: start,
+            ..self
+        }
     }
 
     pub(crate) fn status<'a>(&self, bytes: &'a [u8]) -> &'a [u16] {
-        column(bytes, self.rows, 0)
+        column(bytes, self.base, self.rows, 0)
     }
     pub(crate) fn flags<'a>(&self, bytes: &'a [u8]) -> &'a [u16] {
-        column(bytes, self.rows, 1)
+        column(bytes, self.base, self.rows, 1)
     }
     /// Segment-local codes of dim `d`.
     pub(crate) fn dim<'a>(&self, bytes: &'a [u8], d: usize) -> &'a [u16] {
-        column(bytes, self.rows, 2 + d)
+        column(bytes, self.base, self.rows, 2 + d)
     }
 }
 
@@ -214,6 +242,11 @@ mod tests {
         assert_eq!(s.latency(a.bytes()), cols[0]);
         assert_eq!(s.latency_detail(a.bytes()), cols[1]);
         assert_eq!(s.counter(a.bytes(), 1), cols[3]);
+        // Placed after 64 other bytes, as in a file.
+        let file = Aligned::new(&[&[0xEE; 64][..], &b].concat());
+        let placed = s.placed_at(64);
+        assert_eq!(placed.latency_detail(file.bytes()), cols[1]);
+        assert_eq!(placed.counter(file.bytes(), 0), cols[2]);
         assert_fault(
             U32Cols::parse(&b[..47], &shape),
             Section::U32Cols,

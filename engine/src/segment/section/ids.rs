@@ -9,7 +9,7 @@
 //! 8 + 4N + 4T ...       id bytes, in row order
 //! ```
 
-use super::SectionError;
+use super::{first_bad, SectionError};
 use crate::hash::hash64;
 use crate::le;
 use crate::segment::Section;
@@ -20,16 +20,29 @@ const ENDS_AT: usize = 8;
 /// The parsed layout of the Ids section.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct IdIndex {
+    base: usize,
     rows: usize,
     table_size: usize,
 }
 
 impl IdIndex {
+    fn ends_at(&self) -> usize {
+        self.base + ENDS_AT
+    }
     fn table_at(&self) -> usize {
-        ENDS_AT + 4 * self.rows
+        self.ends_at() + 4 * self.rows
     }
     fn bytes_at(&self) -> usize {
         self.table_at() + 4 * self.table_size
+    }
+
+    /// This layout for the section placed at byte `start` of the bytes given to the accessors
+    /// (the file, in the reader).
+    pub(crate) fn placed_at(self, start: usize) -> Self {
+        Self {
+            base: start,
+            ..self
+        }
     }
 
     /// Appends the ids (one per row, in row order) and their hash index.
@@ -75,13 +88,17 @@ impl IdIndex {
                 format!("table of {table_size} slots for {rows} rows"),
             ));
         }
-        let index = IdIndex { rows, table_size };
+        let index = IdIndex {
+            base: 0,
+            rows,
+            table_size,
+        };
         let ends = le::view::<u32>(bytes, ENDS_AT, rows)
             .map_err(|e| SectionError::read(Section::Ids, "ends", e))?;
         let table = le::view::<u32>(bytes, index.table_at(), table_size)
             .map_err(|e| SectionError::read(Section::Ids, "hash table", e))?;
         let bytes_len = bytes.len().saturating_sub(index.bytes_at());
-        if let Some(r) = ends.windows(2).position(|w| w[0] > w[1]) {
+        if let Some(r) = first_bad(ends.windows(2), |w| w[0] > w[1]) {
             return Err(err(
                 ENDS_AT + 4 * (r + 1),
                 format!("end of id {} goes back", r + 1),
@@ -93,7 +110,7 @@ impl IdIndex {
                 format!("ids end at {last}, the byte area has {bytes_len} bytes"),
             ));
         }
-        if let Some(s) = table.iter().position(|&s| s as usize > rows) {
+        if let Some(s) = first_bad(table.iter(), |&s| s as usize > rows) {
             return Err(err(
                 index.table_at() + 4 * s,
                 format!("slot {s} holds row {} of {rows}", table[s] as i64 - 1),
@@ -104,7 +121,7 @@ impl IdIndex {
 
     /// The id of `row` in the section `bytes`; "" if it is not UTF-8.
     pub(crate) fn id<'a>(&self, bytes: &'a [u8], row: usize) -> &'a str {
-        let ends: &[u32] = le::view(bytes, ENDS_AT, self.rows).unwrap_or(&[]);
+        let ends: &[u32] = le::view(bytes, self.ends_at(), self.rows).unwrap_or(&[]);
         let start = match row.checked_sub(1) {
             Some(prev) => ends.get(prev).copied().unwrap_or(0) as usize,
             None => 0,

@@ -6,7 +6,7 @@
 //! 12L      per column: u32[N] ends, the bytes, zero padding to a multiple of 4
 //! ```
 
-use super::SectionError;
+use super::{first_bad, SectionError};
 use crate::le::{self, LeReader};
 use crate::segment::Section;
 
@@ -24,11 +24,21 @@ struct LabelCol {
 /// The parsed directory of the Labels section.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct LabelColumns {
+    base: usize,
     rows: usize,
     cols: Vec<LabelCol>,
 }
 
 impl LabelColumns {
+    /// This layout for the section placed at byte `start` of the bytes given to the accessors
+    /// (the file, in the reader).
+    pub(crate) fn placed_at(self, start: usize) -> Self {
+        Self {
+            base: start,
+            ..self
+        }
+    }
+
     /// Appends the label columns; each yields one value per row.
     pub(crate) fn encode<'a, C: IntoIterator<Item = &'a str>>(
         columns: impl ExactSizeIterator<Item = C>,
@@ -70,7 +80,11 @@ impl LabelColumns {
             check_column(bytes, l, at, &col, rows)?;
             cols.push(col);
         }
-        Ok(LabelColumns { rows, cols })
+        Ok(LabelColumns {
+            base: 0,
+            rows,
+            cols,
+        })
     }
 
     /// Label `l` of `row` in the section `bytes`; "" if it is not UTF-8.
@@ -78,14 +92,15 @@ impl LabelColumns {
         let Some(col) = self.cols.get(l) else {
             return "";
         };
-        let ends: &[u32] = le::view(bytes, col.ends_at, self.rows).unwrap_or(&[]);
+        let (ends_at, bytes_at) = (self.base + col.ends_at, self.base + col.bytes_at);
+        let ends: &[u32] = le::view(bytes, ends_at, self.rows).unwrap_or(&[]);
         let start = match row.checked_sub(1) {
             Some(prev) => ends.get(prev).copied().unwrap_or(0) as usize,
             None => 0,
         };
         let end = (ends.get(row).copied().unwrap_or(0) as usize).min(col.bytes_len);
         let value = bytes
-            .get(col.bytes_at + start.min(end)..col.bytes_at + end)
+            .get(bytes_at + start.min(end)..bytes_at + end)
             .unwrap_or(&[]);
         std::str::from_utf8(value).unwrap_or("")
     }
@@ -122,7 +137,7 @@ fn check_column(
             format!("bytes of column {l} are outside the section"),
         ));
     }
-    if let Some(r) = ends.windows(2).position(|w| w[0] > w[1]) {
+    if let Some(r) = first_bad(ends.windows(2), |w| w[0] > w[1]) {
         return Err(err(
             col.ends_at + 4 * (r + 1),
             format!("column {l}: end of row {} goes back", r + 1),
@@ -160,6 +175,12 @@ mod tests {
             }
         }
         assert_eq!(s.value(a.bytes(), 2, 0), "");
+        // Placed after 128 other bytes, as in a file.
+        let file = Aligned::new(&[&[0xEE; 128][..], a.bytes()].concat());
+        assert_eq!(
+            s.clone().placed_at(128).value(file.bytes(), 1, 0),
+            COLS[1][0]
+        );
         let mut none = Vec::new();
         LabelColumns::encode(std::iter::empty::<[&str; 0]>(), &mut none);
         assert!(none.is_empty());

@@ -8,6 +8,11 @@
 //! [`SectionError`] naming the section and the offset, from the section's start, of the
 //! structure that failed. Checks that span sections (the bloom dim against the bloom section,
 //! dim codes against the dictionaries) are made by the reader, which composes them.
+//!
+//! The types read in place (U32Cols, U16Cols, Zones, ChunkAggs, Status, Postings, Ids, Labels)
+//! keep their offsets from a base: 0 after `parse`, so their accessors take the section's bytes;
+//! the section's file offset after `placed_at`, so the reader hands them the whole mapping and a
+//! column view costs one bounds check.
 
 pub(crate) mod bloom;
 pub(crate) mod chunks;
@@ -99,6 +104,19 @@ impl fmt::Display for SectionError {
     }
 }
 
+/// The index of the first item for which `bad` holds. The common case, none, is a plain `any`
+/// scan (as cheap as the check itself); the index is looked for only when there is one.
+pub(crate) fn first_bad<I: Iterator + Clone>(
+    items: I,
+    bad: impl Fn(I::Item) -> bool,
+) -> Option<usize> {
+    if items.clone().any(&bad) {
+        items.into_iter().position(bad)
+    } else {
+        None
+    }
+}
+
 /// Checks that a fixed-size section is exactly `want` bytes long.
 fn expect_len(section: Section, bytes: &[u8], want: usize) -> Result<(), SectionError> {
     if bytes.len() == want {
@@ -111,6 +129,20 @@ fn expect_len(section: Section, bytes: &[u8], want: usize) -> Result<(), Section
         at,
         format!("{} bytes, expected {want}", bytes.len()),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_bad;
+
+    #[test]
+    fn first_bad_finds_the_first_offender_or_none() {
+        let v = [3, 1, 4, 1, 5];
+        assert_eq!(first_bad(v.iter(), |&x| x > 3), Some(2));
+        assert_eq!(first_bad(v.windows(2), |w| w[0] > w[1]), Some(0));
+        assert_eq!(first_bad(v.iter(), |&x| x > 5), None);
+        assert_eq!(first_bad([0u8; 0].iter(), |_| true), None);
+    }
 }
 
 /// Test helpers shared by the section tests.

@@ -6,7 +6,7 @@
 //! ...      per entry: u32[n + 1] offsets, u32[N] rows
 //! ```
 
-use super::SectionError;
+use super::{first_bad, SectionError};
 use crate::le::{self, LeReader};
 use crate::segment::{Section, MAX_DIM_VALUES};
 
@@ -54,11 +54,21 @@ impl<'a> Postings<'a> {
 /// The parsed directory of the Postings section.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct PostingIndex {
+    base: usize,
     rows: usize,
     entries: Vec<PostingEntry>,
 }
 
 impl PostingIndex {
+    /// This layout for the section placed at byte `start` of the bytes given to the accessors
+    /// (the file, in the reader).
+    pub(crate) fn placed_at(self, start: usize) -> Self {
+        Self {
+            base: start,
+            ..self
+        }
+    }
+
     /// Appends the directory and the lists of `dims` (ascending dim order), all of `rows` rows.
     pub(crate) fn encode(dims: &[PostingDim<'_>], out: &mut Vec<u8>) {
         let dir_len = 4 + ENTRY_LEN * dims.len();
@@ -104,7 +114,11 @@ impl PostingIndex {
             check_lists(bytes, &e, rows)?;
             entries.push(e);
         }
-        Ok(PostingIndex { rows, entries })
+        Ok(PostingIndex {
+            base: 0,
+            rows,
+            entries,
+        })
     }
 
     /// Dims that have posting lists.
@@ -121,8 +135,8 @@ impl PostingIndex {
     pub(crate) fn lists<'a>(&self, bytes: &'a [u8], d: usize) -> Option<Postings<'a>> {
         let e = self.entries.iter().find(|e| e.dim == d)?;
         Some(Postings {
-            offsets: le::view(bytes, e.offsets_at, e.ncodes + 1).unwrap_or(&[]),
-            rows: le::view(bytes, e.rows_at, self.rows).unwrap_or(&[]),
+            offsets: le::view(bytes, self.base + e.offsets_at, e.ncodes + 1).unwrap_or(&[]),
+            rows: le::view(bytes, self.base + e.rows_at, self.rows).unwrap_or(&[]),
         })
     }
 }
@@ -173,13 +187,13 @@ fn check_lists(bytes: &[u8], e: &PostingEntry, rows: usize) -> Result<(), Sectio
             format!("offsets of dim {} do not run from 0 to {rows}", e.dim),
         ));
     }
-    if let Some(i) = offsets.windows(2).position(|w| w[0] > w[1]) {
+    if let Some(i) = first_bad(offsets.windows(2), |w| w[0] > w[1]) {
         return Err(err(
             e.offsets_at + 4 * (i + 1),
             format!("offsets of dim {} decrease at code {}", e.dim, i + 1),
         ));
     }
-    if let Some(i) = list.iter().position(|&r| r as usize >= rows) {
+    if let Some(i) = first_bad(list.iter(), |&r| r as usize >= rows) {
         return Err(err(
             e.rows_at + 4 * i,
             format!("list of dim {} holds row {}, of {rows}", e.dim, list[i]),

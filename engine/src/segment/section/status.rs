@@ -28,11 +28,21 @@ struct StatusEntry {
 /// The parsed directory of the Status section.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct StatusIndex {
+    base: usize,
     rows: usize,
     entries: Vec<StatusEntry>,
 }
 
 impl StatusIndex {
+    /// This layout for the section placed at byte `start` of the bytes given to the accessors
+    /// (the file, in the reader).
+    pub(crate) fn placed_at(self, start: usize) -> Self {
+        Self {
+            base: start,
+            ..self
+        }
+    }
+
     /// Appends the directory and the compressed bitsets of the status column `status`.
     pub(crate) fn encode(status: &[u16], out: &mut Vec<u8>) -> io::Result<()> {
         let mut by_status: BTreeMap<u16, (u32, Vec<u64>)> = BTreeMap::new();
@@ -91,7 +101,11 @@ impl StatusIndex {
                 format!("bitmaps cover {total} rows, segment has {rows}"),
             ));
         }
-        Ok(StatusIndex { rows, entries })
+        Ok(StatusIndex {
+            base: 0,
+            rows,
+            entries,
+        })
     }
 
     /// Distinct status values, ascending, with their row counts.
@@ -111,7 +125,8 @@ impl StatusIndex {
         let mut out = Vec::with_capacity(self.entries.len());
         for e in &self.entries {
             let err = |reason: String| SectionError::new(Section::Status, e.blob_at, reason);
-            let blob = bytes.get(e.blob_at..e.blob_at + e.blob_len).unwrap_or(&[]);
+            let at = self.base + e.blob_at;
+            let blob = bytes.get(at..at + e.blob_len).unwrap_or(&[]);
             let bits = decode_bitset(blob, self.rows).map_err(err)?;
             let ones: usize = bits.iter().map(|w| w.count_ones() as usize).sum();
             let overlap = bits.iter().zip(&union).any(|(a, b)| a & b != 0);
