@@ -150,6 +150,7 @@ impl SegmentHeader {
         Ok(h)
     }
 
+    /// The table entry of section `s`.
     pub(crate) fn section(&self, s: Section) -> SectionEntry {
         self.sections[s as usize]
     }

@@ -109,10 +109,12 @@ impl SegmentData {
         })
     }
 
+    /// Size of the file in bytes.
     pub(crate) fn file_len(&self) -> u64 {
         self.mmap.len() as u64
     }
 
+    /// The dim with a bloom filter, if any.
     pub(crate) fn bloom_dim(&self) -> Option<usize> {
         let b = self.header.bloom_dim.get();
         (b != NO_BLOOM).then_some(b as usize)
@@ -129,18 +131,23 @@ impl SegmentData {
         e.clone().into_db(&self.path, self.table.start(e.section))
     }
 
+    /// `latency_ms` of every row (U32Cols, in place).
     pub(crate) fn latency(&self) -> &[u32] {
         self.layout.u32s.latency(&self.mmap)
     }
+    /// `latency_detail_ms` of every row (U32Cols, in place).
     pub(crate) fn latency_detail(&self) -> &[u32] {
         self.layout.u32s.latency_detail(&self.mmap)
     }
+    /// Counter `c` of every row (U32Cols, in place).
     pub(crate) fn counter(&self, c: usize) -> &[u32] {
         self.layout.u32s.counter(&self.mmap, c)
     }
+    /// Status of every row (U16Cols, in place).
     pub(crate) fn status(&self) -> &[u16] {
         self.layout.u16s.status(&self.mmap)
     }
+    /// Flags of every row (U16Cols, in place).
     pub(crate) fn flags(&self) -> &[u16] {
         self.layout.u16s.flags(&self.mmap)
     }
@@ -149,37 +156,48 @@ impl SegmentData {
         self.layout.u16s.dim(&self.mmap, d)
     }
 
+    /// Per chunk, the ts of its first row (Zones, in place).
     pub(crate) fn zone_ts_min(&self) -> &[i64] {
         self.layout.zones.ts_min(&self.mmap)
     }
+    /// Per chunk, the ts of its last row (Zones, in place).
     pub(crate) fn zone_ts_max(&self) -> &[i64] {
         self.layout.zones.ts_max(&self.mmap)
     }
+    /// Per chunk, the smallest status (Zones, in place).
     pub(crate) fn zone_status_min(&self) -> &[u16] {
         self.layout.zones.status_min(&self.mmap)
     }
+    /// Per chunk, the largest status (Zones, in place).
     pub(crate) fn zone_status_max(&self) -> &[u16] {
         self.layout.zones.status_max(&self.mmap)
     }
+    /// Per chunk, the smallest code of dim `d` (Zones, in place).
     pub(crate) fn zone_dim_min(&self, d: usize) -> &[u16] {
         self.layout.zones.dim_min(&self.mmap, d)
     }
+    /// Per chunk, the largest code of dim `d` (Zones, in place).
     pub(crate) fn zone_dim_max(&self, d: usize) -> &[u16] {
         self.layout.zones.dim_max(&self.mmap, d)
     }
 
+    /// Per chunk, the low 64 bits of the metric sum (ChunkAggs, in place).
     pub(crate) fn agg_metric_lo(&self) -> &[u64] {
         self.layout.aggs.metric_lo(&self.mmap)
     }
+    /// Per chunk, the high 64 bits of the metric sum (ChunkAggs, in place).
     pub(crate) fn agg_metric_hi(&self) -> &[i64] {
         self.layout.aggs.metric_hi(&self.mmap)
     }
+    /// Per chunk, the sum of `latency_ms` (ChunkAggs, in place).
     pub(crate) fn agg_latency(&self) -> &[u64] {
         self.layout.aggs.latency(&self.mmap)
     }
+    /// Per chunk, the sum of `latency_detail_ms` (ChunkAggs, in place).
     pub(crate) fn agg_latency_detail(&self) -> &[u64] {
         self.layout.aggs.latency_detail(&self.mmap)
     }
+    /// Per chunk, the sum of counter `c` (ChunkAggs, in place).
     pub(crate) fn agg_counter(&self, c: usize) -> &[u64] {
         self.layout.aggs.counter(&self.mmap, c)
     }

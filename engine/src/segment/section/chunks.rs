@@ -86,21 +86,27 @@ impl Zones {
         }
     }
 
+    /// Per chunk, the ts of its first row.
     pub(crate) fn ts_min<'a>(&self, bytes: &'a [u8]) -> &'a [i64] {
         array(bytes, self.base, self.chunks)
     }
+    /// Per chunk, the ts of its last row.
     pub(crate) fn ts_max<'a>(&self, bytes: &'a [u8]) -> &'a [i64] {
         array(bytes, self.base + 8 * self.chunks, self.chunks)
     }
+    /// Per chunk, the smallest status.
     pub(crate) fn status_min<'a>(&self, bytes: &'a [u8]) -> &'a [u16] {
         array(bytes, self.base + 16 * self.chunks, self.chunks)
     }
+    /// Per chunk, the largest status.
     pub(crate) fn status_max<'a>(&self, bytes: &'a [u8]) -> &'a [u16] {
         array(bytes, self.base + 18 * self.chunks, self.chunks)
     }
+    /// Per chunk, the smallest code of dim `d`.
     pub(crate) fn dim_min<'a>(&self, bytes: &'a [u8], d: usize) -> &'a [u16] {
         array(bytes, self.base + (20 + 4 * d) * self.chunks, self.chunks)
     }
+    /// Per chunk, the largest code of dim `d`.
     pub(crate) fn dim_max<'a>(&self, bytes: &'a [u8], d: usize) -> &'a [u16] {
         array(bytes, self.base + (22 + 4 * d) * self.chunks, self.chunks)
     }
@@ -156,18 +162,23 @@ impl ChunkAggs {
         }
     }
 
+    /// Per chunk, the low 64 bits of the metric sum.
     pub(crate) fn metric_lo<'a>(&self, bytes: &'a [u8]) -> &'a [u64] {
         array(bytes, self.base, self.chunks)
     }
+    /// Per chunk, the high 64 bits of the metric sum (signed).
     pub(crate) fn metric_hi<'a>(&self, bytes: &'a [u8]) -> &'a [i64] {
         array(bytes, self.base + 8 * self.chunks, self.chunks)
     }
+    /// Per chunk, the sum of `latency_ms`.
     pub(crate) fn latency<'a>(&self, bytes: &'a [u8]) -> &'a [u64] {
         array(bytes, self.base + 16 * self.chunks, self.chunks)
     }
+    /// Per chunk, the sum of `latency_detail_ms`.
     pub(crate) fn latency_detail<'a>(&self, bytes: &'a [u8]) -> &'a [u64] {
         array(bytes, self.base + 24 * self.chunks, self.chunks)
     }
+    /// Per chunk, the sum of counter `c`.
     pub(crate) fn counter<'a>(&self, bytes: &'a [u8], c: usize) -> &'a [u64] {
         array(bytes, self.base + (32 + 8 * c) * self.chunks, self.chunks)
     }

@@ -114,12 +114,15 @@ impl U32Cols {
         }
     }
 
+    /// `latency_ms` of every row.
     pub(crate) fn latency<'a>(&self, bytes: &'a [u8]) -> &'a [u32] {
         column(bytes, self.base, self.rows, 0)
     }
+    /// `latency_detail_ms` of every row.
     pub(crate) fn latency_detail<'a>(&self, bytes: &'a [u8]) -> &'a [u32] {
         column(bytes, self.base, self.rows, 1)
     }
+    /// Counter `c` of every row.
     pub(crate) fn counter<'a>(&self, bytes: &'a [u8], c: usize) -> &'a [u32] {
         column(bytes, self.base, self.rows, 2 + c)
     }
@@ -166,9 +169,11 @@ impl U16Cols {
         }
     }
 
+    /// Status of every row.
     pub(crate) fn status<'a>(&self, bytes: &'a [u8]) -> &'a [u16] {
         column(bytes, self.base, self.rows, 0)
     }
+    /// Flags of every row.
     pub(crate) fn flags<'a>(&self, bytes: &'a [u8]) -> &'a [u16] {
         column(bytes, self.base, self.rows, 1)
     }

@@ -22,9 +22,11 @@ pub(crate) struct SegDict {
 }
 
 impl SegDict {
+    /// The code of `value`, if the segment has it.
     pub(crate) fn code(&self, value: &str) -> Option<u16> {
         self.map.get(value).copied()
     }
+    /// The value of `code`, if the dim has that many values.
     pub(crate) fn value(&self, code: u16) -> Option<&str> {
         self.values.get(code as usize).map(|v| &**v)
     }

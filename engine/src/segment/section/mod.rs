@@ -47,6 +47,7 @@ pub(crate) struct Shape {
 }
 
 impl Shape {
+    /// The shape of a segment of `rows` rows and the given column counts.
     pub(crate) fn new(rows: usize, dims: usize, counters: usize, labels: usize) -> Shape {
         Shape {
             rows,
@@ -71,6 +72,7 @@ pub(crate) struct SectionError {
 }
 
 impl SectionError {
+    /// A fault in `section` at section byte `at`.
     pub(crate) fn new(section: Section, at: usize, reason: impl Into<String>) -> Self {
         SectionError {
             section,
@@ -160,6 +162,7 @@ pub(crate) mod testing {
     }
 
     impl Aligned {
+        /// A copy of `bytes`.
         pub(crate) fn new(bytes: &[u8]) -> Aligned {
             let mut words = vec![0u64; bytes.len().div_ceil(8)];
             zerocopy::IntoBytes::as_mut_bytes(&mut words[..])[..bytes.len()].copy_from_slice(bytes);
@@ -169,6 +172,7 @@ pub(crate) mod testing {
             }
         }
 
+        /// The copied bytes, 8-byte aligned.
         pub(crate) fn bytes(&self) -> &[u8] {
             &zerocopy::IntoBytes::as_bytes(&self.words[..])[..self.len]
         }
