@@ -115,7 +115,9 @@ pub enum DbError {
         path: PathBuf,
         /// The section or structure that failed.
         section: &'static str,
-        /// What failed.
+        /// What failed. When the damage is in the file itself, this starts with `at byte N:`,
+        /// `N` being the offset from the start of the file of the first damaged byte or of the
+        /// structure that failed its check.
         reason: String,
     },
 
@@ -190,6 +192,20 @@ impl DbError {
             op,
             path: path.into(),
             source,
+        }
+    }
+
+    /// A segment file damaged at byte `offset` (from the start of the file) of `section`.
+    pub(crate) fn corrupt_segment(
+        path: impl Into<PathBuf>,
+        section: &'static str,
+        offset: u64,
+        reason: impl fmt::Display,
+    ) -> Self {
+        DbError::CorruptSegment {
+            path: path.into(),
+            section,
+            reason: format!("at byte {offset}: {reason}"),
         }
     }
 

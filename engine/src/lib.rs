@@ -66,6 +66,7 @@ mod error;
 mod event;
 mod fsutil;
 mod hash;
+mod le;
 mod memtable;
 mod query;
 mod rollups;

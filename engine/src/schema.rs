@@ -257,7 +257,8 @@ impl SchemaDef {
     /// Writes `keplordb.schema` atomically (temp file, fsync, rename, fsync dir).
     pub(crate) fn write_to_dir(&self, dir: &Path) -> Result<PathBuf> {
         let path = dir.join(SCHEMA_FILE);
-        fsutil::write_atomic(dir, &path, self.to_file_text().as_bytes())?;
+        let tmp = path.with_extension("tmp");
+        fsutil::write_atomic(dir, &tmp, &path, self.to_file_text().as_bytes())?;
         Ok(path)
     }
 }

@@ -1,5 +1,7 @@
 //! Encodings shared by segment sections: delta + zigzag + zstd for i64 columns, zstd bitsets.
 
+use crate::le;
+
 /// zstd level for segment sections: fast to write, still a good ratio on deltas.
 const ZSTD_LEVEL: i32 = 1;
 
@@ -17,10 +19,14 @@ fn unzigzag(v: u64) -> i64 {
 pub(crate) fn encode_i64(values: &[i64]) -> std::io::Result<Vec<u8>> {
     let mut raw = Vec::with_capacity(values.len() * 8);
     let mut prev = 0i64;
-    for &v in values {
-        raw.extend_from_slice(&zigzag(v.wrapping_sub(prev)).to_le_bytes());
-        prev = v;
-    }
+    le::put_all(
+        &mut raw,
+        values.iter().map(|&v| {
+            let d = zigzag(v.wrapping_sub(prev));
+            prev = v;
+            d
+        }),
+    );
     compress(&raw)
 }
 
@@ -36,10 +42,8 @@ pub(crate) fn decode_i64(bytes: &[u8], rows: usize) -> Result<Vec<i64>, String> 
     }
     let mut out = Vec::with_capacity(rows);
     let mut prev = 0i64;
-    for w in raw.chunks_exact(8) {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(w);
-        prev = prev.wrapping_add(unzigzag(u64::from_le_bytes(a)));
+    for z in le::values::<u64>(&raw) {
+        prev = prev.wrapping_add(unzigzag(z));
         out.push(prev);
     }
     Ok(out)
@@ -75,9 +79,7 @@ pub(crate) fn bitset_words(rows: usize) -> usize {
 /// Compresses a bitset.
 pub(crate) fn encode_bitset(words: &[u64]) -> std::io::Result<Vec<u8>> {
     let mut raw = Vec::with_capacity(words.len() * 8);
-    for w in words {
-        raw.extend_from_slice(&w.to_le_bytes());
-    }
+    le::put_all(&mut raw, words.iter().copied());
     compress(&raw)
 }
 
@@ -92,14 +94,7 @@ pub(crate) fn decode_bitset(bytes: &[u8], rows: usize) -> Result<Vec<u64>, Strin
             n * 8
         ));
     }
-    Ok(raw
-        .chunks_exact(8)
-        .map(|w| {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(w);
-            u64::from_le_bytes(a)
-        })
-        .collect())
+    Ok(le::values(&raw).collect())
 }
 
 #[cfg(test)]

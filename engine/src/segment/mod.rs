@@ -3,11 +3,15 @@
 //! A segment is written once (temp name, fsync, rename, fsync dir) and never modified. Its
 //! header, bloom filter and totals stay in memory; its columns are mapped on demand and kept in
 //! a bounded cache (`mmap_cache_capacity`).
+//!
+//! `header.rs` is the 256-byte header and its section table; `section/` has one type per section,
+//! each with a paired `encode` and `parse`; `writer.rs` and `reader.rs` compose them into a file
+//! and back; `codec.rs` holds the encodings several sections share.
 
-pub(crate) mod bloom;
 pub(crate) mod codec;
 pub(crate) mod header;
 pub(crate) mod reader;
+pub(crate) mod section;
 pub(crate) mod writer;
 
 #[cfg(test)]
@@ -21,8 +25,8 @@ use arc_swap::ArcSwapOption;
 
 use crate::error::Result;
 use crate::schema::SchemaDef;
-use bloom::Bloom;
 use reader::SegmentData;
+use section::bloom::Bloom;
 
 /// The sections of a segment, in table order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,26 +1,27 @@
 //! Turning a frozen memtable into segment files.
 
-use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use zerocopy::little_endian::{I64, U16, U32, U64};
-use zerocopy::IntoBytes;
 
-use super::bloom::Bloom;
-use super::codec::{bitset_words, compress, encode_bitset, encode_i64};
 use super::header::{
     SectionEntry, SegmentHeader, HEADER_LEN, NO_BLOOM, SEGMENT_MAGIC, SEGMENT_VERSION,
 };
+use super::section::bloom::Bloom;
+use super::section::chunks::{ChunkAggs, Zones};
+use super::section::columns::{MetricColumn, TsColumn, U16Cols, U32Cols};
+use super::section::ids::IdIndex;
+use super::section::intern::InternTables;
+use super::section::labels::LabelColumns;
+use super::section::postings::{PostingDim, PostingIndex};
+use super::section::status::StatusIndex;
 use super::{
     segment_name, Section, MAX_DIM_VALUES, MAX_SEGMENT_ROWS, MAX_SEGMENT_STRING_BYTES,
     SECTION_ALIGN, SECTION_COUNT,
 };
 use crate::error::{DbError, Result};
-use crate::fsutil::sync_dir;
-use crate::hash::hash64;
-use crate::memtable::{MemData, CHUNK_ROWS};
+use crate::fsutil::write_atomic;
+use crate::memtable::MemData;
 use crate::schema::SchemaDef;
 
 /// What a segment is made from.
@@ -90,7 +91,7 @@ pub(crate) fn plan_parts(mem: &MemData, is_dead: &dyn Fn(&str) -> bool) -> Vec<V
     parts
 }
 
-/// Builds a segment file in memory.
+/// Builds a segment file in memory: the header's room, then each section at its alignment.
 struct Assembler {
     out: Vec<u8>,
     sections: [SectionEntry; SECTION_COUNT],
@@ -104,47 +105,157 @@ impl Assembler {
         }
     }
 
-    fn add(&mut self, s: Section, bytes: &[u8]) -> Result<()> {
-        let pad = self.out.len().next_multiple_of(SECTION_ALIGN) - self.out.len();
-        self.out.extend(std::iter::repeat_n(0u8, pad));
+    /// Appends section `s`, written by `encode`, and records it in the section table.
+    fn add(&mut self, s: Section, encode: impl FnOnce(&mut Vec<u8>)) -> Result<()> {
+        self.try_add(s, "", |out| {
+            encode(out);
+            Ok(())
+        })
+    }
+
+    /// Like [`Assembler::add`] for an encoder that can fail (compression); its error is
+    /// reported as `what`.
+    fn try_add(
+        &mut self,
+        s: Section,
+        what: &'static str,
+        encode: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>,
+    ) -> Result<()> {
+        let start = self.out.len().next_multiple_of(SECTION_ALIGN);
+        self.out.resize(start, 0);
+        encode(&mut self.out)
+            .map_err(|e| DbError::io(what, PathBuf::from("<segment being built>"), e))?;
+        let bytes = &self.out[start..];
         let len = u32::try_from(bytes.len()).map_err(|_| DbError::ValueTooLarge {
             column: format!("segment section {}", s.name()),
             len: bytes.len(),
             max: u32::MAX as usize,
         })?;
         self.sections[s as usize] = SectionEntry {
-            offset: U64::new(self.out.len() as u64),
+            offset: U64::new(start as u64),
             len: U32::new(len),
             crc: U32::new(crc32fast::hash(bytes)),
         };
-        self.out.extend_from_slice(bytes);
         Ok(())
     }
-}
 
-fn put_u32s(out: &mut Vec<u8>, v: impl IntoIterator<Item = u32>) {
-    for x in v {
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-}
-fn put_u16s(out: &mut Vec<u8>, v: impl IntoIterator<Item = u16>) {
-    for x in v {
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-}
-fn put_u64s(out: &mut Vec<u8>, v: impl IntoIterator<Item = u64>) {
-    for x in v {
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-}
-fn put_i64s(out: &mut Vec<u8>, v: impl IntoIterator<Item = i64>) {
-    for x in v {
-        out.extend_from_slice(&x.to_le_bytes());
+    /// The file, with `header` (given the section table) in front.
+    fn finish(
+        mut self,
+        header: impl FnOnce([SectionEntry; SECTION_COUNT]) -> SegmentHeader,
+    ) -> Vec<u8> {
+        self.out[..HEADER_LEN].copy_from_slice(&header(self.sections).encode());
+        self.out
     }
 }
 
-fn io_err(what: &'static str) -> impl Fn(std::io::Error) -> DbError {
-    move |e| DbError::io(what, PathBuf::from("<segment being built>"), e)
+/// The dictionaries of one segment: per dim, the values its rows use, sorted, so codes follow
+/// value order; and each row's code.
+struct SegmentDicts<'a> {
+    values: Vec<Vec<&'a str>>,
+    codes: Vec<Vec<u16>>,
+}
+
+impl<'a> SegmentDicts<'a> {
+    fn build(mem: &'a MemData, rows: &[u32]) -> Self {
+        let mut values = Vec::with_capacity(mem.dims.len());
+        let mut codes = Vec::with_capacity(mem.dims.len());
+        for (col, dict) in mem.dims.iter().zip(&mem.dicts) {
+            let mut used = vec![false; dict.len()];
+            for &r in rows {
+                used[col[r as usize] as usize] = true;
+            }
+            let mut mem_codes: Vec<u32> = (0..dict.len() as u32)
+                .filter(|&c| used[c as usize])
+                .collect();
+            mem_codes.sort_unstable_by(|&a, &b| dict.value(a).cmp(dict.value(b)));
+            let mut remap = vec![0u16; dict.len()];
+            for (i, &c) in mem_codes.iter().enumerate() {
+                remap[c as usize] = i as u16;
+            }
+            codes.push(
+                rows.iter()
+                    .map(|&r| remap[col[r as usize] as usize])
+                    .collect(),
+            );
+            values.push(mem_codes.iter().map(|&c| dict.value(c)).collect());
+        }
+        SegmentDicts { values, codes }
+    }
+}
+
+/// The rows of one segment: memtable row numbers in segment order, and the columns the
+/// sections read more than once, gathered in that order.
+struct SegmentRows<'a> {
+    mem: &'a MemData,
+    rows: &'a [u32],
+    ts: Vec<i64>,
+    metric: Vec<i64>,
+    status: Vec<u16>,
+    flags: Vec<u16>,
+    dicts: SegmentDicts<'a>,
+}
+
+impl<'a> SegmentRows<'a> {
+    fn gather(mem: &'a MemData, rows: &'a [u32]) -> Self {
+        fn take<T: Copy>(col: &[T], rows: &[u32]) -> Vec<T> {
+            rows.iter().map(|&r| col[r as usize]).collect()
+        }
+        SegmentRows {
+            mem,
+            rows,
+            ts: take(&mem.ts, rows),
+            metric: take(&mem.metric, rows),
+            status: take(&mem.status, rows),
+            flags: take(&mem.flags, rows),
+            dicts: SegmentDicts::build(mem, rows),
+        }
+    }
+
+    /// Latency, latency detail and each counter, in segment order (the U32Cols order).
+    fn u32_columns(&self) -> impl Iterator<Item = impl Iterator<Item = u32> + 'a> + 'a {
+        let (mem, rows) = (self.mem, self.rows);
+        [&mem.latency, &mem.latency_detail]
+            .into_iter()
+            .chain(&mem.counters)
+            .map(move |col| rows.iter().map(move |&r| col[r as usize]))
+    }
+
+    /// Status, flags and each dim's codes (the U16Cols order).
+    fn u16_columns(&self) -> impl Iterator<Item = impl Iterator<Item = u16> + '_> + '_ {
+        [&self.status, &self.flags]
+            .into_iter()
+            .chain(&self.dicts.codes)
+            .map(|col| col.iter().copied())
+    }
+
+    /// The ids, in segment order.
+    fn ids(&self) -> impl ExactSizeIterator<Item = &'a str> + 'a {
+        let (mem, rows) = (self.mem, self.rows);
+        rows.iter().map(move |&r| mem.ids.get(r as usize))
+    }
+
+    /// Each label column, in segment order.
+    fn label_columns(
+        &self,
+    ) -> impl ExactSizeIterator<Item = impl Iterator<Item = &'a str> + 'a> + 'a {
+        let rows = self.rows;
+        self.mem
+            .labels
+            .iter()
+            .map(move |col| rows.iter().map(move |&r| col.get(r as usize)))
+    }
+
+    /// The posting dims' codes.
+    fn posting_dims(&self, dims: &[usize]) -> Vec<PostingDim<'_>> {
+        dims.iter()
+            .map(|&dim| PostingDim {
+                dim,
+                values: self.dicts.values[dim].len(),
+                codes: &self.dicts.codes[dim],
+            })
+            .collect()
+    }
 }
 
 /// Encodes one segment from `rows` (memtable row numbers in (ts, id) order).
@@ -154,243 +265,57 @@ pub(crate) fn encode_segment(
     part_index: u16,
     part_count: u16,
 ) -> Result<Vec<u8>> {
-    let mem = input.mem;
-    let schema = input.schema;
-    let n = rows.len();
-    let nchunks = n.div_ceil(CHUNK_ROWS);
-    let at = |r: &u32| *r as usize;
+    let seg = SegmentRows::gather(input.mem, rows);
     let mut asm = Assembler::new();
-
-    // ts and metric: delta + zigzag + zstd.
-    let ts: Vec<i64> = rows.iter().map(|r| mem.ts[at(r)]).collect();
-    let metric: Vec<i64> = rows.iter().map(|r| mem.metric[at(r)]).collect();
-    asm.add(
-        Section::Ts,
-        &encode_i64(&ts).map_err(io_err("compress ts"))?,
-    )?;
-    asm.add(
-        Section::Metric,
-        &encode_i64(&metric).map_err(io_err("compress metric"))?,
-    )?;
-
-    // u32 columns: latency, latency detail, counters.
-    let mut u32s = Vec::with_capacity((2 + mem.counters.len()) * n * 4);
-    put_u32s(&mut u32s, rows.iter().map(|r| mem.latency[at(r)]));
-    put_u32s(&mut u32s, rows.iter().map(|r| mem.latency_detail[at(r)]));
-    for col in &mem.counters {
-        put_u32s(&mut u32s, rows.iter().map(|r| col[at(r)]));
-    }
-    asm.add(Section::U32Cols, &u32s)?;
-    drop(u32s);
-
-    // Segment dictionaries: the values used by these rows, sorted, so codes follow value order.
-    let mut seg_codes: Vec<Vec<u16>> = Vec::with_capacity(mem.dims.len());
-    let mut seg_values: Vec<Vec<&str>> = Vec::with_capacity(mem.dims.len());
-    for (col, dict) in mem.dims.iter().zip(&mem.dicts) {
-        let mut used = vec![false; dict.len()];
-        for r in rows {
-            used[col[at(r)] as usize] = true;
+    asm.try_add(Section::Ts, "compress ts", |out| {
+        TsColumn::encode(&seg.ts, out)
+    })?;
+    asm.try_add(Section::Metric, "compress metric", |out| {
+        MetricColumn::encode(&seg.metric, out)
+    })?;
+    asm.add(Section::U32Cols, |out| {
+        U32Cols::encode(seg.u32_columns(), out)
+    })?;
+    asm.add(Section::U16Cols, |out| {
+        U16Cols::encode(seg.u16_columns(), out)
+    })?;
+    asm.add(Section::Bloom, |out| {
+        if let Some(b) = input.schema.bloom_dim {
+            Bloom::encode(seg.dicts.values[b].iter().copied(), out);
         }
-        let mut codes: Vec<u32> = (0..dict.len() as u32)
-            .filter(|&c| used[c as usize])
-            .collect();
-        codes.sort_unstable_by(|&a, &b| dict.value(a).cmp(dict.value(b)));
-        let mut remap = vec![0u16; dict.len()];
-        for (i, &c) in codes.iter().enumerate() {
-            remap[c as usize] = i as u16;
-        }
-        seg_codes.push(rows.iter().map(|r| remap[col[at(r)] as usize]).collect());
-        seg_values.push(codes.iter().map(|&c| dict.value(c)).collect());
-    }
+    })?;
+    asm.try_add(Section::Status, "compress status bitmap", |out| {
+        StatusIndex::encode(&seg.status, out)
+    })?;
+    asm.add(Section::Zones, |out| {
+        Zones::encode(&seg.ts, &seg.status, &seg.dicts.codes, out)
+    })?;
+    asm.add(Section::ChunkAggs, |out| {
+        ChunkAggs::encode(&seg.metric, seg.u32_columns(), out)
+    })?;
+    asm.try_add(Section::Intern, "compress intern tables", |out| {
+        InternTables::encode(&seg.dicts.values, out)
+    })?;
+    asm.add(Section::Postings, |out| {
+        PostingIndex::encode(&seg.posting_dims(&input.posting_dims), out)
+    })?;
+    asm.add(Section::Ids, |out| IdIndex::encode(seg.ids(), out))?;
+    asm.add(Section::Labels, |out| {
+        LabelColumns::encode(seg.label_columns(), out)
+    })?;
+    Ok(asm.finish(|sections| header(input, &seg.ts, part_index, part_count, sections)))
+}
 
-    // u16 columns: status, flags, dim codes.
-    let mut u16s = Vec::with_capacity((2 + mem.dims.len()) * n * 2);
-    put_u16s(&mut u16s, rows.iter().map(|r| mem.status[at(r)]));
-    put_u16s(&mut u16s, rows.iter().map(|r| mem.flags[at(r)]));
-    for codes in &seg_codes {
-        put_u16s(&mut u16s, codes.iter().copied());
-    }
-    asm.add(Section::U16Cols, &u16s)?;
-    drop(u16s);
-
-    // Bloom filter on the bloom dim.
-    let bloom = match schema.bloom_dim {
-        Some(b) => Bloom::build(seg_values[b].iter().copied()),
-        None => Vec::new(),
-    };
-    asm.add(Section::Bloom, &bloom)?;
-
-    // Status bitmaps: one compressed bitset per distinct status value.
-    let mut by_status: BTreeMap<u16, (u32, Vec<u64>)> = BTreeMap::new();
-    for (i, r) in rows.iter().enumerate() {
-        let e = by_status
-            .entry(mem.status[at(r)])
-            .or_insert_with(|| (0, vec![0u64; bitset_words(n)]));
-        e.0 += 1;
-        e.1[i / 64] |= 1 << (i % 64);
-    }
-    let mut blobs = Vec::with_capacity(by_status.len());
-    for (_, words) in by_status.values() {
-        blobs.push(encode_bitset(words).map_err(io_err("compress status bitmap"))?);
-    }
-    let mut status = Vec::new();
-    put_u32s(&mut status, [by_status.len() as u32]);
-    let mut blob_at = 4 + 16 * by_status.len();
-    for ((&value, (count, _)), blob) in by_status.iter().zip(&blobs) {
-        put_u16s(&mut status, [value, 0]);
-        put_u32s(&mut status, [*count, blob_at as u32, blob.len() as u32]);
-        blob_at += blob.len();
-    }
-    for blob in &blobs {
-        status.extend_from_slice(blob);
-    }
-    asm.add(Section::Status, &status)?;
-    drop((status, blobs, by_status));
-
-    // Zone maps per chunk: ts min/max, status min/max, each dim's code min/max.
-    let chunks = || (0..nchunks).map(|c| c * CHUNK_ROWS..((c + 1) * CHUNK_ROWS).min(n));
-    let mut zones = Vec::new();
-    put_i64s(&mut zones, chunks().map(|r| ts[r.start]));
-    put_i64s(&mut zones, chunks().map(|r| ts[r.end - 1]));
-    let status_of = |i: usize| mem.status[rows[i] as usize];
-    put_u16s(
-        &mut zones,
-        chunks().map(|r| r.map(status_of).min().unwrap_or(0)),
-    );
-    put_u16s(
-        &mut zones,
-        chunks().map(|r| r.map(status_of).max().unwrap_or(0)),
-    );
-    for codes in &seg_codes {
-        put_u16s(
-            &mut zones,
-            chunks().map(|r| codes[r].iter().copied().min().unwrap_or(0)),
-        );
-        put_u16s(
-            &mut zones,
-            chunks().map(|r| codes[r].iter().copied().max().unwrap_or(0)),
-        );
-    }
-    asm.add(Section::Zones, &zones)?;
-    drop(zones);
-
-    // Chunk pre-aggregates: metric sum as i128 (low u64 words, then high i64 words), latency
-    // sums, counter sums.
-    let mut aggs = Vec::new();
-    let metric_sums: Vec<i128> = chunks()
-        .map(|r| metric[r].iter().map(|&m| m as i128).sum())
-        .collect();
-    put_u64s(&mut aggs, metric_sums.iter().map(|&s| s as u64));
-    put_i64s(&mut aggs, metric_sums.iter().map(|&s| (s >> 64) as i64));
-    let sum_u32 = |col: &Vec<u32>, r: std::ops::Range<usize>| {
-        rows[r].iter().map(|&x| col[x as usize] as u64).sum::<u64>()
-    };
-    put_u64s(&mut aggs, chunks().map(|r| sum_u32(&mem.latency, r)));
-    put_u64s(&mut aggs, chunks().map(|r| sum_u32(&mem.latency_detail, r)));
-    for col in &mem.counters {
-        put_u64s(&mut aggs, chunks().map(|r| sum_u32(col, r)));
-    }
-    asm.add(Section::ChunkAggs, &aggs)?;
-    drop(aggs);
-
-    // Intern tables: raw length (u64), then zstd of, per dim: count, value lengths, value bytes.
-    let mut intern = Vec::new();
-    for values in &seg_values {
-        put_u32s(&mut intern, [values.len() as u32]);
-        put_u32s(&mut intern, values.iter().map(|v| v.len() as u32));
-        for v in values {
-            intern.extend_from_slice(v.as_bytes());
-        }
-    }
-    let mut section = (intern.len() as u64).to_le_bytes().to_vec();
-    section.extend_from_slice(&compress(&intern).map_err(io_err("compress intern tables"))?);
-    asm.add(Section::Intern, &section)?;
-    drop(intern);
-
-    // Posting lists: for each posting dim, per code, the rows holding it (ascending).
-    let mut postings = Vec::new();
-    put_u32s(&mut postings, [input.posting_dims.len() as u32]);
-    let mut body = Vec::new();
-    let dir_len = 4 + 16 * input.posting_dims.len();
-    for &d in &input.posting_dims {
-        let ncodes = seg_values[d].len();
-        let mut offsets = vec![0u32; ncodes + 1];
-        for &c in &seg_codes[d] {
-            offsets[c as usize + 1] += 1;
-        }
-        for i in 0..ncodes {
-            offsets[i + 1] += offsets[i];
-        }
-        let mut fill = offsets.clone();
-        let mut list = vec![0u32; n];
-        for (row, &c) in seg_codes[d].iter().enumerate() {
-            list[fill[c as usize] as usize] = row as u32;
-            fill[c as usize] += 1;
-        }
-        let offsets_at = dir_len + body.len();
-        put_u32s(&mut body, offsets.iter().copied());
-        let rows_at = dir_len + body.len();
-        put_u32s(&mut body, list);
-        put_u16s(&mut postings, [d as u16, 0]);
-        put_u32s(
-            &mut postings,
-            [ncodes as u32, offsets_at as u32, rows_at as u32],
-        );
-    }
-    postings.extend_from_slice(&body);
-    asm.add(Section::Postings, &postings)?;
-    drop((postings, body));
-
-    // Ids: row count, table size, end offsets, open-addressing hash table (row + 1), bytes.
-    let table_size = (n * 2).max(16).next_power_of_two();
-    let mask = table_size - 1;
-    let mut table = vec![0u32; table_size];
-    let mut id_bytes = Vec::new();
-    let mut ends = Vec::with_capacity(n);
-    for (row, r) in rows.iter().enumerate() {
-        let id = mem.ids.get(at(r));
-        id_bytes.extend_from_slice(id.as_bytes());
-        ends.push(id_bytes.len() as u32);
-        let mut slot = hash64(id.as_bytes()) as usize & mask;
-        while table[slot] != 0 {
-            slot = (slot + 1) & mask;
-        }
-        table[slot] = row as u32 + 1;
-    }
-    let mut ids = Vec::with_capacity(8 + 4 * (n + table_size) + id_bytes.len());
-    put_u32s(&mut ids, [n as u32, table_size as u32]);
-    put_u32s(&mut ids, ends);
-    put_u32s(&mut ids, table);
-    ids.extend_from_slice(&id_bytes);
-    asm.add(Section::Ids, &ids)?;
-    drop((ids, id_bytes));
-
-    // Labels: directory of (ends offset, bytes offset, bytes length), then per column the end
-    // offsets and the bytes (padded to 4).
-    let mut labels = Vec::new();
-    let mut body = Vec::new();
-    let dir_len = 12 * mem.labels.len();
-    for col in &mem.labels {
-        let ends_at = dir_len + body.len();
-        let mut bytes = Vec::new();
-        let mut ends = Vec::with_capacity(n);
-        for r in rows {
-            bytes.extend_from_slice(col.get(at(r)).as_bytes());
-            ends.push(bytes.len() as u32);
-        }
-        put_u32s(&mut body, ends);
-        let bytes_at = dir_len + body.len();
-        body.extend_from_slice(&bytes);
-        body.resize(body.len().next_multiple_of(4), 0);
-        put_u32s(
-            &mut labels,
-            [ends_at as u32, bytes_at as u32, bytes.len() as u32],
-        );
-    }
-    labels.extend_from_slice(&body);
-    asm.add(Section::Labels, &labels)?;
-
-    let header = SegmentHeader {
+/// The header of a segment of rows whose ts are `ts`.
+fn header(
+    input: &SegmentInput<'_>,
+    ts: &[i64],
+    part_index: u16,
+    part_count: u16,
+    sections: [SectionEntry; SECTION_COUNT],
+) -> SegmentHeader {
+    let schema = input.schema;
+    SegmentHeader {
         magic: SEGMENT_MAGIC,
         version: U16::new(SEGMENT_VERSION),
         header_len: U16::new(HEADER_LEN as u16),
@@ -401,7 +326,7 @@ pub(crate) fn encode_segment(
         counters: schema.counters.len() as u8,
         labels: schema.labels.len() as u8,
         fingerprint: U64::new(schema.fingerprint()),
-        rows: U32::new(n as u32),
+        rows: U32::new(ts.len() as u32),
         part_index: U16::new(part_index),
         part_count: U16::new(part_count),
         min_ts: I64::new(ts.first().copied().unwrap_or(0)),
@@ -410,35 +335,15 @@ pub(crate) fn encode_segment(
         shard: U16::new(input.shard as u16),
         reserved: U16::new(0),
         header_crc: U32::new(0),
-        sections: asm.sections,
-    };
-    let mut header = header;
-    header.header_crc = U32::new(header.compute_crc());
-    asm.out[..HEADER_LEN].copy_from_slice(header.as_bytes());
-    Ok(asm.out)
+        sections,
+    }
 }
 
-/// Writes segment `id` durably: temp file, fsync, rename, fsync the directory.
+/// Writes segment `id` durably: temp file `seg-<id>.kseg.tmp`, fsync, rename, fsync the
+/// directory.
 pub(crate) fn write_segment_file(dir: &Path, id: u64, bytes: &[u8]) -> Result<PathBuf> {
     let path = dir.join(segment_name(id));
     let tmp = dir.join(format!("{}.tmp", segment_name(id)));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(|e| DbError::io("create segment", &tmp, e))?;
-        f.write_all(bytes)
-            .map_err(|e| DbError::io("write segment", &tmp, e))?;
-        f.sync_all()
-            .map_err(|e| DbError::io("fsync segment", &tmp, e))?;
-        drop(f);
-        fs::rename(&tmp, &path).map_err(|e| DbError::io("rename segment", &path, e))?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map(|()| path)
+    write_atomic(dir, &tmp, &path, bytes)?;
+    Ok(path)
 }

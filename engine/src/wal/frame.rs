@@ -15,6 +15,7 @@
 
 use crate::error::{DbError, Result};
 use crate::event::Row;
+use crate::le::{self, LeReader, ReadError};
 use crate::schema::SchemaDef;
 
 /// Size of a frame header.
@@ -311,11 +312,12 @@ pub(crate) fn read_frame(bytes: &[u8]) -> std::result::Result<(RawFrame<'_>, usi
             available: bytes.len() as u64,
         });
     };
-    let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
-    let count = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+    let field = |at| le::read_at::<u32>(h, at).map_err(|e| FrameError::Invalid(e.to_string()));
+    let len = field(0)? as usize;
+    let count = field(4)?;
     let kind = h[8];
     let flags = h[9];
-    let stored_crc = u32::from_le_bytes([h[12], h[13], h[14], h[15]]);
+    let stored_crc = field(12)?;
     if len > MAX_FRAME_PAYLOAD {
         return Err(FrameError::Invalid(format!(
             "frame length {len} exceeds the maximum"
@@ -355,48 +357,47 @@ pub(crate) fn read_frame(bytes: &[u8]) -> std::result::Result<(RawFrame<'_>, usi
     ))
 }
 
-/// Bounds-checked little-endian reader over a payload.
+/// Bounds-checked little-endian reader over a payload: the shared [`LeReader`], with the WAL's
+/// error messages.
 pub(crate) struct Cursor<'a> {
-    bytes: &'a [u8],
-    pos: usize,
+    inner: LeReader<'a>,
+}
+
+/// The message of a read past the end of a payload.
+fn payload_short(e: ReadError) -> String {
+    match e {
+        ReadError::Short {
+            at,
+            needed,
+            available,
+        } => format!(
+            "payload ends at byte {} but {needed} more were needed",
+            at + available
+        ),
+        other => other.to_string(),
+    }
 }
 
 impl<'a> Cursor<'a> {
     pub(crate) fn new(bytes: &'a [u8]) -> Self {
-        Cursor { bytes, pos: 0 }
+        Cursor {
+            inner: LeReader::new(bytes),
+        }
     }
     fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], String> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&e| e <= self.bytes.len())
-            .ok_or_else(|| {
-                format!(
-                    "payload ends at byte {} but {} more were needed",
-                    self.bytes.len(),
-                    n
-                )
-            })?;
-        let s = &self.bytes[self.pos..end];
-        self.pos = end;
-        Ok(s)
-    }
-    fn arr<const N: usize>(&mut self) -> std::result::Result<[u8; N], String> {
-        let mut a = [0u8; N];
-        a.copy_from_slice(self.take(N)?);
-        Ok(a)
+        self.inner.take(n).map_err(payload_short)
     }
     pub(crate) fn u16(&mut self) -> std::result::Result<u16, String> {
-        Ok(u16::from_le_bytes(self.arr()?))
+        self.inner.read().map_err(payload_short)
     }
     pub(crate) fn u32(&mut self) -> std::result::Result<u32, String> {
-        Ok(u32::from_le_bytes(self.arr()?))
+        self.inner.read().map_err(payload_short)
     }
     pub(crate) fn u64(&mut self) -> std::result::Result<u64, String> {
-        Ok(u64::from_le_bytes(self.arr()?))
+        self.inner.read().map_err(payload_short)
     }
     pub(crate) fn i64(&mut self) -> std::result::Result<i64, String> {
-        Ok(i64::from_le_bytes(self.arr()?))
+        self.inner.read().map_err(payload_short)
     }
     pub(crate) fn str16(&mut self) -> std::result::Result<&'a str, String> {
         let n = self.u16()? as usize;
@@ -407,7 +408,7 @@ impl<'a> Cursor<'a> {
         std::str::from_utf8(self.take(n)?).map_err(|e| format!("string is not UTF-8: {e}"))
     }
     pub(crate) fn is_empty(&self) -> bool {
-        self.pos == self.bytes.len()
+        self.inner.is_empty()
     }
 }
 

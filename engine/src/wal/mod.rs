@@ -20,6 +20,8 @@ pub(crate) mod writer;
 #[cfg(test)]
 mod tests;
 
+use crate::le::{self, ReadError};
+
 /// Magic bytes at the start of every WAL file.
 pub(crate) const WAL_MAGIC: [u8; 4] = *b"KWAL";
 /// WAL format version this build writes. Version 2 added the staged, publish and retract
@@ -78,26 +80,21 @@ impl WalHeader {
                 &b[..4]
             )));
         }
-        let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
-        let version = u16_at(OFF_VERSION);
+        let short = |e: ReadError| HeaderError::Corrupt(e.to_string());
+        let version = le::read_at::<u16>(b, OFF_VERSION).map_err(short)?;
         if !(WAL_MIN_VERSION..=WAL_VERSION).contains(&version) {
             return Err(HeaderError::Version(version));
         }
-        let crc = u32::from_le_bytes([b[28], b[29], b[30], b[31]]);
+        let crc = le::read_at::<u32>(b, OFF_CRC).map_err(short)?;
         if crc != crc32fast::hash(&b[..OFF_CRC]) {
             return Err(HeaderError::Corrupt("header checksum mismatch".into()));
         }
-        let u64_at = |o: usize| {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(&b[o..o + 8]);
-            u64::from_le_bytes(a)
-        };
         Ok(WalHeader {
             version,
-            shard: u16_at(OFF_SHARD),
-            generation: u64_at(OFF_GENERATION),
+            shard: le::read_at(b, OFF_SHARD).map_err(short)?,
+            generation: le::read_at(b, OFF_GENERATION).map_err(short)?,
             schema_id: b[OFF_SCHEMA_ID],
-            fingerprint: u64_at(OFF_FINGERPRINT),
+            fingerprint: le::read_at(b, OFF_FINGERPRINT).map_err(short)?,
         })
     }
 }

@@ -6,5 +6,6 @@ mod fixtures;
 mod model;
 mod query_pool;
 mod recovery;
+mod segment_damage;
 mod staged;
 mod write_path;
