@@ -34,7 +34,7 @@ const MS_PER_DAY: i64 = 86_400_000;
 const STALL: Duration = Duration::from_secs(15);
 
 /// The fleet tests each run a broker and several agents: on a 2-core machine, one at a time.
-fn serial() -> MutexGuard<'static, ()> {
+pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -1,5 +1,6 @@
 //! Agent integration tests against librdkafka's in-process mock cluster, one binary.
 
+mod agent_kills;
 mod backpressure;
 mod common;
 mod delivery;
