@@ -76,13 +76,21 @@ fn parse_duration_arg(s: &str) -> Result<Duration, String> {
     config::units::parse_duration(s)
 }
 
-fn init_logging() {
+/// Log lines to stderr, filtered by `KEPLOR_LOG` (default `info,rdkafka=warn`): text (ANSI
+/// colour only when stderr is a terminal) or one JSON object per line.
+fn init_logging(format: config::LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("KEPLOR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        config::LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        config::LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .try_init(),
+    };
 }
 
 fn env_vars() -> Vec<(String, String)> {
@@ -122,14 +130,15 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config } => {
-            init_logging();
             let config = match Config::load(&config, env_vars()) {
                 Ok(c) => c,
                 Err(e) => {
+                    // No logger yet: its format is part of the configuration.
                     eprintln!("error: {}: {e}", config.display());
                     return ExitCode::from(2);
                 }
             };
+            init_logging(config.log.format);
             run(config)
         }
         Command::Demo {
@@ -138,7 +147,7 @@ fn main() -> ExitCode {
             listen,
             data_dir,
         } => {
-            init_logging();
+            init_logging(config::LogFormat::Text);
             match demo::run(duration, rate, listen, data_dir) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -156,7 +165,7 @@ fn run(config: Config) -> ExitCode {
     let agent = match agent::Agent::start(config) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            tracing::error!(error = format!("{e:#}"), "the agent could not start");
             return ExitCode::from(1);
         }
     };
@@ -171,7 +180,7 @@ fn run(config: Config) -> ExitCode {
             ExitCode::SUCCESS
         }
         sink::Stopped::Failed(why) => {
-            eprintln!("error: {why}");
+            tracing::error!(error = %why, "stopped on a fatal error");
             ExitCode::from(1)
         }
         sink::Stopped::Crashed => ExitCode::from(1),

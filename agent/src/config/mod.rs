@@ -22,6 +22,7 @@ mod fleet;
 mod format;
 mod http;
 mod kafka;
+mod log;
 mod raw;
 mod schema;
 pub mod security;
@@ -42,6 +43,7 @@ pub use fleet::FleetSettings;
 pub use format::{Format, RegistryAuth, RegistrySettings};
 pub use http::HttpSettings;
 pub use kafka::{Assignment, KafkaConfig, OffsetReset};
+pub use log::{LogFormat, LogSettings};
 pub use schema::{ColumnMapping, DimMapping, IdSource, SchemaMapping, TsSource, TsUnit};
 
 /// A configuration error naming the key.
@@ -80,6 +82,7 @@ pub struct Config {
     pub http: HttpSettings,
     #[serde(serialize_with = "ser_duration")]
     pub shutdown_grace: Duration,
+    pub log: LogSettings,
 }
 
 fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -140,10 +143,11 @@ impl Config {
                 "http" => raw.http = Some(value.clone().try_into().map_err(de)?),
                 "fleet" => raw.fleet = Some(value.clone().try_into().map_err(de)?),
                 "shutdown" => raw.shutdown = Some(value.clone().try_into().map_err(de)?),
+                "log" => raw.log = Some(value.clone().try_into().map_err(de)?),
                 other => {
                     return Err(err(
                         other,
-                        "unknown section: use kafka, format, schema, engine, batch, errors, http, fleet or shutdown",
+                        "unknown section: use kafka, format, schema, engine, batch, errors, http, fleet, shutdown or log",
                     ))
                 }
             }
@@ -251,6 +255,7 @@ fn resolve(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     let errors = errors::resolve(raw.errors.unwrap_or_default(), &kafka.topics)?;
     let http = http::resolve(raw.http.unwrap_or_default(), raw.fleet, &path_of)?;
     let shutdown_grace = shutdown_grace(raw.shutdown.unwrap_or_default())?;
+    let log = log::resolve(raw.log.unwrap_or_default())?;
     let config = Config {
         kafka,
         format,
@@ -260,6 +265,7 @@ fn resolve(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         errors,
         http,
         shutdown_grace,
+        log,
     };
     check_with_engine(&config)?;
     Ok(config)

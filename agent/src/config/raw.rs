@@ -25,6 +25,15 @@ pub struct RawConfig {
     pub http: Option<RawHttp>,
     pub fleet: Option<RawFleet>,
     pub shutdown: Option<RawShutdown>,
+    pub log: Option<RawLog>,
+}
+
+/// `[log]`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// `"text"` or `"json"`.
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

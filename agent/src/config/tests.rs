@@ -581,3 +581,22 @@ fn batch_map_threads_is_a_thread_count() {
     assert_eq!(e.key, "batch", "{e}");
     assert!(e.message.contains("non-negative integer"), "{e}");
 }
+
+#[test]
+fn log_format_is_text_or_json() {
+    assert_eq!(load("", &[]).unwrap().log.format, LogFormat::Text);
+    let c = load("[log]\nformat = \"json\"", &[]).unwrap();
+    assert_eq!(c.log.format, LogFormat::Json);
+    assert!(
+        c.to_toml().contains("[log]\nformat = \"json\""),
+        "{}",
+        c.to_toml()
+    );
+    let c = load("", &[("KEPLOR_LOG__FORMAT", "json")]).unwrap();
+    assert_eq!(c.log.format, LogFormat::Json);
+    let e = load("[log]\nformat = \"yaml\"", &[]).unwrap_err();
+    assert_eq!(e.key, "log.format");
+    assert!(e.message.contains("\"text\" or \"json\""), "{e}");
+    let e = load("[log]\nlevel = \"debug\"", &[]).unwrap_err();
+    assert!(e.to_string().contains("level"), "{e}");
+}

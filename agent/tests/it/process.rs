@@ -196,3 +196,74 @@ p.close()
     assert_eq!(py.counters[0], (200..400u64).sum::<u64>());
     assert!(matches!(agent.stop(), keplor_agent::sink::Stopped::Clean));
 }
+
+/// Runs the agent with `log_section` until it stored `n` events, stops it with SIGTERM; its
+/// stderr.
+fn run_and_capture_stderr(log_section: &str, n: u64) -> String {
+    let kafka = Kafka::new(&[("in", 2)]);
+    kafka.produce("in", 2, &(0..n).map(call).collect::<Vec<_>>());
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), &kafka.brokers, "g-logs", port);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(log_section);
+    std::fs::write(&config, text).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keplor-agent"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("KEPLOR_LOG", "info,rdkafka=warn")
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stored = wait_until(Duration::from_secs(60), || {
+        consumed(port) >= n || child.try_wait().unwrap().is_some()
+    });
+    if !stored || child.try_wait().unwrap().is_some() {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "the agent did not store {n} events:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    signal(&child, "-TERM");
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stderr).unwrap()
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_and_text_logs_have_no_colour_off_a_terminal() {
+    let json = run_and_capture_stderr("\n[log]\nformat = \"json\"\n", 200);
+    let lines: Vec<serde_json::Value> = json
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines.len() >= 3, "{json}");
+    for l in &lines {
+        assert!(
+            l["timestamp"].is_string() && l["level"].is_string() && l["target"].is_string(),
+            "{l}"
+        );
+    }
+    // Structured fields sit at the top level, beside the message.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "partition assigned" && l["partition"].is_u64()),
+        "{json}"
+    );
+    assert!(
+        lines.iter().any(|l| l["message"] == "stopped cleanly"),
+        "{json}"
+    );
+    let text = run_and_capture_stderr("", 100);
+    assert!(text.contains("stopped cleanly"), "{text}");
+    assert!(!text.contains('\u{1b}'), "ANSI escapes in a pipe: {text:?}");
+}
