@@ -16,5 +16,6 @@ pub mod http;
 pub mod mapping;
 pub mod metrics;
 pub mod ownership;
+pub mod process_metrics;
 pub mod query;
 pub mod sink;

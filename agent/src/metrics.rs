@@ -20,6 +20,10 @@ pub const COMMITS: &str = "keplor_offset_commits_total";
 pub const OFFSETS_SKIPPED: &str = "keplor_offsets_skipped_total";
 pub const HANDOVER_DECISIONS: &str = "keplor_staged_decisions_total";
 pub const PARTITIONS_DEFERRED: &str = "keplor_partitions_deferred";
+pub const BYTES_CONSUMED: &str = "keplor_bytes_consumed_total";
+pub const COMMIT_FAILURES: &str = "keplor_offset_commit_failures_total";
+pub const COMMIT_SECONDS: &str = "keplor_offset_commit_seconds";
+pub const REBALANCES: &str = "keplor_rebalances_total";
 pub const CONSUMER_ERRORS: &str = "keplor_consumer_errors_total";
 pub const STUCK: &str = "keplor_partition_stuck";
 pub const COMMITTED_OFFSET: &str = "keplor_partition_committed_offset";
@@ -132,6 +136,13 @@ pub struct Metrics {
     pub append_errors: AtomicU64,
     pub commits: AtomicU64,
     pub offsets_skipped: AtomicU64,
+    /// Payload bytes of the messages read.
+    pub bytes_consumed: AtomicU64,
+    /// Offset commits Kafka refused or that timed out.
+    pub commit_failures: AtomicU64,
+    /// Rebalance callbacks: partitions assigned, revoked.
+    pub rebalances_assigned: AtomicU64,
+    pub rebalances_revoked: AtomicU64,
     /// Partitions assigned to this member that another member's sink still holds.
     pub deferred: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
@@ -141,6 +152,7 @@ pub struct Metrics {
     pub batch_events: Histogram,
     pub fsync_seconds: Histogram,
     pub append_seconds: Histogram,
+    pub commit_seconds: Histogram,
     queries: Mutex<BTreeMap<&'static str, Histogram>>,
     /// Tests: runs where rendering starts asking the engine, to stand for an engine call that
     /// blocks.
@@ -183,6 +195,10 @@ impl Default for Metrics {
             append_errors: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             offsets_skipped: AtomicU64::new(0),
+            bytes_consumed: AtomicU64::new(0),
+            commit_failures: AtomicU64::new(0),
+            rebalances_assigned: AtomicU64::new(0),
+            rebalances_revoked: AtomicU64::new(0),
             deferred: AtomicU64::new(0),
             rejected: Mutex::new(BTreeMap::new()),
             handover: Mutex::new(BTreeMap::new()),
@@ -191,6 +207,7 @@ impl Default for Metrics {
             batch_events: Histogram::new(SIZE_BUCKETS),
             fsync_seconds: Histogram::new(SECONDS_BUCKETS),
             append_seconds: Histogram::new(SECONDS_BUCKETS),
+            commit_seconds: Histogram::new(SECONDS_BUCKETS),
             queries: Mutex::new(BTreeMap::new()),
             #[cfg(test)]
             before_engine: EngineHook::default(),
@@ -288,6 +305,7 @@ impl Metrics {
         #[cfg(test)]
         self.before_engine.run();
         render_engine(&mut out, engine);
+        crate::process_metrics::render(&mut out, &engine.config().data_dir, engine);
         out
     }
 
@@ -320,6 +338,16 @@ impl Metrics {
                 "Offsets between two consumed messages that the broker did not deliver (retention, compaction).",
                 &self.offsets_skipped,
             ),
+            (
+                BYTES_CONSUMED,
+                "Payload bytes of the messages read from Kafka.",
+                &self.bytes_consumed,
+            ),
+            (
+                COMMIT_FAILURES,
+                "Offset commits Kafka refused or that failed (retried; their batches stay staged until one is accepted).",
+                &self.commit_failures,
+            ),
         ] {
             let _ = writeln!(
                 out,
@@ -327,6 +355,12 @@ impl Metrics {
                 v.load(Ordering::Relaxed)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP {REBALANCES} Rebalance callbacks, by what they did to this agent's partitions.\n# TYPE {REBALANCES} counter\n{REBALANCES}{{kind=\"assigned\"}} {}\n{REBALANCES}{{kind=\"revoked\"}} {}",
+            self.rebalances_assigned.load(Ordering::Relaxed),
+            self.rebalances_revoked.load(Ordering::Relaxed)
+        );
         let _ = writeln!(
             out,
             "# HELP {PARTITIONS_DEFERRED} Partitions assigned to this agent that another member still holds (not consumed until it lets go).\n# TYPE {PARTITIONS_DEFERRED} gauge\n{PARTITIONS_DEFERRED} {}",
@@ -397,9 +431,12 @@ impl Metrics {
                 let v = match name {
                     COMMITTED_OFFSET => g.committed,
                     DURABLE_OFFSET => g.durable,
+                    // From the next offset to store: after the durable one, else where the
+                    // group's commit says consumption starts; unknown before either.
                     CONSUMER_LAG => g
                         .high_watermark
-                        .map(|hw| (hw - g.durable.map_or(0, |d| d + 1)).max(0)),
+                        .zip(g.durable.map(|d| d + 1).or(g.committed))
+                        .map(|(hw, next)| (hw - next).max(0)),
                     PAUSED => Some(g.paused as i64),
                     _ => Some(g.stuck as i64),
                 };
@@ -431,6 +468,11 @@ impl Metrics {
                 APPEND_SECONDS,
                 "Time to append a batch (WAL write).",
                 &self.append_seconds,
+            ),
+            (
+                COMMIT_SECONDS,
+                "Time Kafka took to accept (or refuse) a synchronous offset commit.",
+                &self.commit_seconds,
             ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
@@ -475,4 +517,35 @@ fn escape(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod lag_tests {
+    use super::*;
+
+    fn lag_line(g: PartitionGauges) -> Option<String> {
+        let m = Metrics::default();
+        m.partitions.lock().unwrap().insert(("in".into(), 0), g);
+        let mut out = String::new();
+        m.render_partitions(&mut out);
+        out.lines()
+            .find(|l| l.starts_with(&format!("{CONSUMER_LAG}{{")))
+            .map(str::to_string)
+    }
+
+    #[test]
+    fn lag_counts_from_the_next_offset_to_store() {
+        let g = |committed, durable, hw| PartitionGauges {
+            committed,
+            durable,
+            high_watermark: hw,
+            ..Default::default()
+        };
+        let want = |v: i64| Some(format!("{CONSUMER_LAG}{{topic=\"in\",partition=\"0\"}} {v}"));
+        assert_eq!(lag_line(g(Some(90), Some(120), Some(150))), want(29));
+        // Nothing durable yet in this store: from the group's committed offset, not from 0.
+        assert_eq!(lag_line(g(Some(100), None, Some(150))), want(50));
+        assert_eq!(lag_line(g(None, None, Some(150))), None);
+        assert_eq!(lag_line(g(None, Some(200), Some(150))), want(0));
+    }
 }

@@ -57,9 +57,17 @@ impl ConsumerContext for AgentContext {
         );
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.0
+                    .metrics
+                    .rebalances_assigned
+                    .fetch_add(1, Ordering::Relaxed);
                 self.assign(consumer, tpl, cooperative)
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.0
+                    .metrics
+                    .rebalances_revoked
+                    .fetch_add(1, Ordering::Relaxed);
                 self.revoke(consumer, tpl, cooperative)
             }
             other => {

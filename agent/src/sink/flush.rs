@@ -221,13 +221,20 @@ impl Shared {
             return true;
         }
         self.metrics.commits.fetch_add(1, Ordering::Relaxed);
+        let started = std::time::Instant::now();
         let result = consumer.commit(&tpl, mode);
+        if matches!(mode, CommitMode::Sync) {
+            self.metrics
+                .commit_seconds
+                .observe_duration(started.elapsed());
+        }
         if result.is_ok() && matches!(mode, CommitMode::Sync) && !self.crash_point() {
             // Accepted for every partition (librdkafka reports any partition's error): the
             // staged batches up to each committed offset count now.
             self.publish_committed(&tpl);
         }
         if let Err(e) = result {
+            self.metrics.commit_failures.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(error = %e, "offset commit failed");
             // Try again next time.
             self.forget_commits(&tpl);

@@ -30,6 +30,9 @@ impl Shared {
     /// Takes one mapped message into its partition's batch, or applies the error policy.
     pub(super) fn take(&self, msg: &BorrowedMessage<'_>, mapped: Result<DynEvent, MapError>) {
         self.metrics.consumed.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .bytes_consumed
+            .fetch_add(msg.payload_len() as u64, Ordering::Relaxed);
         let fatal = self.take_locked(&mut self.lock(), msg, mapped);
         if let Some(why) = fatal {
             self.fatal(why);
