@@ -3,7 +3,7 @@
 //! and a read timeout, and the answers are merged as if one store had answered. Who answered,
 //! who did not and why travels with the merged answer ([`Completeness`]), so a caller can tell
 //! a whole answer from a partial one. Used by the `query` CLI (`--endpoint`, `--endpoints-dns`)
-//! and by the HTTP API's `fleet=true` (`http.rs`, configured by `[fleet]`).
+//! and by the HTTP API's `fleet=true` (`http/`, configured by `[fleet]`).
 //!
 //! Merge rules:
 //! - aggregates: summed ([`AggregateResponse::merge`]);

@@ -16,9 +16,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Path, RawQuery, Request, State};
+mod auth;
+
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -29,6 +31,7 @@ use crate::api::{self, ParamError, Params, QueryError};
 use crate::config::HttpSettings;
 use crate::fleet::{Answer, Completeness, Fleet, FleetError};
 use crate::metrics::Metrics;
+use auth::TokenCheck;
 
 /// What the handlers share.
 #[derive(Clone, Debug)]
@@ -372,43 +375,14 @@ async fn readyz(State(s): State<AppState>) -> Response {
     }
 }
 
-/// Bearer-token check (health probes stay open).
-async fn auth(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    if let Some(token) = &s.settings.auth_token {
-        let path = req.uri().path();
-        if path != "/healthz" && path != "/readyz" {
-            let ok = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()));
-            if !ok {
-                let mut r = error(
-                    StatusCode::UNAUTHORIZED,
-                    None,
-                    "missing or wrong bearer token",
-                );
-                r.headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                return r;
-            }
-        }
-    }
-    next.run(req).await
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// The router.
 /// The partitions this agent's sink holds: a new owner waits until the old one let go.
 async fn partitions(State(s): State<AppState>) -> Response {
     Json(s.held.holdings()).into_response()
 }
 
+/// The router.
 pub fn router(state: AppState) -> Router {
+    let tokens = Arc::new(TokenCheck::new(state.settings.auth_token.as_deref()));
     Router::new()
         .route("/v1/aggregate", get(aggregate))
         .route("/v1/events", get(events))
@@ -425,7 +399,7 @@ pub fn router(state: AppState) -> Router {
                 "no such endpoint; see agent/openapi.yaml",
             )
         })
-        .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .layer(middleware::from_fn_with_state(tokens, auth::require_token))
         .layer(axum::extract::DefaultBodyLimit::max(1024))
         .with_state(state)
 }
