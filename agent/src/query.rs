@@ -449,8 +449,20 @@ fn rollups(
     Ok((render_rollups(&r, c.as_ref(), format), c))
 }
 
+/// Parses the request's parameters; a bad one is named by the flag that set it.
 fn parse(v: &[(String, String)]) -> Result<Params, Failure> {
-    Params::parse(v.iter().map(|(a, b)| (a.as_str(), b.as_str()))).map_err(|e| usage(e.to_string()))
+    Params::parse(v.iter().map(|(a, b)| (a.as_str(), b.as_str())))
+        .map_err(|e| usage(format!("{}: {}", flag_of(&e.parameter), e.error)))
+}
+
+/// The command-line flag that sets a request parameter.
+fn flag_of(parameter: &str) -> String {
+    match parameter {
+        "status_min" | "status_max" => "--status".into(),
+        "limit" => "--limit".into(),
+        p if p.starts_with("dim.") => format!("--where {}", &p[4..]),
+        p => format!("--{}", p.replace('_', "-")),
+    }
 }
 
 /// No endpoint that answered has the event: exit 1, or [`EXIT_PARTIAL`] when some endpoint

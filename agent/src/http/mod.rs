@@ -278,11 +278,8 @@ async fn event(
     RawQuery(q): RawQuery,
 ) -> Response {
     if id.len() > keplordb::MAX_VALUE_LEN {
-        return error(
-            StatusCode::BAD_REQUEST,
-            Some("id"),
-            "id is longer than any stored id",
-        );
+        // Longer than any stored id: not found, without asking the engine.
+        return error(StatusCode::NOT_FOUND, None, "no event with this id");
     }
     let fleet = match decoded_pairs(&s, q).and_then(split_fleet) {
         Ok((_, rest)) if !rest.is_empty() => {

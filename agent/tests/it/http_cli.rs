@@ -118,6 +118,13 @@ fn http_api_answers_pages_and_rejects() {
         ("/v1/aggregate?bogus=1", "bogus"),
         ("/v1/rollups?dim.model=m1", "dim.model"),
         ("/v1/events?cursor=zzz", "cursor"),
+        // Times out of 64-bit nanoseconds: refused, not wrapped into another bound.
+        ("/v1/aggregate?since=1000000000000s", "since"),
+        ("/v1/events?since=106752d", "since"),
+        ("/v1/aggregate?from=9223372036854775808", "from"),
+        ("/v1/aggregate?to=2262-06-01T00:00:00Z", "to"),
+        ("/v1/rollups?from_day=99999999999999999999", "from_day"),
+        ("/v1/rollups?to_day=-106752", "to_day"),
         // No [fleet] section: this agent cannot answer for the fleet.
         ("/v1/aggregate?fleet=true", "fleet"),
         ("/v1/events/in%2F0%2F7?fleet=true", "fleet"),
@@ -272,6 +279,27 @@ fn query_cli_formats_fan_out_and_data_dir() {
     assert!(!ok && err.contains("parameter `dim.colour`"), "{err}");
     let (ok, _, err) = cli(&["query", "-e", &ea, "aggregate", "--since", "soon"]);
     assert!(!ok && err.contains("since"), "{err}");
+    // Out of range: a usage error (exit 2) naming the flag, before any request is sent.
+    for args in [
+        &["aggregate", "--since", "1000000000000s"][..],
+        &["recent", "--since", "999999d"],
+        &["aggregate", "--from", "99999999999999999999"],
+        &["rollups", "--from-day", "2262-05-01"],
+        &["rollups", "--to-day=-99999999"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_keplor-agent"))
+            .args(["query", "-e", &ea])
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let flag = args[1].split('=').next().unwrap();
+        assert!(
+            err.contains(&format!("error: {flag}: ")) && err.contains("out of range"),
+            "{args:?}: {err}"
+        );
+    }
 
     // A stopped agent's data, read-only.
     assert!(matches!(a.stop(), Stopped::Clean));

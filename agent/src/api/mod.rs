@@ -3,176 +3,17 @@
 //! JSON response shapes documented in `agent/openapi.yaml`. Answers of several agents are
 //! merged by `crate::fleet`.
 
-use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+mod params;
 
-use keplordb::{Cursor, DynEngine, DynEvent, DynFilter, NANOS_PER_DAY};
+use std::collections::BTreeMap;
+
+use keplordb::{Cursor, DynEngine, DynEvent, NANOS_PER_DAY};
 use serde::{Deserialize, Serialize};
 
-use crate::config::units::parse_duration;
-use crate::mapping::parse_rfc3339;
-
-/// A bad request parameter.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ParamError {
-    /// The parameter.
-    pub parameter: String,
-    /// What is wrong.
-    pub error: String,
-}
-
-impl std::fmt::Display for ParamError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "parameter `{}`: {}", self.parameter, self.error)
-    }
-}
-
-fn perr(parameter: &str, error: impl Into<String>) -> ParamError {
-    ParamError {
-        parameter: parameter.to_string(),
-        error: error.into(),
-    }
-}
-
-/// Parsed query parameters.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Params {
-    /// `dim.<name>=<value>`: equality on dims.
-    pub dims: BTreeMap<String, String>,
-    pub from_ts_ns: Option<i64>,
-    pub to_ts_ns: Option<i64>,
-    pub status_min: Option<u16>,
-    pub status_max: Option<u16>,
-    pub limit: Option<usize>,
-    pub cursor: Option<Cursor>,
-    pub from_day: Option<i64>,
-    pub to_day: Option<i64>,
-}
-
-fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
-
-/// A time: RFC 3339, or integer nanoseconds since the epoch.
-pub fn parse_time(name: &str, v: &str) -> Result<i64, ParamError> {
-    if let Ok(n) = v.parse::<i64>() {
-        return Ok(n);
-    }
-    parse_rfc3339(v).map_err(|e| perr(name, e))
-}
-
-/// A day: `YYYY-MM-DD` or the day number (days since 1970-01-01).
-pub fn parse_day(name: &str, v: &str) -> Result<i64, ParamError> {
-    if let Ok(n) = v.parse::<i64>() {
-        return Ok(n);
-    }
-    parse_rfc3339(&format!("{v}T00:00:00Z"))
-        .map(|ns| ns.div_euclid(NANOS_PER_DAY))
-        .map_err(|_| {
-            perr(
-                name,
-                format!("{v:?} is not a day like 2026-11-25 or a day number"),
-            )
-        })
-}
-
-/// Formats a cursor for the `cursor` parameter: `<ts_ns>:<id>`.
-pub fn format_cursor(c: &Cursor) -> String {
-    format!("{}:{}", c.ts_ns, c.id)
-}
-
-impl Params {
-    /// Parses `key=value` pairs (already URL-decoded).
-    pub fn parse<'a>(
-        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
-    ) -> Result<Params, ParamError> {
-        let mut p = Params::default();
-        for (k, v) in pairs {
-            let u16p = |v: &str| {
-                v.parse::<u16>()
-                    .map_err(|_| perr(k, format!("{v:?} is not a status code (0-65535)")))
-            };
-            match k {
-                "from" => p.from_ts_ns = Some(parse_time(k, v)?),
-                "to" => p.to_ts_ns = Some(parse_time(k, v)?),
-                "since" => {
-                    let d = parse_duration(v).map_err(|e| perr(k, e))?;
-                    p.from_ts_ns = Some(now_ns() - d.as_nanos() as i64);
-                }
-                "status_min" => p.status_min = Some(u16p(v)?),
-                "status_max" => p.status_max = Some(u16p(v)?),
-                "limit" => {
-                    p.limit = Some(v.parse().ok().filter(|&n: &usize| n > 0).ok_or_else(|| perr(k, format!("{v:?} is not a positive number")))?)
-                }
-                "cursor" => {
-                    let (ts, id) = v.split_once(':').ok_or_else(|| perr(k, "expected <ts_ns>:<id>, as returned in next_cursor"))?;
-                    let ts = ts.parse().map_err(|_| perr(k, "expected <ts_ns>:<id>, as returned in next_cursor"))?;
-                    p.cursor = Some(Cursor::new(ts, id));
-                }
-                "from_day" => p.from_day = Some(parse_day(k, v)?),
-                "to_day" => p.to_day = Some(parse_day(k, v)?),
-                _ => match k.strip_prefix("dim.") {
-                    Some(name) if !name.is_empty() => {
-                        p.dims.insert(name.to_string(), v.to_string());
-                    }
-                    _ => return Err(perr(k, "unknown parameter: use dim.<name>, from, to, since, status_min, status_max, limit, cursor, from_day, to_day (and, over HTTP, fleet)")),
-                },
-            }
-        }
-        Ok(p)
-    }
-
-    /// Back to `key=value` pairs (for the CLI's requests).
-    pub fn to_pairs(&self) -> Vec<(String, String)> {
-        let mut v: Vec<(String, String)> = self
-            .dims
-            .iter()
-            .map(|(k, x)| (format!("dim.{k}"), x.clone()))
-            .collect();
-        let mut push = |k: &str, x: Option<String>| {
-            if let Some(x) = x {
-                v.push((k.to_string(), x));
-            }
-        };
-        push("from", self.from_ts_ns.map(|x| x.to_string()));
-        push("to", self.to_ts_ns.map(|x| x.to_string()));
-        push("status_min", self.status_min.map(|x| x.to_string()));
-        push("status_max", self.status_max.map(|x| x.to_string()));
-        push("limit", self.limit.map(|x| x.to_string()));
-        push("cursor", self.cursor.as_ref().map(format_cursor));
-        push("from_day", self.from_day.map(|x| x.to_string()));
-        push("to_day", self.to_day.map(|x| x.to_string()));
-        v
-    }
-
-    fn filter(&self, engine: &DynEngine) -> Result<DynFilter, ParamError> {
-        let schema = engine.schema();
-        let mut dims = vec![None; schema.dims.len()];
-        for (name, value) in &self.dims {
-            let i = schema.dim_index(name).ok_or_else(|| {
-                perr(
-                    &format!("dim.{name}"),
-                    format!(
-                        "no dim called {name:?}; dims are: {}",
-                        schema.dims.join(", ")
-                    ),
-                )
-            })?;
-            dims[i] = Some(value.clone());
-        }
-        Ok(DynFilter {
-            dims,
-            from_ts_ns: self.from_ts_ns,
-            to_ts_ns: self.to_ts_ns,
-            status_min: self.status_min,
-            status_max: self.status_max,
-            cursor: self.cursor.clone(),
-        })
-    }
-}
+pub use params::{
+    format_cursor, parse_day, parse_since, parse_time, ParamError, Params, MAX_DAY, MIN_DAY,
+};
+use params::{now_ns, perr};
 
 /// `GET /v1/aggregate`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -393,41 +234,4 @@ pub fn rollups(engine: &DynEngine, p: &Params) -> Result<RollupsResponse, QueryE
         })
         .collect();
     Ok(RollupsResponse { buckets })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn params_parse_and_name_errors() {
-        let p = Params::parse([
-            ("dim.user", "alice"),
-            ("from", "2026-11-25T00:00:00Z"),
-            ("limit", "5"),
-            ("cursor", "17:a:b"),
-        ])
-        .unwrap();
-        assert_eq!(p.dims["user"], "alice");
-        assert_eq!(p.from_ts_ns, Some(20_782 * NANOS_PER_DAY));
-        assert_eq!(p.cursor, Some(Cursor::new(17, "a:b")));
-        assert_eq!(
-            Params::parse(p.to_pairs().iter().map(|(a, b)| (a.as_str(), b.as_str()))).unwrap(),
-            p
-        );
-        for (k, v) in [
-            ("from", "yesterday"),
-            ("limit", "0"),
-            ("limit", "-3"),
-            ("status_min", "70000"),
-            ("cursor", "x"),
-            ("bogus", "1"),
-            ("since", "10"),
-            ("from_day", "2026-13-01"),
-        ] {
-            let e = Params::parse([(k, v)]).unwrap_err();
-            assert_eq!(e.parameter, k, "{k}={v}: {e}");
-        }
-        assert_eq!(parse_day("d", "2026-11-25").unwrap(), 20_782);
-    }
 }
