@@ -581,3 +581,26 @@ fn batch_map_threads_is_a_thread_count() {
     assert_eq!(e.key, "batch", "{e}");
     assert!(e.message.contains("non-negative integer"), "{e}");
 }
+
+#[test]
+fn http_max_concurrent_queries_is_a_query_count() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(
+        load("", &[]).unwrap().http.max_concurrent_queries,
+        2 * cores
+    );
+    let c = load("[http]\nmax_concurrent_queries = 3", &[]).unwrap();
+    assert_eq!(c.http.max_concurrent_queries, 3);
+    assert!(
+        c.to_toml().contains("max_concurrent_queries = 3"),
+        "{}",
+        c.to_toml()
+    );
+    let c = load("", &[("KEPLOR_HTTP__MAX_CONCURRENT_QUERIES", "7")]).unwrap();
+    assert_eq!(c.http.max_concurrent_queries, 7);
+    for bad in ["0", "513"] {
+        let e = load(&format!("[http]\nmax_concurrent_queries = {bad}"), &[]).unwrap_err();
+        assert_eq!(e.key, "http.max_concurrent_queries", "{bad}: {e}");
+        assert!(e.message.contains("use 1 to 512"), "{bad}: {e}");
+    }
+}

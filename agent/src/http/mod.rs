@@ -1,7 +1,8 @@
 //! Local query endpoints (axum): `/v1/aggregate`, `/v1/events`, `/v1/events/{id}`,
 //! `/v1/rollups`, `/metrics`, `/healthz`, `/readyz`. Bound to 127.0.0.1 by default; optional
-//! bearer token; bounded `limit`, query-string size and request time; bad parameters are a 400
-//! whose JSON names the parameter. Schemas: `agent/openapi.yaml`.
+//! bearer token (`auth.rs`); bounded `limit`, query-string size, request time and queries at
+//! once (`limits.rs`: a query keeps its slot until its work ends, timed out or not); bad
+//! parameters are a 400 whose JSON names the parameter. Schemas: `agent/openapi.yaml`.
 //!
 //! Every call into the engine (queries, the engine figures of `/metrics`) runs on a blocking
 //! thread (`spawn_blocking`): engine calls wait for shard locks that a WAL fsync may hold, and
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 mod auth;
+mod limits;
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -32,6 +34,7 @@ use crate::config::HttpSettings;
 use crate::fleet::{Answer, Completeness, Fleet, FleetError};
 use crate::metrics::Metrics;
 use auth::TokenCheck;
+use limits::{Kind, Limits};
 
 /// What the handlers share.
 #[derive(Clone, Debug)]
@@ -42,6 +45,28 @@ pub struct AppState {
     pub settings: HttpSettings,
     /// The partitions the sink holds (`GET /v1/partitions`).
     pub held: Arc<crate::ownership::Held>,
+    /// The query and fan-out slots (`http.max_concurrent_queries`).
+    limits: Arc<Limits>,
+}
+
+impl AppState {
+    /// The state of an API over `engine`, with the limits of `settings`.
+    pub fn new(
+        engine: Arc<DynEngine>,
+        metrics: Arc<Metrics>,
+        ready: Arc<AtomicBool>,
+        settings: HttpSettings,
+        held: Arc<crate::ownership::Held>,
+    ) -> AppState {
+        AppState {
+            limits: Arc::new(Limits::new(settings.max_concurrent_queries)),
+            engine,
+            metrics,
+            ready,
+            settings,
+            held,
+        }
+    }
 }
 
 fn error(status: StatusCode, parameter: Option<&str>, msg: impl Into<String>) -> Response {
@@ -157,20 +182,37 @@ fn serde_urlencoded_pairs(raw: &str) -> Result<Vec<(String, String)>, String> {
 }
 
 /// Runs a blocking engine query off the async threads, timed and with the request timeout.
+/// The query holds a slot of `http.max_concurrent_queries` until its blocking task ends, even
+/// when its request was answered 503 for the timeout first (see `limits.rs`); with every slot
+/// taken, the answer is a 429 at once.
 async fn run<T: Send + 'static>(
     state: &AppState,
     endpoint: &'static str,
     f: impl FnOnce(&DynEngine) -> Result<T, QueryError> + Send + 'static,
 ) -> Result<T, Response> {
+    let slot = state.limits.take(Kind::Query, &state.metrics)?;
     let engine = state.engine.clone();
+    #[cfg(test)]
+    let limits = state.limits.clone();
     let start = Instant::now();
-    let task = tokio::task::spawn_blocking(move || f(&engine));
+    let task = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        #[cfg(test)]
+        limits.before_query.run();
+        f(&engine)
+    });
     let out = match tokio::time::timeout(state.settings.request_timeout, task).await {
-        Err(_) => Err(error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            None,
-            "query timed out",
-        )),
+        Err(_) => {
+            state
+                .metrics
+                .queries_timed_out
+                .fetch_add(1, Ordering::Relaxed);
+            Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                "query timed out",
+            ))
+        }
         Ok(Err(e)) => Err(error(
             StatusCode::INTERNAL_SERVER_ERROR,
             None,
@@ -195,10 +237,14 @@ async fn run_fleet<T: Send + 'static>(
             "fleet=true needs a [fleet] section in this agent's configuration, listing every member",
         ));
     };
+    let slot = state.limits.take(Kind::FanOut, &state.metrics)?;
     let start = Instant::now();
     // No timeout of its own: every member's exchange is bounded by fleet.connect_timeout +
     // fleet.timeout (see fleet::MAX_PARALLEL for fleets asked in waves).
-    let task = tokio::task::spawn_blocking(move || f(&Fleet::from_settings(&settings)?));
+    let task = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        f(&Fleet::from_settings(&settings)?)
+    });
     let out = match task.await {
         Err(e) => Err(error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -413,108 +459,4 @@ pub async fn serve(
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::mpsc;
-    use std::sync::Mutex;
-    use std::time::Duration;
-
-    use super::*;
-    use crate::config::Config;
-    use crate::ownership::{Held, StoreId};
-
-    /// The API served on a current-thread runtime: its one async worker serves every request.
-    fn serve_on_one_worker(
-        state: AppState,
-    ) -> (
-        String,
-        tokio::sync::oneshot::Sender<()>,
-        std::thread::JoinHandle<()>,
-    ) {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                serve(listener, state, async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-            });
-        });
-        (url, stop, server)
-    }
-
-    #[test]
-    fn health_answers_while_a_metrics_render_waits_on_the_engine() {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = keplordb::EngineConfig::new(dir.path().join("data")).with_columns(
-            ["user"],
-            ["tokens"],
-            Vec::<&str>::new(),
-        );
-        let engine = Arc::new(DynEngine::open(engine).unwrap());
-        let metrics = Arc::new(Metrics::default());
-        // The render's engine call blocks until released, as behind a shard's fsync.
-        let (entered, render_entered) = mpsc::channel::<()>();
-        let (release, released) = mpsc::channel::<()>();
-        let released = Mutex::new(released);
-        metrics.before_engine.set(move || {
-            let _ = entered.send(());
-            let _ = released.lock().unwrap().recv();
-        });
-        let config = Config::from_toml(
-            "[kafka]\nbrokers = \"127.0.0.1:9\"\ntopics = [\"in\"]\n[schema]\nid = 1\n",
-            [],
-            dir.path(),
-        )
-        .unwrap();
-        let state = AppState {
-            engine,
-            metrics,
-            ready: Arc::new(AtomicBool::new(true)),
-            settings: config.http.clone(),
-            held: Arc::new(Held::new(&StoreId("test".into()))),
-        };
-        let (url, stop, server) = serve_on_one_worker(state);
-        let client: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
-        let scrape = {
-            let (client, url) = (client.clone(), url.clone());
-            std::thread::spawn(move || {
-                let mut r = client.get(format!("{url}/metrics")).call().unwrap();
-                (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
-            })
-        };
-        render_entered
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the /metrics render never reached the engine");
-        // The render is blocked in its engine call. Served on the async worker, it would keep
-        // /healthz from being answered until released (after this request timed out).
-        let health = client
-            .get(format!("{url}/healthz"))
-            .call()
-            .map(|r| r.status().as_u16());
-        release.send(()).unwrap();
-        assert_eq!(
-            health.ok(),
-            Some(200),
-            "/healthz did not answer while /metrics waited on the engine"
-        );
-        let (status, body) = scrape.join().unwrap();
-        assert_eq!(status, 200);
-        assert!(body.contains(crate::metrics::ENGINE_BYTES), "{body}");
-        drop(client);
-        let _ = stop.send(());
-        server.join().unwrap();
-    }
-}
+mod tests;
