@@ -33,6 +33,7 @@ pub const QUERY_SECONDS: &str = "keplor_query_seconds";
 pub const QUERIES_REJECTED: &str = "keplor_queries_rejected_total";
 pub const QUERIES_TIMED_OUT: &str = "keplor_queries_timed_out_total";
 pub const QUERIES_IN_FLIGHT: &str = "keplor_queries_in_flight";
+pub const QUERIES_CANCELLED: &str = "keplor_queries_cancelled_total";
 pub const ENGINE_EVENTS: &str = "keplor_engine_events";
 pub const ENGINE_BYTES: &str = "keplor_engine_bytes";
 pub const ENGINE_SEGMENTS: &str = "keplor_engine_segments";
@@ -143,6 +144,9 @@ pub struct Metrics {
     pub queries_timed_out: AtomicU64,
     /// Queries holding the engine now (those timed out but still running included).
     pub queries_in_flight: AtomicU64,
+    /// Queries that stopped at a check between engine calls after their request timed out or
+    /// went away.
+    pub queries_cancelled: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     handover: Mutex<BTreeMap<&'static str, u64>>,
     consumer_errors: Mutex<BTreeMap<String, u64>>,
@@ -198,6 +202,7 @@ impl Default for Metrics {
             queries_rejected: AtomicU64::new(0),
             queries_timed_out: AtomicU64::new(0),
             queries_in_flight: AtomicU64::new(0),
+            queries_cancelled: AtomicU64::new(0),
             rejected: Mutex::new(BTreeMap::new()),
             handover: Mutex::new(BTreeMap::new()),
             consumer_errors: Mutex::new(BTreeMap::new()),
@@ -338,6 +343,11 @@ impl Metrics {
                 QUERIES_TIMED_OUT,
                 "Queries answered 503 after http.request_timeout (their work stops at its next check, or ends holding its slot).",
                 &self.queries_timed_out,
+            ),
+            (
+                QUERIES_CANCELLED,
+                "Queries that stopped between two engine calls because their request timed out or went away.",
+                &self.queries_cancelled,
             ),
             (
                 OFFSETS_SKIPPED,

@@ -19,7 +19,8 @@ use keplordb::DynEngine;
 use serde::Serialize;
 
 use crate::api::{
-    self, AggregateResponse, EventJson, EventsResponse, Params, QueryError, RollupsResponse,
+    self, AggregateResponse, Cancel, Caps, EventJson, EventsResponse, Params, QueryError,
+    RollupsResponse,
 };
 use crate::config::units::parse_duration;
 use crate::fleet::{members_source, Completeness, DnsTarget, FailureKind, Fleet, FleetError};
@@ -208,8 +209,8 @@ fn runtime(message: impl Into<String>) -> Failure {
 impl From<QueryError> for Failure {
     fn from(e: QueryError) -> Failure {
         match e {
-            QueryError::Param(_) => usage(e.to_string()),
-            QueryError::Engine(_) => runtime(e.to_string()),
+            QueryError::Param(_) | QueryError::TooLarge(_) => usage(e.to_string()),
+            QueryError::Engine(_) | QueryError::Cancelled => runtime(e.to_string()),
         }
     }
 }
@@ -272,9 +273,9 @@ impl Source {
     /// `p.limit` must be `limit`.
     fn events(&self, p: &Params, limit: usize) -> Result<Got<EventsResponse>, Failure> {
         Ok(match self {
-            Source::Dir(e) => (api::events(e, p, usize::MAX)?, None),
+            Source::Dir(e) => (api::events(e, p, &Caps::NONE, &Cancel::default())?, None),
             Source::Fleet(f) => {
-                let a = f.events(p, limit)?;
+                let a = f.events(p, limit, usize::MAX)?;
                 (a.value, Some(a.completeness))
             }
         })
@@ -292,7 +293,7 @@ impl Source {
 
     fn rollups(&self, p: &Params) -> Result<Got<RollupsResponse>, Failure> {
         Ok(match self {
-            Source::Dir(e) => (api::rollups(e, p)?, None),
+            Source::Dir(e) => (api::rollups(e, p, &Caps::NONE, &Cancel::default())?, None),
             Source::Fleet(f) => {
                 let a = f.rollups(p)?;
                 (a.value, Some(a.completeness))

@@ -3,6 +3,7 @@
 //! JSON response shapes documented in `agent/openapi.yaml`. Answers of several agents are
 //! merged by `crate::fleet`.
 
+mod bounds;
 mod params;
 
 use std::collections::BTreeMap;
@@ -10,6 +11,7 @@ use std::collections::BTreeMap;
 use keplordb::{Cursor, DynEngine, DynEvent, NANOS_PER_DAY};
 use serde::{Deserialize, Serialize};
 
+pub use bounds::{json_len, Cancel, Caps};
 pub use params::{
     format_cursor, parse_day, parse_since, parse_time, ParamError, Params, MAX_DAY, MIN_DAY,
 };
@@ -116,6 +118,10 @@ pub struct RollupsResponse {
 pub enum QueryError {
     Param(ParamError),
     Engine(keplordb::DbError),
+    /// The answer would pass a cap of [`Caps`]; the message names the cap and what to narrow.
+    TooLarge(String),
+    /// Stopped at a check after [`Cancel::cancel`].
+    Cancelled,
 }
 
 impl From<ParamError> for QueryError {
@@ -134,6 +140,8 @@ impl std::fmt::Display for QueryError {
         match self {
             QueryError::Param(p) => p.fmt(f),
             QueryError::Engine(e) => e.fmt(f),
+            QueryError::TooLarge(m) => f.write_str(m),
+            QueryError::Cancelled => f.write_str("the query was cancelled"),
         }
     }
 }
@@ -165,18 +173,47 @@ pub fn page_limit(p: &Params, max_limit: usize) -> Result<usize, ParamError> {
     Ok(limit)
 }
 
+/// The first chunk of a page: small, since nothing is known yet of the events' sizes.
+const FIRST_CHUNK: usize = 16;
+
+/// A page of the newest events after `p.cursor`: at most `limit`, and at most
+/// `caps.max_page_bytes` of events' JSON (at least one event). Fetched in chunks with a
+/// `cancel` check before each, so that memory stays near the byte budget even when labels are
+/// large. `next_cursor` is set when the page is full or was cut by the byte budget.
 pub fn events(
     engine: &DynEngine,
     p: &Params,
-    max_limit: usize,
+    caps: &Caps,
+    cancel: &Cancel,
 ) -> Result<EventsResponse, QueryError> {
-    let limit = page_limit(p, max_limit)?;
-    let events: Vec<EventJson> = engine
-        .query_recent(&p.filter(engine)?, limit)?
-        .into_iter()
-        .map(|e| EventJson::new(e, engine))
-        .collect();
-    let next_cursor = (events.len() == limit)
+    let limit = page_limit(p, caps.max_limit)?;
+    let mut filter = p.filter(engine)?;
+    let mut events: Vec<EventJson> = Vec::new();
+    let (mut bytes, mut largest) = (0usize, 0usize);
+    let mut want = limit.min(FIRST_CHUNK);
+    let cut = 'fill: loop {
+        cancel.check()?;
+        let chunk = engine.query_recent(&filter, want)?;
+        let last = chunk.len() < want;
+        for e in chunk {
+            let e = EventJson::new(e, engine);
+            let size = bounds::json_len(&e);
+            if !events.is_empty() && bytes.saturating_add(size) > caps.max_page_bytes {
+                break 'fill true;
+            }
+            bytes += size;
+            largest = largest.max(size);
+            events.push(e);
+        }
+        if last || events.len() == limit {
+            break false;
+        }
+        filter.cursor = events.last().map(EventJson::cursor);
+        // As many more as fit the rest of the budget at the largest size seen.
+        let room = caps.max_page_bytes.saturating_sub(bytes) / largest.max(1);
+        want = room.clamp(1, limit - events.len());
+    };
+    let next_cursor = (cut || events.len() == limit)
         .then(|| events.last().map(|e| format_cursor(&e.cursor())))
         .flatten();
     Ok(EventsResponse {
@@ -189,17 +226,26 @@ pub fn get(engine: &DynEngine, id: &str) -> Result<Option<EventJson>, QueryError
     Ok(engine.get_event(id)?.map(|e| EventJson::new(e, engine)))
 }
 
-pub fn rollups(engine: &DynEngine, p: &Params) -> Result<RollupsResponse, QueryError> {
+/// Days asked of the engine per call of a rollups answer, at least: a `cancel` check and the
+/// bucket cap are looked at between calls.
+const MIN_WINDOW_DAYS: i64 = 32;
+/// Calls a rollups answer is split into, at most.
+const MAX_WINDOWS: i64 = 64;
+
+/// The rollup buckets of days `from_day..=to_day` (default: today; `from_day` after `to_day`:
+/// none), asked in day windows with a `cancel` check before each. More than
+/// `caps.max_rollup_buckets` buckets is [`QueryError::TooLarge`], found out window by window
+/// rather than after building the whole answer.
+pub fn rollups(
+    engine: &DynEngine,
+    p: &Params,
+    caps: &Caps,
+    cancel: &Cancel,
+) -> Result<RollupsResponse, QueryError> {
     let schema = engine.schema();
     let today = now_ns().div_euclid(NANOS_PER_DAY);
     let to = p.to_day.unwrap_or(today);
     let from = p.from_day.unwrap_or(to);
-    if from > to {
-        return Err(perr("from_day", "from_day is after to_day").into());
-    }
-    if to - from > 3660 {
-        return Err(perr("from_day", "at most 3660 days per request").into());
-    }
     let rollup_names: Vec<&str> = schema
         .rollup_dims
         .iter()
@@ -218,20 +264,42 @@ pub fn rollups(engine: &DynEngine, p: &Params) -> Result<RollupsResponse, QueryE
         })?;
         filters[i] = Some(value);
     }
-    let buckets = engine
-        .query_rollups(from, to, &filters)?
-        .into_iter()
-        .map(|(k, v)| RollupBucket {
-            day: k.day,
-            dims: rollup_names
-                .iter()
-                .map(|n| n.to_string())
-                .zip(k.dims)
-                .collect(),
-            event_count: v.event_count,
-            metric: v.metric,
-            counters: schema.counters.iter().cloned().zip(v.counters).collect(),
-        })
-        .collect();
+    // Days are within MIN_DAY..=MAX_DAY (params.rs): no arithmetic here can overflow.
+    let window = ((to - from + 1) / MAX_WINDOWS).max(MIN_WINDOW_DAYS);
+    let mut buckets = Vec::new();
+    let mut day = from;
+    while day <= to {
+        cancel.check()?;
+        let end = (day + window - 1).min(to);
+        let got = engine.query_rollups(day, end, &filters)?;
+        if buckets.len() + got.len() > caps.max_rollup_buckets {
+            return Err(QueryError::TooLarge(format!(
+                "more than {} rollup buckets (http.max_rollup_buckets): ask for fewer days (from_day, to_day) or filter on a rollup dim ({})",
+                caps.max_rollup_buckets,
+                rollup_names
+                    .iter()
+                    .map(|n| format!("dim.{n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        buckets.extend(got.into_iter().map(|(k, v)| {
+            RollupBucket {
+                day: k.day,
+                dims: rollup_names
+                    .iter()
+                    .map(|n| n.to_string())
+                    .zip(k.dims)
+                    .collect(),
+                event_count: v.event_count,
+                metric: v.metric,
+                counters: schema.counters.iter().cloned().zip(v.counters).collect(),
+            }
+        }));
+        day = end + 1;
+    }
     Ok(RollupsResponse { buckets })
 }
+
+#[cfg(test)]
+mod tests;

@@ -24,6 +24,10 @@ pub struct HttpSettings {
     /// Queries that may hold the engine at once (a timed-out one holds it until it ends);
     /// as many `fleet=true` fan-outs may run besides.
     pub max_concurrent_queries: usize,
+    /// Bytes of the events' JSON in one `/v1/events` page (at least one event per page).
+    pub max_page_bytes: usize,
+    /// Buckets in one `/v1/rollups` answer; more is a 400.
+    pub max_rollup_buckets: usize,
     /// The `[fleet]` section, kept with the HTTP settings because only the HTTP API's
     /// `fleet=true` uses it (`check-config` prints it as `[http.fleet]`).
     pub fleet: Option<FleetSettings>,
@@ -69,9 +73,21 @@ pub(super) fn resolve(
             .map_or_else(default_concurrent_queries, |n| {
                 usize::try_from(n).unwrap_or(usize::MAX)
             }),
+        max_page_bytes: size("http.max_page_bytes", h.max_page_bytes, 16 << 20)?
+            .try_into()
+            .unwrap_or(usize::MAX),
+        max_rollup_buckets: h
+            .max_rollup_buckets
+            .map_or(100_000, |n| usize::try_from(n).unwrap_or(usize::MAX)),
     };
     if http.max_limit == 0 {
         return Err(err("http.max_limit", "must be at least 1"));
+    }
+    if http.max_page_bytes == 0 {
+        return Err(err("http.max_page_bytes", "must be at least 1 byte"));
+    }
+    if http.max_rollup_buckets == 0 {
+        return Err(err("http.max_rollup_buckets", "must be at least 1"));
     }
     if !(1..=MAX_CONCURRENT_QUERIES).contains(&http.max_concurrent_queries) {
         return Err(err(

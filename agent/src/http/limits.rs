@@ -39,6 +39,9 @@ pub(crate) struct Limits {
     /// asked, to stand for a query that takes long.
     #[cfg(test)]
     pub(crate) before_query: crate::metrics::EngineHook,
+    /// Tests: runs at each of a query's checks between two engine calls (`api::Cancel`).
+    #[cfg(test)]
+    pub(crate) between_calls: crate::metrics::EngineHook,
 }
 
 /// Which slots a request takes.
@@ -77,6 +80,8 @@ impl Limits {
             max,
             #[cfg(test)]
             before_query: Default::default(),
+            #[cfg(test)]
+            between_calls: Default::default(),
         }
     }
 

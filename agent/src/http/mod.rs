@@ -29,7 +29,7 @@ use axum::{Json, Router};
 use keplordb::DynEngine;
 use serde_json::json;
 
-use crate::api::{self, ParamError, Params, QueryError};
+use crate::api::{self, Cancel, Caps, ParamError, Params, QueryError};
 use crate::config::HttpSettings;
 use crate::fleet::{Answer, Completeness, Fleet, FleetError};
 use crate::metrics::Metrics;
@@ -67,6 +67,15 @@ impl AppState {
             held,
         }
     }
+
+    /// The caps of one answer, from the settings.
+    fn caps(&self) -> Caps {
+        Caps {
+            max_limit: self.settings.max_limit,
+            max_page_bytes: self.settings.max_page_bytes,
+            max_rollup_buckets: self.settings.max_rollup_buckets,
+        }
+    }
 }
 
 fn error(status: StatusCode, parameter: Option<&str>, msg: impl Into<String>) -> Response {
@@ -85,6 +94,11 @@ impl IntoResponse for QueryError {
                 error: e,
             }) => error(StatusCode::BAD_REQUEST, Some(&parameter), e),
             QueryError::Engine(e) => error(StatusCode::INTERNAL_SERVER_ERROR, None, e.to_string()),
+            QueryError::TooLarge(m) => error(StatusCode::BAD_REQUEST, None, m),
+            // Only after the timeout answered, or nobody waits for it any more.
+            QueryError::Cancelled => {
+                error(StatusCode::SERVICE_UNAVAILABLE, None, "query timed out")
+            }
         }
     }
 }
@@ -185,24 +199,41 @@ fn serde_urlencoded_pairs(raw: &str) -> Result<Vec<(String, String)>, String> {
 /// The query holds a slot of `http.max_concurrent_queries` until its blocking task ends, even
 /// when its request was answered 503 for the timeout first (see `limits.rs`); with every slot
 /// taken, the answer is a 429 at once.
+///
+/// The query is also asked to stop (its [`Cancel`] is set) when the timeout answers it or when
+/// its request is dropped before an answer (the handler's future is dropped with it): a query
+/// made of several engine calls stops at its next check (see `api::bounds`).
 async fn run<T: Send + 'static>(
     state: &AppState,
     endpoint: &'static str,
-    f: impl FnOnce(&DynEngine) -> Result<T, QueryError> + Send + 'static,
+    f: impl FnOnce(&DynEngine, &Cancel) -> Result<T, QueryError> + Send + 'static,
 ) -> Result<T, Response> {
     let slot = state.limits.take(Kind::Query, &state.metrics)?;
-    let engine = state.engine.clone();
+    let (engine, metrics) = (state.engine.clone(), state.metrics.clone());
+    #[allow(unused_mut)]
+    let mut cancel = Cancel::default();
     #[cfg(test)]
     let limits = state.limits.clone();
+    #[cfg(test)]
+    {
+        let limits = limits.clone();
+        cancel.between_calls = Some(Arc::new(move || limits.between_calls.run()));
+    }
+    let stop = CancelOnDrop(cancel.clone());
     let start = Instant::now();
     let task = tokio::task::spawn_blocking(move || {
         let _slot = slot;
         #[cfg(test)]
         limits.before_query.run();
-        f(&engine)
+        let out = f(&engine, &cancel);
+        if matches!(out, Err(QueryError::Cancelled)) {
+            metrics.queries_cancelled.fetch_add(1, Ordering::Relaxed);
+        }
+        out
     });
     let out = match tokio::time::timeout(state.settings.request_timeout, task).await {
         Err(_) => {
+            stop.0.cancel();
             state
                 .metrics
                 .queries_timed_out
@@ -222,6 +253,15 @@ async fn run<T: Send + 'static>(
     };
     state.metrics.query(endpoint, start.elapsed());
     out
+}
+
+/// Sets its [`Cancel`] when dropped: when the request's future ends, answered or dropped.
+struct CancelOnDrop(Cancel);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
 }
 
 /// Runs a fan-out over `[fleet]` on a blocking thread, timed.
@@ -299,7 +339,7 @@ async fn aggregate(State(s): State<AppState>, RawQuery(q): RawQuery) -> Response
     if fleet {
         return respond(run_fleet(&s, "fleet_aggregate", move |f| f.aggregate(&p)).await);
     }
-    respond(run(&s, "aggregate", move |e| api::aggregate(e, &p)).await)
+    respond(run(&s, "aggregate", move |e, _| api::aggregate(e, &p)).await)
 }
 
 async fn events(State(s): State<AppState>, RawQuery(q): RawQuery) -> Response {
@@ -307,15 +347,16 @@ async fn events(State(s): State<AppState>, RawQuery(q): RawQuery) -> Response {
         Ok(q) => q,
         Err(r) => return r,
     };
-    let max = s.settings.max_limit;
+    let caps = s.caps();
     if fleet {
-        let limit = match api::page_limit(&p, max) {
+        let limit = match api::page_limit(&p, caps.max_limit) {
             Ok(l) => l,
             Err(e) => return QueryError::Param(e).into_response(),
         };
-        return respond(run_fleet(&s, "fleet_events", move |f| f.events(&p, limit)).await);
+        let bytes = caps.max_page_bytes;
+        return respond(run_fleet(&s, "fleet_events", move |f| f.events(&p, limit, bytes)).await);
     }
-    respond(run(&s, "events", move |e| api::events(e, &p, max)).await)
+    respond(run(&s, "events", move |e, c| api::events(e, &p, &caps, c)).await)
 }
 
 async fn event(
@@ -359,7 +400,7 @@ async fn event(
             Err(r) => r,
         };
     }
-    match run(&s, "event", move |e| api::get(e, &id)).await {
+    match run(&s, "event", move |e, _| api::get(e, &id)).await {
         Ok(Some(ev)) => Json(ev).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, None, "no event with this id"),
         Err(r) => r,
@@ -371,10 +412,22 @@ async fn rollups(State(s): State<AppState>, RawQuery(q): RawQuery) -> Response {
         Ok(q) => q,
         Err(r) => return r,
     };
+    let caps = s.caps();
     if fleet {
-        return respond(run_fleet(&s, "fleet_rollups", move |f| f.rollups(&p)).await);
+        let merged = run_fleet(&s, "fleet_rollups", move |f| f.rollups(&p)).await;
+        // Each member keeps to its own cap; their sum may still pass this agent's.
+        if let Ok(a) = &merged {
+            if a.value.buckets.len() > caps.max_rollup_buckets {
+                return QueryError::TooLarge(format!(
+                    "the fleet's answer holds more than {} rollup buckets (http.max_rollup_buckets): ask for fewer days (from_day, to_day) or filter on a rollup dim",
+                    caps.max_rollup_buckets
+                ))
+                .into_response();
+            }
+        }
+        return respond(merged);
     }
-    respond(run(&s, "rollups", move |e| api::rollups(e, &p)).await)
+    respond(run(&s, "rollups", move |e, c| api::rollups(e, &p, &caps, c)).await)
 }
 
 /// `GET /metrics`. Rendering asks the engine for its figures, which wait for every shard's

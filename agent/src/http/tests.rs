@@ -234,3 +234,56 @@ fn excess_queries_are_refused_and_timed_out_ones_keep_their_slot() {
     let _ = stop.send(());
     server.join().unwrap();
 }
+
+#[test]
+fn a_timed_out_query_stops_at_its_next_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path(), "request_timeout = \"200ms\"\n");
+    let events: Vec<keplordb::DynEvent> = (0..100)
+        .map(|i| keplordb::DynEvent {
+            id: format!("e{i:03}"),
+            ts_ns: 1_000 + i,
+            counters: vec![1],
+            dims: vec!["u".into()],
+            labels: vec!["n".into()],
+            ..Default::default()
+        })
+        .collect();
+    state.engine.append_batch(&events).unwrap();
+    // The page's second chunk waits at the gate, after the first engine call.
+    let gate = Gate::default();
+    let (entered, reached) = mpsc::channel::<()>();
+    {
+        let (gate, entered) = (gate.clone(), Mutex::new(entered));
+        state.limits.between_calls.set(move || {
+            let _ = entered.lock().unwrap().send(());
+            gate.wait();
+        });
+    }
+    let metrics = state.metrics.clone();
+    let (url, stop, server) = serve_on_one_worker(state);
+    let client = client();
+    let figure = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+
+    let (status, _, body) = get(&client, &format!("{url}/v1/events?limit=100"));
+    assert_eq!(status, 503, "{body}");
+    reached
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the page never reached its second chunk");
+    assert_eq!(figure(&metrics.queries_in_flight), 1);
+    assert_eq!(figure(&metrics.queries_cancelled), 0);
+    gate.open();
+    assert!(eventually(|| figure(&metrics.queries_in_flight) == 0));
+    assert_eq!(
+        figure(&metrics.queries_cancelled),
+        1,
+        "the query went on after its request timed out"
+    );
+    // Not timed out: the same page is whole.
+    let (status, _, body) = get(&client, &format!("{url}/v1/events?limit=100"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["events"].as_array().map(Vec::len), Some(100));
+    drop(client);
+    let _ = stop.send(());
+    server.join().unwrap();
+}

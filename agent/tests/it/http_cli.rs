@@ -36,6 +36,9 @@ fn http_api_answers_pages_and_rejects() {
         &[
             ("KEPLOR_HTTP__AUTH_TOKEN", "t0k"),
             ("KEPLOR_HTTP__MAX_LIMIT", "50"),
+            // About five events' JSON: pages are cut by bytes before `limit`.
+            ("KEPLOR_HTTP__MAX_PAGE_BYTES", "2000"),
+            ("KEPLOR_HTTP__MAX_ROLLUP_BUCKETS", "3"),
         ],
     ))
     .unwrap();
@@ -69,12 +72,14 @@ fn http_api_answers_pages_and_rejects() {
     // Paging through user u1 with cursors returns each event once, newest first.
     let mut cursor: Option<String> = None;
     let mut seen = Vec::new();
+    let mut sizes = Vec::new();
     loop {
         let mut url = format!("{base}/v1/events?dim.user=u1&limit=13");
         if let Some(c) = &cursor {
             url += &format!("&cursor={}", keplor_agent::fleet::encode_path_segment(c));
         }
         let page = json(&url, tok);
+        sizes.push(page["events"].as_array().unwrap().len());
         for e in page["events"].as_array().unwrap() {
             seen.push((
                 e["ts_ns"].as_i64().unwrap(),
@@ -87,6 +92,10 @@ fn http_api_answers_pages_and_rejects() {
         }
     }
     assert_eq!(seen.len(), (0..500).filter(|i| i % 7 == 1).count());
+    assert!(
+        sizes.iter().all(|&n| (1..13).contains(&n)),
+        "pages cut at 2000 bytes, before limit=13: {sizes:?}"
+    );
     assert!(
         seen.windows(2).all(|w| w[0] > w[1]),
         "strictly newest first"
@@ -108,6 +117,14 @@ fn http_api_answers_pages_and_rejects() {
         buckets[0]["event_count"],
         (0..500).filter(|i| i % 7 == 2).count() as u64
     );
+
+    // More rollup buckets than http.max_rollup_buckets: a 400 naming the cap.
+    let (status, body) = get(
+        &format!("{base}/v1/rollups?from_day=2025-11-25&to_day=2025-11-25"),
+        tok,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("http.max_rollup_buckets"), "{body}");
 
     // Bad parameters: 400 naming the parameter.
     for (query, param) in [
