@@ -265,9 +265,20 @@ fn since_bound(name: &str, d: Duration) -> Result<i64, ParamError> {
         .ok_or_else(|| perr(name, "out of range: reaches before 1677-09-21"))
 }
 
+/// The longest `cursor`, in characters: with any characters, its query string stays within the
+/// default `http.max_query_bytes` (8 KiB) beside the other parameters, so that a cursor the
+/// specification allows is never a 414. Events whose id is longer cannot be paged past.
+pub const MAX_CURSOR_CHARS: usize = 512;
+
 /// `<ts_ns>:<id>` (module documentation); `Ok(None)` for a position past every event.
 fn parse_cursor(name: &str, v: &str) -> Result<Option<Cursor>, ParamError> {
     let bad = || perr(name, "expected <ts_ns>:<id>, as returned in next_cursor");
+    if v.chars().count() > MAX_CURSOR_CHARS {
+        return Err(perr(
+            name,
+            format!("longer than {MAX_CURSOR_CHARS} characters"),
+        ));
+    }
     let (ts, id) = v.split_once(':').ok_or_else(bad)?;
     match integer(ts) {
         Some(Ok(ts)) => Ok(Some(Cursor::new(ts, id))),
@@ -564,7 +575,9 @@ mod tests {
             one("cursor", "-5:").unwrap().cursor,
             Some(Cursor::new(-5, ""))
         );
-        for v in ["", ":x", "5", "05:x", "+5:x", "5 :x"] {
+        let long = format!("5:{}", "é".repeat(MAX_CURSOR_CHARS - 2));
+        assert!(one("cursor", &long).is_ok());
+        for v in ["", ":x", "5", "05:x", "+5:x", "5 :x", &format!("{long}x")] {
             assert_eq!(one("cursor", v).unwrap_err().parameter, "cursor", "{v:?}");
         }
     }
