@@ -72,13 +72,13 @@ impl Agent {
             .with_context(|| format!("the store id in {}", config.engine.data_dir.display()))?;
         let held = Arc::new(Held::new(&store));
         let http = if config.http.enabled {
-            let state = AppState {
-                engine: engine.clone(),
-                metrics: metrics.clone(),
-                ready: ready.clone(),
-                settings: config.http.clone(),
-                held: held.clone(),
-            };
+            let state = AppState::new(
+                engine.clone(),
+                metrics.clone(),
+                ready.clone(),
+                config.http.clone(),
+                held.clone(),
+            );
             let std_listener = std::net::TcpListener::bind(config.http.listen)
                 .with_context(|| format!("binding the HTTP API to {}", config.http.listen))?;
             std_listener.set_nonblocking(true)?;

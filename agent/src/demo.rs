@@ -178,7 +178,8 @@ pub fn run(
         engine,
         &Params::parse([("limit", "3"), ("dim.user", "user-007")])
             .map_err(|e| anyhow::anyhow!("{e}"))?,
-        1000,
+        &api::Caps::NONE,
+        &api::Cancel::default(),
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("\nlatest calls of user-007:");

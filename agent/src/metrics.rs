@@ -34,6 +34,10 @@ pub const BATCH_EVENTS: &str = "keplor_batch_events";
 pub const FSYNC_SECONDS: &str = "keplor_fsync_seconds";
 pub const APPEND_SECONDS: &str = "keplor_append_seconds";
 pub const QUERY_SECONDS: &str = "keplor_query_seconds";
+pub const QUERIES_REJECTED: &str = "keplor_queries_rejected_total";
+pub const QUERIES_TIMED_OUT: &str = "keplor_queries_timed_out_total";
+pub const QUERIES_IN_FLIGHT: &str = "keplor_queries_in_flight";
+pub const QUERIES_CANCELLED: &str = "keplor_queries_cancelled_total";
 pub const ENGINE_EVENTS: &str = "keplor_engine_events";
 pub const ENGINE_BYTES: &str = "keplor_engine_bytes";
 pub const ENGINE_SEGMENTS: &str = "keplor_engine_segments";
@@ -145,6 +149,15 @@ pub struct Metrics {
     pub rebalances_revoked: AtomicU64,
     /// Partitions assigned to this member that another member's sink still holds.
     pub deferred: AtomicU64,
+    /// Queries (and fan-outs) refused with a 429 for `http.max_concurrent_queries`.
+    pub queries_rejected: AtomicU64,
+    /// Queries answered 503 for `http.request_timeout`.
+    pub queries_timed_out: AtomicU64,
+    /// Queries holding the engine now (those timed out but still running included).
+    pub queries_in_flight: AtomicU64,
+    /// Queries that stopped at a check between engine calls after their request timed out or
+    /// went away.
+    pub queries_cancelled: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     handover: Mutex<BTreeMap<&'static str, u64>>,
     consumer_errors: Mutex<BTreeMap<String, u64>>,
@@ -160,20 +173,22 @@ pub struct Metrics {
     pub(crate) before_engine: EngineHook,
 }
 
-/// A test hook run before the engine is asked for its figures.
+/// A test hook run where the engine is about to be asked (for its figures, or a query).
 #[cfg(test)]
 #[derive(Default)]
-pub(crate) struct EngineHook(Mutex<Option<Box<dyn Fn() + Send + Sync>>>);
+pub(crate) struct EngineHook(Mutex<Option<std::sync::Arc<dyn Fn() + Send + Sync>>>);
 
 #[cfg(test)]
 impl EngineHook {
     /// Runs `f` at every render from now on.
     pub(crate) fn set(&self, f: impl Fn() + Send + Sync + 'static) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(f));
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::sync::Arc::new(f));
     }
 
-    fn run(&self) {
-        if let Some(f) = &*self.0.lock().unwrap_or_else(|p| p.into_inner()) {
+    /// Runs the hook, if set; several threads may be in it at once.
+    pub(crate) fn run(&self) {
+        let f = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(f) = f {
             f();
         }
     }
@@ -200,6 +215,10 @@ impl Default for Metrics {
             rebalances_assigned: AtomicU64::new(0),
             rebalances_revoked: AtomicU64::new(0),
             deferred: AtomicU64::new(0),
+            queries_rejected: AtomicU64::new(0),
+            queries_timed_out: AtomicU64::new(0),
+            queries_in_flight: AtomicU64::new(0),
+            queries_cancelled: AtomicU64::new(0),
             rejected: Mutex::new(BTreeMap::new()),
             handover: Mutex::new(BTreeMap::new()),
             consumer_errors: Mutex::new(BTreeMap::new()),
@@ -334,6 +353,21 @@ impl Metrics {
             ),
             (COMMITS, "Offset commits sent to Kafka.", &self.commits),
             (
+                QUERIES_REJECTED,
+                "Queries refused (429) because http.max_concurrent_queries were running.",
+                &self.queries_rejected,
+            ),
+            (
+                QUERIES_TIMED_OUT,
+                "Queries answered 503 after http.request_timeout (their work stops at its next check, or ends holding its slot).",
+                &self.queries_timed_out,
+            ),
+            (
+                QUERIES_CANCELLED,
+                "Queries that stopped between two engine calls because their request timed out or went away.",
+                &self.queries_cancelled,
+            ),
+            (
                 OFFSETS_SKIPPED,
                 "Offsets between two consumed messages that the broker did not deliver (retention, compaction).",
                 &self.offsets_skipped,
@@ -365,6 +399,11 @@ impl Metrics {
             out,
             "# HELP {PARTITIONS_DEFERRED} Partitions assigned to this agent that another member still holds (not consumed until it lets go).\n# TYPE {PARTITIONS_DEFERRED} gauge\n{PARTITIONS_DEFERRED} {}",
             self.deferred.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP {QUERIES_IN_FLIGHT} Queries holding one of the http.max_concurrent_queries slots (timed-out ones still running included).\n# TYPE {QUERIES_IN_FLIGHT} gauge\n{QUERIES_IN_FLIGHT} {}",
+            self.queries_in_flight.load(Ordering::Relaxed)
         );
     }
 
@@ -541,7 +580,11 @@ mod lag_tests {
             high_watermark: hw,
             ..Default::default()
         };
-        let want = |v: i64| Some(format!("{CONSUMER_LAG}{{topic=\"in\",partition=\"0\"}} {v}"));
+        let want = |v: i64| {
+            Some(format!(
+                "{CONSUMER_LAG}{{topic=\"in\",partition=\"0\"}} {v}"
+            ))
+        };
         assert_eq!(lag_line(g(Some(90), Some(120), Some(150))), want(29));
         // Nothing durable yet in this store: from the group's committed offset, not from 0.
         assert_eq!(lag_line(g(Some(100), None, Some(150))), want(50));

@@ -19,7 +19,8 @@ use keplordb::DynEngine;
 use serde::Serialize;
 
 use crate::api::{
-    self, AggregateResponse, EventJson, EventsResponse, Params, QueryError, RollupsResponse,
+    self, AggregateResponse, Cancel, Caps, EventJson, EventsResponse, Params, QueryError,
+    RollupsResponse,
 };
 use crate::config::units::parse_duration;
 use crate::fleet::{members_source, Completeness, DnsTarget, FailureKind, Fleet, FleetError};
@@ -208,8 +209,8 @@ fn runtime(message: impl Into<String>) -> Failure {
 impl From<QueryError> for Failure {
     fn from(e: QueryError) -> Failure {
         match e {
-            QueryError::Param(_) => usage(e.to_string()),
-            QueryError::Engine(_) => runtime(e.to_string()),
+            QueryError::Param(_) | QueryError::TooLarge(_) => usage(e.to_string()),
+            QueryError::Engine(_) | QueryError::Cancelled => runtime(e.to_string()),
         }
     }
 }
@@ -272,9 +273,9 @@ impl Source {
     /// `p.limit` must be `limit`.
     fn events(&self, p: &Params, limit: usize) -> Result<Got<EventsResponse>, Failure> {
         Ok(match self {
-            Source::Dir(e) => (api::events(e, p, usize::MAX)?, None),
+            Source::Dir(e) => (api::events(e, p, &Caps::NONE, &Cancel::default())?, None),
             Source::Fleet(f) => {
-                let a = f.events(p, limit)?;
+                let a = f.events(p, limit, usize::MAX)?;
                 (a.value, Some(a.completeness))
             }
         })
@@ -292,7 +293,7 @@ impl Source {
 
     fn rollups(&self, p: &Params) -> Result<Got<RollupsResponse>, Failure> {
         Ok(match self {
-            Source::Dir(e) => (api::rollups(e, p)?, None),
+            Source::Dir(e) => (api::rollups(e, p, &Caps::NONE, &Cancel::default())?, None),
             Source::Fleet(f) => {
                 let a = f.rollups(p)?;
                 (a.value, Some(a.completeness))
@@ -449,8 +450,20 @@ fn rollups(
     Ok((render_rollups(&r, c.as_ref(), format), c))
 }
 
+/// Parses the request's parameters; a bad one is named by the flag that set it.
 fn parse(v: &[(String, String)]) -> Result<Params, Failure> {
-    Params::parse(v.iter().map(|(a, b)| (a.as_str(), b.as_str()))).map_err(|e| usage(e.to_string()))
+    Params::parse(v.iter().map(|(a, b)| (a.as_str(), b.as_str())))
+        .map_err(|e| usage(format!("{}: {}", flag_of(&e.parameter), e.error)))
+}
+
+/// The command-line flag that sets a request parameter.
+fn flag_of(parameter: &str) -> String {
+    match parameter {
+        "status_min" | "status_max" => "--status".into(),
+        "limit" => "--limit".into(),
+        p if p.starts_with("dim.") => format!("--where {}", &p[4..]),
+        p => format!("--{}", p.replace('_', "-")),
+    }
 }
 
 /// No endpoint that answered has the event: exit 1, or [`EXIT_PARTIAL`] when some endpoint

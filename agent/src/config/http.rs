@@ -21,9 +21,26 @@ pub struct HttpSettings {
     #[serde(serialize_with = "ser_duration")]
     pub request_timeout: Duration,
     pub max_query_bytes: usize,
+    /// Queries that may hold the engine at once (a timed-out one holds it until it ends);
+    /// as many `fleet=true` fan-outs may run besides.
+    pub max_concurrent_queries: usize,
+    /// Bytes of the events' JSON in one `/v1/events` page (at least one event per page).
+    pub max_page_bytes: usize,
+    /// Buckets in one `/v1/rollups` answer; more is a 400.
+    pub max_rollup_buckets: usize,
     /// The `[fleet]` section, kept with the HTTP settings because only the HTTP API's
     /// `fleet=true` uses it (`check-config` prints it as `[http.fleet]`).
     pub fleet: Option<FleetSettings>,
+}
+
+/// The most queries that may run at once: tokio's default number of blocking threads, which
+/// they hold while they run (more would only queue behind them).
+const MAX_CONCURRENT_QUERIES: usize = 512;
+
+/// Two queries per core: enough to keep the engine's query pool busy while some wait on I/O,
+/// few enough that a burst of slow queries cannot queue up without bound.
+fn default_concurrent_queries() -> usize {
+    2 * std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Resolves `[http]` and `[fleet]` (whose token defaults to `http.auth_token`).
@@ -51,9 +68,32 @@ pub(super) fn resolve(
             Duration::from_secs(10),
         )?,
         max_query_bytes: size("http.max_query_bytes", h.max_query_bytes, 8 * 1024)? as usize,
+        max_concurrent_queries: h
+            .max_concurrent_queries
+            .map_or_else(default_concurrent_queries, |n| {
+                usize::try_from(n).unwrap_or(usize::MAX)
+            }),
+        max_page_bytes: size("http.max_page_bytes", h.max_page_bytes, 16 << 20)?
+            .try_into()
+            .unwrap_or(usize::MAX),
+        max_rollup_buckets: h
+            .max_rollup_buckets
+            .map_or(100_000, |n| usize::try_from(n).unwrap_or(usize::MAX)),
     };
     if http.max_limit == 0 {
         return Err(err("http.max_limit", "must be at least 1"));
+    }
+    if http.max_page_bytes == 0 {
+        return Err(err("http.max_page_bytes", "must be at least 1 byte"));
+    }
+    if http.max_rollup_buckets == 0 {
+        return Err(err("http.max_rollup_buckets", "must be at least 1"));
+    }
+    if !(1..=MAX_CONCURRENT_QUERIES).contains(&http.max_concurrent_queries) {
+        return Err(err(
+            "http.max_concurrent_queries",
+            format!("use 1 to {MAX_CONCURRENT_QUERIES} (each query holds a blocking thread)"),
+        ));
     }
     Ok(http)
 }

@@ -189,6 +189,11 @@ pub struct RawHttp {
     pub max_limit: Option<u64>,
     pub request_timeout: Option<Quantity>,
     pub max_query_bytes: Option<Quantity>,
+    #[serde(default, deserialize_with = "lenient::opt_u64")]
+    pub max_concurrent_queries: Option<u64>,
+    pub max_page_bytes: Option<Quantity>,
+    #[serde(default, deserialize_with = "lenient::opt_u64")]
+    pub max_rollup_buckets: Option<u64>,
 }
 
 /// The agents that `fleet=true` queries fan out to (every member, this agent included).

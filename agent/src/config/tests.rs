@@ -600,3 +600,52 @@ fn log_format_is_text_or_json() {
     let e = load("[log]\nlevel = \"debug\"", &[]).unwrap_err();
     assert!(e.to_string().contains("level"), "{e}");
 }
+
+#[test]
+fn http_max_concurrent_queries_is_a_query_count() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(
+        load("", &[]).unwrap().http.max_concurrent_queries,
+        2 * cores
+    );
+    let c = load("[http]\nmax_concurrent_queries = 3", &[]).unwrap();
+    assert_eq!(c.http.max_concurrent_queries, 3);
+    assert!(
+        c.to_toml().contains("max_concurrent_queries = 3"),
+        "{}",
+        c.to_toml()
+    );
+    let c = load("", &[("KEPLOR_HTTP__MAX_CONCURRENT_QUERIES", "7")]).unwrap();
+    assert_eq!(c.http.max_concurrent_queries, 7);
+    for bad in ["0", "513"] {
+        let e = load(&format!("[http]\nmax_concurrent_queries = {bad}"), &[]).unwrap_err();
+        assert_eq!(e.key, "http.max_concurrent_queries", "{bad}: {e}");
+        assert!(e.message.contains("use 1 to 512"), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn http_answer_caps_have_defaults_and_name_their_keys() {
+    let c = load("", &[]).unwrap();
+    assert_eq!(c.http.max_page_bytes, 16 << 20);
+    assert_eq!(c.http.max_rollup_buckets, 100_000);
+    let c = load(
+        "[http]\nmax_page_bytes = \"1MiB\"\nmax_rollup_buckets = 500",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        (c.http.max_page_bytes, c.http.max_rollup_buckets),
+        (1 << 20, 500)
+    );
+    let c = load("", &[("KEPLOR_HTTP__MAX_PAGE_BYTES", "4KiB")]).unwrap();
+    assert_eq!(c.http.max_page_bytes, 4096);
+    for (extra, key) in [
+        ("max_page_bytes = 0", "http.max_page_bytes"),
+        ("max_page_bytes = \"lots\"", "http.max_page_bytes"),
+        ("max_rollup_buckets = 0", "http.max_rollup_buckets"),
+    ] {
+        let e = load(&format!("[http]\n{extra}"), &[]).unwrap_err();
+        assert_eq!(e.key, key, "{extra}: {e}");
+    }
+}

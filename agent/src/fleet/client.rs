@@ -153,13 +153,19 @@ impl Fleet {
         })
     }
 
-    /// `GET /v1/events` on every member with the same `limit` and cursor, merged newest first.
-    pub fn events(&self, p: &Params, limit: usize) -> Result<Answer<EventsResponse>, FleetError> {
+    /// `GET /v1/events` on every member with the same `limit` and cursor, merged newest first
+    /// into a page of at most `limit` events and `max_bytes` of their JSON (at least one).
+    pub fn events(
+        &self,
+        p: &Params,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Answer<EventsResponse>, FleetError> {
         let mut p = p.clone();
         p.limit = Some(limit);
         let (parts, completeness) = self.ask("/v1/events", &p.to_pairs(), false)?;
         Ok(Answer {
-            value: merge_pages(parts, limit),
+            value: merge_pages(parts, limit, max_bytes),
             completeness,
         })
     }

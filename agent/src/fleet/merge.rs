@@ -14,17 +14,52 @@ pub fn merge_aggregates(parts: impl IntoIterator<Item = AggregateResponse>) -> A
     total
 }
 
-/// Merges newest-first pages that answered the same cursor with the same `limit`.
+/// Merges newest-first pages that answered the same cursor with the same `limit`, into a page
+/// of at most `limit` events and `max_bytes` of their JSON (at least one event).
+///
+/// A member's page that ends with a `next_cursor` may have stopped short of `limit` (its own
+/// byte budget): it has more events, all older than its last one. The merged page therefore
+/// stops at the newest such last event (the *frontier*), so that no member's unseen event is
+/// skipped by the merged `next_cursor`.
 pub fn merge_pages(
     parts: impl IntoIterator<Item = EventsResponse>,
     limit: usize,
+    max_bytes: usize,
 ) -> EventsResponse {
-    let mut all: Vec<EventJson> = parts.into_iter().flat_map(|p| p.events).collect();
+    let mut all: Vec<EventJson> = Vec::new();
+    let mut frontier: Option<(i64, String)> = None;
+    let mut more = false;
+    for p in parts {
+        if p.next_cursor.is_some() {
+            more = true;
+            if let Some(last) = p.events.last() {
+                let key = (last.ts_ns, last.id.clone());
+                if frontier.as_ref().is_none_or(|f| key > *f) {
+                    frontier = Some(key);
+                }
+            }
+        }
+        all.extend(p.events);
+    }
     all.sort_by(|a, b| (b.ts_ns, &b.id).cmp(&(a.ts_ns, &a.id)));
     // One event stored twice (a partition replayed by its new owner) is shown once.
     all.dedup_by(|a, b| a.id == b.id && a.ts_ns == b.ts_ns);
+    if let Some((ts, id)) = &frontier {
+        all.retain(|e| (e.ts_ns, &e.id) >= (*ts, id));
+    }
+    let mut cut = all.len() > limit;
     all.truncate(limit);
-    let next_cursor = (all.len() == limit)
+    let mut bytes = 0usize;
+    let fit = all
+        .iter()
+        .position(|e| {
+            bytes = bytes.saturating_add(crate::api::json_len(e));
+            bytes > max_bytes
+        })
+        .map_or(all.len(), |i| i.max(1));
+    cut |= fit < all.len();
+    all.truncate(fit);
+    let next_cursor = (cut || more || all.len() == limit)
         .then(|| all.last().map(|e| crate::api::format_cursor(&e.cursor())))
         .flatten();
     EventsResponse {
@@ -65,6 +100,7 @@ pub fn pick_event(parts: impl IntoIterator<Item = EventJson>) -> Option<EventJso
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::json_len;
 
     fn ev(id: &str, ts: i64) -> EventJson {
         EventJson {
@@ -126,21 +162,43 @@ mod tests {
     fn pages_interleave_newest_first_and_cut_at_limit() {
         let a = page(vec![ev("a3", 30), ev("a2", 20), ev("a1", 10)]);
         let b = page(vec![ev("b2", 25), ev("b1", 20)]);
-        let m = merge_pages([a.clone(), b.clone()], 3);
+        let m = merge_pages([a.clone(), b.clone()], 3, usize::MAX);
         assert_eq!(ids(&m), ["a3", "b2", "b1"], "ties on ts: id descending");
         assert_eq!(m.next_cursor.as_deref(), Some("20:b1"));
-        let m = merge_pages([a, b], 10);
+        let m = merge_pages([a, b], 10, usize::MAX);
         assert_eq!(ids(&m), ["a3", "b2", "b1", "a2", "a1"]);
         assert_eq!(m.next_cursor, None, "a page that is not full is the last");
-        assert_eq!(merge_pages([], 5), EventsResponse::default());
+        assert_eq!(merge_pages([], 5, usize::MAX), EventsResponse::default());
     }
 
     #[test]
     fn pages_show_an_event_stored_twice_once() {
         let a = page(vec![ev("x", 5), ev("w", 4)]);
         let b = page(vec![ev("x", 5), ev("v", 3)]);
-        let m = merge_pages([a, b], 3);
+        let m = merge_pages([a, b], 3, usize::MAX);
         assert_eq!(ids(&m), ["x", "w", "v"]);
+    }
+
+    #[test]
+    fn a_member_page_cut_short_holds_the_merge_at_its_last_event() {
+        // `a` stopped after two events for its byte budget: its next one may be older than
+        // 25 but newer than anything `b` has left.
+        let a = EventsResponse {
+            events: vec![ev("a3", 30), ev("a2", 25)],
+            next_cursor: Some("25:a2".into()),
+        };
+        let b = page(vec![ev("b2", 27), ev("b1", 10)]);
+        let m = merge_pages([a.clone(), b.clone()], 10, usize::MAX);
+        assert_eq!(ids(&m), ["a3", "b2", "a2"], "b1 waits for a's next page");
+        assert_eq!(m.next_cursor.as_deref(), Some("25:a2"));
+        // The merged page keeps to the byte budget too, with at least one event.
+        let one = json_len(&ev("a3", 30));
+        let m = merge_pages([a.clone(), b.clone()], 10, 2 * one);
+        assert_eq!(ids(&m), ["a3", "b2"]);
+        assert_eq!(m.next_cursor.as_deref(), Some("27:b2"));
+        let m = merge_pages([a, b], 10, 1);
+        assert_eq!(ids(&m), ["a3"]);
+        assert_eq!(m.next_cursor.as_deref(), Some("30:a3"));
     }
 
     #[test]
@@ -153,34 +211,55 @@ mod tests {
                     .collect()
             })
             .collect();
-        let answer = |events: &[EventJson], cursor: Option<(i64, String)>, limit: usize| {
-            let mut v: Vec<EventJson> = events
-                .iter()
-                .filter(|e| {
-                    cursor.as_ref().is_none_or(|(ts, id)| {
-                        e.ts_ns < *ts || (e.ts_ns == *ts && e.id.as_str() < id.as_str())
+        // Each member also cuts its page at a byte budget of about `budget` events, as the
+        // agent does; the merge keeps to one of its own.
+        let size = json_len(&ev("m0-00", 0));
+        let answer =
+            |events: &[EventJson], cursor: Option<(i64, String)>, limit: usize, budget: usize| {
+                let mut v: Vec<EventJson> = events
+                    .iter()
+                    .filter(|e| {
+                        cursor.as_ref().is_none_or(|(ts, id)| {
+                            e.ts_ns < *ts || (e.ts_ns == *ts && e.id.as_str() < id.as_str())
+                        })
                     })
-                })
-                .cloned()
-                .collect();
-            v.sort_by(|a, b| (b.ts_ns, &b.id).cmp(&(a.ts_ns, &a.id)));
-            v.truncate(limit);
-            page(v)
-        };
-        let mut cursor = None;
-        let mut seen = Vec::new();
-        loop {
-            let m = merge_pages(members.iter().map(|e| answer(e, cursor.clone(), 7)), 7);
-            seen.extend(m.events.iter().map(|e| (e.ts_ns, e.id.clone())));
-            let Some(c) = m.next_cursor else { break };
-            let (ts, id) = c.split_once(':').unwrap();
-            cursor = Some((ts.parse().unwrap(), id.to_string()));
+                    .cloned()
+                    .collect();
+                v.sort_by(|a, b| (b.ts_ns, &b.id).cmp(&(a.ts_ns, &a.id)));
+                let full = v.len() > limit.min(budget);
+                v.truncate(limit.min(budget));
+                EventsResponse {
+                    next_cursor: full
+                        .then(|| v.last().map(|e| crate::api::format_cursor(&e.cursor())))
+                        .flatten(),
+                    events: v,
+                }
+            };
+        for (member_budget, merge_budget) in
+            [(usize::MAX, usize::MAX), (3, usize::MAX), (2, 5), (7, 1)]
+        {
+            let mut cursor = None;
+            let mut seen = Vec::new();
+            loop {
+                let m = merge_pages(
+                    members
+                        .iter()
+                        .map(|e| answer(e, cursor.clone(), 7, member_budget)),
+                    7,
+                    merge_budget.saturating_mul(size),
+                );
+                assert!(!m.events.is_empty() || m.next_cursor.is_none());
+                seen.extend(m.events.iter().map(|e| (e.ts_ns, e.id.clone())));
+                let Some(c) = m.next_cursor else { break };
+                let (ts, id) = c.split_once(':').unwrap();
+                cursor = Some((ts.parse().unwrap(), id.to_string()));
+            }
+            assert_eq!(seen.len(), 120, "budgets {member_budget}, {merge_budget}");
+            assert!(
+                seen.windows(2).all(|w| w[0] > w[1]),
+                "strictly newest first"
+            );
         }
-        assert_eq!(seen.len(), 120);
-        assert!(
-            seen.windows(2).all(|w| w[0] > w[1]),
-            "strictly newest first"
-        );
     }
 
     #[test]

@@ -3,15 +3,17 @@
 //! and a read timeout, and the answers are merged as if one store had answered. Who answered,
 //! who did not and why travels with the merged answer ([`Completeness`]), so a caller can tell
 //! a whole answer from a partial one. Used by the `query` CLI (`--endpoint`, `--endpoints-dns`)
-//! and by the HTTP API's `fleet=true` (`http.rs`, configured by `[fleet]`).
+//! and by the HTTP API's `fleet=true` (`http/`, configured by `[fleet]`).
 //!
 //! Merge rules:
 //! - aggregates: summed ([`AggregateResponse::merge`]);
 //! - rollups: buckets summed per (day, dims);
 //! - newest-first pages: the union, sorted by (ts desc, id desc) as the engine orders them,
-//!   cut to `limit`, with `next_cursor` from the last kept event when the page is full. Every
-//!   member answered the newest `limit` events after the same cursor, so the fleet's newest
-//!   `limit` are among them and the cursor is valid for every member;
+//!   cut to `limit` and to a byte budget, with `next_cursor` from the last kept event when the
+//!   page was cut or some member has more. Every member answered the newest `limit` events
+//!   after the same cursor, or fewer with a `next_cursor` when its own byte budget cut its page:
+//!   the union is first cut at the newest last event of such a member (the frontier), so the
+//!   fleet's next events are all in it and the cursor is valid for every member;
 //! - point look-up: the answer of any member that has the event (the newest copy if several do).
 //!
 //! An endpoint that rejects the query's parameters (HTTP 400) makes the whole query a usage

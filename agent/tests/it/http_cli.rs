@@ -36,6 +36,9 @@ fn http_api_answers_pages_and_rejects() {
         &[
             ("KEPLOR_HTTP__AUTH_TOKEN", "t0k"),
             ("KEPLOR_HTTP__MAX_LIMIT", "50"),
+            // About five events' JSON: pages are cut by bytes before `limit`.
+            ("KEPLOR_HTTP__MAX_PAGE_BYTES", "2000"),
+            ("KEPLOR_HTTP__MAX_ROLLUP_BUCKETS", "3"),
         ],
     ))
     .unwrap();
@@ -69,12 +72,14 @@ fn http_api_answers_pages_and_rejects() {
     // Paging through user u1 with cursors returns each event once, newest first.
     let mut cursor: Option<String> = None;
     let mut seen = Vec::new();
+    let mut sizes = Vec::new();
     loop {
         let mut url = format!("{base}/v1/events?dim.user=u1&limit=13");
         if let Some(c) = &cursor {
             url += &format!("&cursor={}", keplor_agent::fleet::encode_path_segment(c));
         }
         let page = json(&url, tok);
+        sizes.push(page["events"].as_array().unwrap().len());
         for e in page["events"].as_array().unwrap() {
             seen.push((
                 e["ts_ns"].as_i64().unwrap(),
@@ -87,6 +92,10 @@ fn http_api_answers_pages_and_rejects() {
         }
     }
     assert_eq!(seen.len(), (0..500).filter(|i| i % 7 == 1).count());
+    assert!(
+        sizes.iter().all(|&n| (1..13).contains(&n)),
+        "pages cut at 2000 bytes, before limit=13: {sizes:?}"
+    );
     assert!(
         seen.windows(2).all(|w| w[0] > w[1]),
         "strictly newest first"
@@ -109,6 +118,14 @@ fn http_api_answers_pages_and_rejects() {
         (0..500).filter(|i| i % 7 == 2).count() as u64
     );
 
+    // More rollup buckets than http.max_rollup_buckets: a 400 naming the cap.
+    let (status, body) = get(
+        &format!("{base}/v1/rollups?from_day=2025-11-25&to_day=2025-11-25"),
+        tok,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("http.max_rollup_buckets"), "{body}");
+
     // Bad parameters: 400 naming the parameter.
     for (query, param) in [
         ("/v1/events?limit=51", "limit"),
@@ -118,6 +135,13 @@ fn http_api_answers_pages_and_rejects() {
         ("/v1/aggregate?bogus=1", "bogus"),
         ("/v1/rollups?dim.model=m1", "dim.model"),
         ("/v1/events?cursor=zzz", "cursor"),
+        // Times out of 64-bit nanoseconds: refused, not wrapped into another bound.
+        ("/v1/aggregate?since=1000000000000s", "since"),
+        ("/v1/events?since=106752d", "since"),
+        ("/v1/aggregate?from=9223372036854775808", "from"),
+        ("/v1/aggregate?to=2262-06-01T00:00:00Z", "to"),
+        ("/v1/rollups?from_day=99999999999999999999", "from_day"),
+        ("/v1/rollups?to_day=-106752", "to_day"),
         // No [fleet] section: this agent cannot answer for the fleet.
         ("/v1/aggregate?fleet=true", "fleet"),
         ("/v1/events/in%2F0%2F7?fleet=true", "fleet"),
@@ -272,6 +296,27 @@ fn query_cli_formats_fan_out_and_data_dir() {
     assert!(!ok && err.contains("parameter `dim.colour`"), "{err}");
     let (ok, _, err) = cli(&["query", "-e", &ea, "aggregate", "--since", "soon"]);
     assert!(!ok && err.contains("since"), "{err}");
+    // Out of range: a usage error (exit 2) naming the flag, before any request is sent.
+    for args in [
+        &["aggregate", "--since", "1000000000000s"][..],
+        &["recent", "--since", "999999d"],
+        &["aggregate", "--from", "99999999999999999999"],
+        &["rollups", "--from-day", "2262-05-01"],
+        &["rollups", "--to-day=-99999999"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_keplor-agent"))
+            .args(["query", "-e", &ea])
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let flag = args[1].split('=').next().unwrap();
+        assert!(
+            err.contains(&format!("error: {flag}: ")) && err.contains("out of range"),
+            "{args:?}: {err}"
+        );
+    }
 
     // A stopped agent's data, read-only.
     assert!(matches!(a.stop(), Stopped::Clean));

@@ -9,6 +9,7 @@ mod fleet_api;
 mod fleet_campaign;
 mod fleet_figures;
 mod http_cli;
+mod openapi;
 mod process;
 mod real_cluster;
 mod security;

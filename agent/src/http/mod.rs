@@ -1,7 +1,8 @@
 //! Local query endpoints (axum): `/v1/aggregate`, `/v1/events`, `/v1/events/{id}`,
 //! `/v1/rollups`, `/metrics`, `/healthz`, `/readyz`. Bound to 127.0.0.1 by default; optional
-//! bearer token; bounded `limit`, query-string size and request time; bad parameters are a 400
-//! whose JSON names the parameter. Schemas: `agent/openapi.yaml`.
+//! bearer token (`auth.rs`); bounded `limit`, query-string size, request time and queries at
+//! once (`limits.rs`: a query keeps its slot until its work ends, timed out or not); bad
+//! parameters are a 400 whose JSON names the parameter. Schemas: `agent/openapi.yaml`.
 //!
 //! Every call into the engine (queries, the engine figures of `/metrics`) runs on a blocking
 //! thread (`spawn_blocking`): engine calls wait for shard locks that a WAL fsync may hold, and
@@ -16,19 +17,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Path, RawQuery, Request, State};
+mod auth;
+mod limits;
+
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use keplordb::DynEngine;
 use serde_json::json;
 
-use crate::api::{self, ParamError, Params, QueryError};
+use crate::api::{self, Cancel, Caps, ParamError, Params, QueryError};
 use crate::config::HttpSettings;
 use crate::fleet::{Answer, Completeness, Fleet, FleetError};
 use crate::metrics::Metrics;
+use auth::TokenCheck;
+use limits::{Kind, Limits};
 
 /// What the handlers share.
 #[derive(Clone, Debug)]
@@ -39,6 +45,37 @@ pub struct AppState {
     pub settings: HttpSettings,
     /// The partitions the sink holds (`GET /v1/partitions`).
     pub held: Arc<crate::ownership::Held>,
+    /// The query and fan-out slots (`http.max_concurrent_queries`).
+    limits: Arc<Limits>,
+}
+
+impl AppState {
+    /// The state of an API over `engine`, with the limits of `settings`.
+    pub fn new(
+        engine: Arc<DynEngine>,
+        metrics: Arc<Metrics>,
+        ready: Arc<AtomicBool>,
+        settings: HttpSettings,
+        held: Arc<crate::ownership::Held>,
+    ) -> AppState {
+        AppState {
+            limits: Arc::new(Limits::new(settings.max_concurrent_queries)),
+            engine,
+            metrics,
+            ready,
+            settings,
+            held,
+        }
+    }
+
+    /// The caps of one answer, from the settings.
+    fn caps(&self) -> Caps {
+        Caps {
+            max_limit: self.settings.max_limit,
+            max_page_bytes: self.settings.max_page_bytes,
+            max_rollup_buckets: self.settings.max_rollup_buckets,
+        }
+    }
 }
 
 fn error(status: StatusCode, parameter: Option<&str>, msg: impl Into<String>) -> Response {
@@ -57,6 +94,11 @@ impl IntoResponse for QueryError {
                 error: e,
             }) => error(StatusCode::BAD_REQUEST, Some(&parameter), e),
             QueryError::Engine(e) => error(StatusCode::INTERNAL_SERVER_ERROR, None, e.to_string()),
+            QueryError::TooLarge(m) => error(StatusCode::BAD_REQUEST, None, m),
+            // Only after the timeout answered, or nobody waits for it any more.
+            QueryError::Cancelled => {
+                error(StatusCode::SERVICE_UNAVAILABLE, None, "query timed out")
+            }
         }
     }
 }
@@ -154,20 +196,54 @@ fn serde_urlencoded_pairs(raw: &str) -> Result<Vec<(String, String)>, String> {
 }
 
 /// Runs a blocking engine query off the async threads, timed and with the request timeout.
+/// The query holds a slot of `http.max_concurrent_queries` until its blocking task ends, even
+/// when its request was answered 503 for the timeout first (see `limits.rs`); with every slot
+/// taken, the answer is a 429 at once.
+///
+/// The query is also asked to stop (its [`Cancel`] is set) when the timeout answers it or when
+/// its request is dropped before an answer (the handler's future is dropped with it): a query
+/// made of several engine calls stops at its next check (see `api::bounds`).
 async fn run<T: Send + 'static>(
     state: &AppState,
     endpoint: &'static str,
-    f: impl FnOnce(&DynEngine) -> Result<T, QueryError> + Send + 'static,
+    f: impl FnOnce(&DynEngine, &Cancel) -> Result<T, QueryError> + Send + 'static,
 ) -> Result<T, Response> {
-    let engine = state.engine.clone();
+    let slot = state.limits.take(Kind::Query, &state.metrics)?;
+    let (engine, metrics) = (state.engine.clone(), state.metrics.clone());
+    #[allow(unused_mut)]
+    let mut cancel = Cancel::default();
+    #[cfg(test)]
+    let limits = state.limits.clone();
+    #[cfg(test)]
+    {
+        let limits = limits.clone();
+        cancel.between_calls = Some(Arc::new(move || limits.between_calls.run()));
+    }
+    let stop = CancelOnDrop(cancel.clone());
     let start = Instant::now();
-    let task = tokio::task::spawn_blocking(move || f(&engine));
+    let task = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        #[cfg(test)]
+        limits.before_query.run();
+        let out = f(&engine, &cancel);
+        if matches!(out, Err(QueryError::Cancelled)) {
+            metrics.queries_cancelled.fetch_add(1, Ordering::Relaxed);
+        }
+        out
+    });
     let out = match tokio::time::timeout(state.settings.request_timeout, task).await {
-        Err(_) => Err(error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            None,
-            "query timed out",
-        )),
+        Err(_) => {
+            stop.0.cancel();
+            state
+                .metrics
+                .queries_timed_out
+                .fetch_add(1, Ordering::Relaxed);
+            Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                "query timed out",
+            ))
+        }
         Ok(Err(e)) => Err(error(
             StatusCode::INTERNAL_SERVER_ERROR,
             None,
@@ -177,6 +253,15 @@ async fn run<T: Send + 'static>(
     };
     state.metrics.query(endpoint, start.elapsed());
     out
+}
+
+/// Sets its [`Cancel`] when dropped: when the request's future ends, answered or dropped.
+struct CancelOnDrop(Cancel);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
 }
 
 /// Runs a fan-out over `[fleet]` on a blocking thread, timed.
@@ -192,10 +277,14 @@ async fn run_fleet<T: Send + 'static>(
             "fleet=true needs a [fleet] section in this agent's configuration, listing every member",
         ));
     };
+    let slot = state.limits.take(Kind::FanOut, &state.metrics)?;
     let start = Instant::now();
     // No timeout of its own: every member's exchange is bounded by fleet.connect_timeout +
     // fleet.timeout (see fleet::MAX_PARALLEL for fleets asked in waves).
-    let task = tokio::task::spawn_blocking(move || f(&Fleet::from_settings(&settings)?));
+    let task = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        f(&Fleet::from_settings(&settings)?)
+    });
     let out = match task.await {
         Err(e) => Err(error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -250,7 +339,7 @@ async fn aggregate(State(s): State<AppState>, RawQuery(q): RawQuery) -> Response
     if fleet {
         return respond(run_fleet(&s, "fleet_aggregate", move |f| f.aggregate(&p)).await);
     }
-    respond(run(&s, "aggregate", move |e| api::aggregate(e, &p)).await)
+    respond(run(&s, "aggregate", move |e, _| api::aggregate(e, &p)).await)
 }
 
 async fn events(State(s): State<AppState>, RawQuery(q): RawQuery) -> Response {
@@ -258,15 +347,16 @@ async fn events(State(s): State<AppState>, RawQuery(q): RawQuery) -> Response {
         Ok(q) => q,
         Err(r) => return r,
     };
-    let max = s.settings.max_limit;
+    let caps = s.caps();
     if fleet {
-        let limit = match api::page_limit(&p, max) {
+        let limit = match api::page_limit(&p, caps.max_limit) {
             Ok(l) => l,
             Err(e) => return QueryError::Param(e).into_response(),
         };
-        return respond(run_fleet(&s, "fleet_events", move |f| f.events(&p, limit)).await);
+        let bytes = caps.max_page_bytes;
+        return respond(run_fleet(&s, "fleet_events", move |f| f.events(&p, limit, bytes)).await);
     }
-    respond(run(&s, "events", move |e| api::events(e, &p, max)).await)
+    respond(run(&s, "events", move |e, c| api::events(e, &p, &caps, c)).await)
 }
 
 async fn event(
@@ -275,11 +365,8 @@ async fn event(
     RawQuery(q): RawQuery,
 ) -> Response {
     if id.len() > keplordb::MAX_VALUE_LEN {
-        return error(
-            StatusCode::BAD_REQUEST,
-            Some("id"),
-            "id is longer than any stored id",
-        );
+        // Longer than any stored id: not found, without asking the engine.
+        return error(StatusCode::NOT_FOUND, None, "no event with this id");
     }
     let fleet = match decoded_pairs(&s, q).and_then(split_fleet) {
         Ok((_, rest)) if !rest.is_empty() => {
@@ -313,7 +400,7 @@ async fn event(
             Err(r) => r,
         };
     }
-    match run(&s, "event", move |e| api::get(e, &id)).await {
+    match run(&s, "event", move |e, _| api::get(e, &id)).await {
         Ok(Some(ev)) => Json(ev).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, None, "no event with this id"),
         Err(r) => r,
@@ -325,10 +412,22 @@ async fn rollups(State(s): State<AppState>, RawQuery(q): RawQuery) -> Response {
         Ok(q) => q,
         Err(r) => return r,
     };
+    let caps = s.caps();
     if fleet {
-        return respond(run_fleet(&s, "fleet_rollups", move |f| f.rollups(&p)).await);
+        let merged = run_fleet(&s, "fleet_rollups", move |f| f.rollups(&p)).await;
+        // Each member keeps to its own cap; their sum may still pass this agent's.
+        if let Ok(a) = &merged {
+            if a.value.buckets.len() > caps.max_rollup_buckets {
+                return QueryError::TooLarge(format!(
+                    "the fleet's answer holds more than {} rollup buckets (http.max_rollup_buckets): ask for fewer days (from_day, to_day) or filter on a rollup dim",
+                    caps.max_rollup_buckets
+                ))
+                .into_response();
+            }
+        }
+        return respond(merged);
     }
-    respond(run(&s, "rollups", move |e| api::rollups(e, &p)).await)
+    respond(run(&s, "rollups", move |e, c| api::rollups(e, &p, &caps, c)).await)
 }
 
 /// `GET /metrics`. Rendering asks the engine for its figures, which wait for every shard's
@@ -372,43 +471,14 @@ async fn readyz(State(s): State<AppState>) -> Response {
     }
 }
 
-/// Bearer-token check (health probes stay open).
-async fn auth(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    if let Some(token) = &s.settings.auth_token {
-        let path = req.uri().path();
-        if path != "/healthz" && path != "/readyz" {
-            let ok = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()));
-            if !ok {
-                let mut r = error(
-                    StatusCode::UNAUTHORIZED,
-                    None,
-                    "missing or wrong bearer token",
-                );
-                r.headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                return r;
-            }
-        }
-    }
-    next.run(req).await
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// The router.
 /// The partitions this agent's sink holds: a new owner waits until the old one let go.
 async fn partitions(State(s): State<AppState>) -> Response {
     Json(s.held.holdings()).into_response()
 }
 
+/// The router.
 pub fn router(state: AppState) -> Router {
+    let tokens = Arc::new(TokenCheck::new(state.settings.auth_token.as_deref()));
     Router::new()
         .route("/v1/aggregate", get(aggregate))
         .route("/v1/events", get(events))
@@ -425,7 +495,7 @@ pub fn router(state: AppState) -> Router {
                 "no such endpoint; see agent/openapi.yaml",
             )
         })
-        .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .layer(middleware::from_fn_with_state(tokens, auth::require_token))
         .layer(axum::extract::DefaultBodyLimit::max(1024))
         .with_state(state)
 }
@@ -442,108 +512,4 @@ pub async fn serve(
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::mpsc;
-    use std::sync::Mutex;
-    use std::time::Duration;
-
-    use super::*;
-    use crate::config::Config;
-    use crate::ownership::{Held, StoreId};
-
-    /// The API served on a current-thread runtime: its one async worker serves every request.
-    fn serve_on_one_worker(
-        state: AppState,
-    ) -> (
-        String,
-        tokio::sync::oneshot::Sender<()>,
-        std::thread::JoinHandle<()>,
-    ) {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                serve(listener, state, async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-            });
-        });
-        (url, stop, server)
-    }
-
-    #[test]
-    fn health_answers_while_a_metrics_render_waits_on_the_engine() {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = keplordb::EngineConfig::new(dir.path().join("data")).with_columns(
-            ["user"],
-            ["tokens"],
-            Vec::<&str>::new(),
-        );
-        let engine = Arc::new(DynEngine::open(engine).unwrap());
-        let metrics = Arc::new(Metrics::default());
-        // The render's engine call blocks until released, as behind a shard's fsync.
-        let (entered, render_entered) = mpsc::channel::<()>();
-        let (release, released) = mpsc::channel::<()>();
-        let released = Mutex::new(released);
-        metrics.before_engine.set(move || {
-            let _ = entered.send(());
-            let _ = released.lock().unwrap().recv();
-        });
-        let config = Config::from_toml(
-            "[kafka]\nbrokers = \"127.0.0.1:9\"\ntopics = [\"in\"]\n[schema]\nid = 1\n",
-            [],
-            dir.path(),
-        )
-        .unwrap();
-        let state = AppState {
-            engine,
-            metrics,
-            ready: Arc::new(AtomicBool::new(true)),
-            settings: config.http.clone(),
-            held: Arc::new(Held::new(&StoreId("test".into()))),
-        };
-        let (url, stop, server) = serve_on_one_worker(state);
-        let client: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
-        let scrape = {
-            let (client, url) = (client.clone(), url.clone());
-            std::thread::spawn(move || {
-                let mut r = client.get(format!("{url}/metrics")).call().unwrap();
-                (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
-            })
-        };
-        render_entered
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the /metrics render never reached the engine");
-        // The render is blocked in its engine call. Served on the async worker, it would keep
-        // /healthz from being answered until released (after this request timed out).
-        let health = client
-            .get(format!("{url}/healthz"))
-            .call()
-            .map(|r| r.status().as_u16());
-        release.send(()).unwrap();
-        assert_eq!(
-            health.ok(),
-            Some(200),
-            "/healthz did not answer while /metrics waited on the engine"
-        );
-        let (status, body) = scrape.join().unwrap();
-        assert_eq!(status, 200);
-        assert!(body.contains(crate::metrics::ENGINE_BYTES), "{body}");
-        drop(client);
-        let _ = stop.send(());
-        server.join().unwrap();
-    }
-}
+mod tests;
