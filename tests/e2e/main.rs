@@ -1,3 +1,8 @@
 //! End-to-end tests, one binary.
 
+#[path = "../bin/crash_child.rs"]
+#[allow(dead_code)]
+mod child;
 mod crash;
+mod model;
+mod shim;
