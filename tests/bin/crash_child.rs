@@ -8,7 +8,8 @@
 //!   `err <run> <batch> <error>` when it failed (the child goes on);
 //! - `deleting <id>...` before a delete, `deleted` once it returned Ok, `delerr <error>`;
 //! - `gc <cutoff>` before a gc (events older than the cutoff may go), `gcerr <error>`;
-//! - `reopen` when it dropped and reopened the engine after repeated failures.
+//! - `reopen` when it dropped and reopened the engine after three failed appends, or
+//!   three failed deletes, in a row.
 //!
 //! Event contents are a function of `(run, batch, i)` (`event`), so the parent can rebuild
 //! every event it was told about. Environment (for the fault tests, not the engine):
@@ -126,7 +127,8 @@ fn main() {
     }
     // Acknowledged batches of this run, for deletes.
     let mut acked: Vec<(u64, u64)> = Vec::new();
-    let mut failures = 0;
+    // Failures in a row, of appends and of deletes.
+    let (mut failures, mut del_failures) = (0, 0);
     let mut batch = 0u64;
     while batch < batches {
         let roll = if appends_only { 0 } else { next() % 100 };
@@ -161,8 +163,14 @@ fn main() {
             say(format_args!("deleting {}", ids.join(" ")));
             let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
             match engine.delete_events(&refs) {
-                Ok(_) => say(format_args!("deleted")),
-                Err(e) => say(format_args!("delerr {e}")),
+                Ok(_) => {
+                    say(format_args!("deleted"));
+                    del_failures = 0;
+                }
+                Err(e) => {
+                    say(format_args!("delerr {e}"));
+                    del_failures += 1;
+                }
             }
         } else if roll < 96 {
             if let Err(e) = engine.flush() {
@@ -175,11 +183,11 @@ fn main() {
                 say(format_args!("gcerr {e}"));
             }
         }
-        if failures >= 3 {
+        if failures >= 3 || del_failures >= 3 {
             drop(engine);
             engine = open(dir);
             say(format_args!("reopen"));
-            failures = 0;
+            (failures, del_failures) = (0, 0);
         }
     }
 }

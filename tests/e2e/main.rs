@@ -4,5 +4,6 @@
 #[allow(dead_code)]
 mod child;
 mod crash;
+mod faults;
 mod model;
 mod shim;

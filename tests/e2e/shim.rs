@@ -78,12 +78,32 @@ impl Faults {
     }
 }
 
+/// The faults the shim logged: `(op, action, path)`.
+pub fn logged(log: &Path) -> Vec<(String, String, String)> {
+    fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut p = l.splitn(3, ' ');
+            Some((
+                p.next()?.to_string(),
+                p.next()?.to_string(),
+                p.next()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
 /// Replaces the files of `dir` by what a crash would have left on a file system that keeps only
 /// what was fsynced: the names of the last directory fsync, each with the content of its last
 /// fsync (empty if it never had one). Empties `shadow` for the next process. Returns how many
 /// files changed (content or presence).
 pub fn crash_rebuild(dir: &Path, shadow: &Path) -> usize {
-    let listing = fs::read_to_string(shadow.join("listing")).expect("the shim wrote a listing");
+    let Ok(listing) = fs::read_to_string(shadow.join("listing")) else {
+        // Killed before the shim's start-up took its listing: the child wrote nothing.
+        let _ = fs::remove_dir_all(shadow);
+        return 0;
+    };
     let mut durable: Vec<(String, Vec<u8>)> = Vec::new();
     for line in listing.lines() {
         let (ino, name) = line.split_once(' ').expect("`<inode> <name>`");
