@@ -172,7 +172,8 @@ fn sigkill_anywhere_never_loses_duplicates_or_resurrects_events() {
     assert!(model.deletes_acked > 0 && model.gcs > 0);
     if runs >= 1000 {
         // Whether a rare point (a gc's unlink) is reached in 150 runs depends on the machine's
-        // load; the long sizes must reach every one. The tombstone log is created once per directory: `faults.rs` kills at its creation.
+        // load; the long sizes must reach every one. The tombstone log is created once per
+        // directory: `faults.rs` kills at its creation.
         let missed: Vec<&str> = POINTS
             .iter()
             .zip(hits)
