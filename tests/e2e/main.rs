@@ -1,3 +1,9 @@
 //! End-to-end tests, one binary.
 
+#[path = "../bin/crash_child.rs"]
+#[allow(dead_code)]
+mod child;
 mod crash;
+mod faults;
+mod model;
+mod shim;
