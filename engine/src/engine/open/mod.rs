@@ -1,6 +1,8 @@
 //! Opening a data directory: verification first (nothing is written until every file has been
 //! checked against the schema), then recovery of WALs and unfinished rotations.
 
+mod replay;
+
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -9,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
+use self::replay::{replay, validate_frames};
 use super::{Counters, DynEngine, IdGen};
 use crate::config::{EngineConfig, WalRecoveryMode};
 use crate::error::{DbError, Result};
@@ -19,14 +22,11 @@ use crate::rollups::RollupStore;
 use crate::schema::{SchemaDef, SCHEMA_FILE};
 use crate::segment::{parse_segment_name, Segment, SegmentCache};
 use crate::shard::{Limits, Shard, ShardState};
-use crate::staged::{StagedBatch, StagedSet};
+use crate::staged::StagedSet;
 use crate::time::day_of;
 use crate::tombstone::Tombstones;
 use crate::view::{SegRef, View};
-use crate::wal::frame::{
-    decode_checkpoints, read_frame, EventsDecoder, FrameKind, RawFrame, RawRow, FRAME_HEADER_LEN,
-};
-use crate::wal::reader::{read_wal, DiscardedTail, WalImage, WalRead};
+use crate::wal::reader::{read_wal, DiscardedTail, WalRead};
 use crate::wal::writer::WalWriter;
 use crate::wal::{active_name, new_name, parse_name, WalFileKind, WAL_VERSION};
 
@@ -496,150 +496,6 @@ fn set_aside(path: &Path, reason: &str, writable: bool, report: &mut RecoveryRep
     }
     report.corrupt_wals.push(path.to_path_buf());
     Ok(())
-}
-
-/// Decodes every frame of `img` without applying it.
-fn validate_frames(img: &WalImage, schema: &SchemaDef) -> Result<()> {
-    for (at, frame) in img.frames() {
-        let checked: std::result::Result<(), String> = match frame.kind {
-            _ if !kind_allowed(img.header.version, frame.kind) => Err(format!(
-                "frame kind {:?} in a version-{} WAL",
-                frame.kind, img.header.version
-            )),
-            FrameKind::Events | FrameKind::Staged => check_events(&frame, schema),
-            FrameKind::Checkpoints | FrameKind::Publish | FrameKind::Retract => {
-                decode_checkpoints(frame.payload).map(|_| ())
-            }
-            FrameKind::Tombstones => Err("tombstone frame in a shard WAL".to_string()),
-        };
-        if let Err(reason) = checked {
-            return Err(DbError::CorruptWal {
-                path: img.path.clone(),
-                offset: at,
-                reason,
-            });
-        }
-    }
-    Ok(())
-}
-
-/// Version 1 of the WAL format predates staged batches.
-fn kind_allowed(version: u16, kind: FrameKind) -> bool {
-    version >= 2
-        || !matches!(
-            kind,
-            FrameKind::Staged | FrameKind::Publish | FrameKind::Retract
-        )
-}
-
-/// Decodes every event of an events or staged frame without applying it.
-fn check_events(frame: &RawFrame<'_>, schema: &SchemaDef) -> std::result::Result<(), String> {
-    let mut dec = EventsDecoder::new(frame, schema)?;
-    let mut row = RawRow::default();
-    while dec.next_into(&mut row)? {}
-    if frame.kind == FrameKind::Staged && dec.checkpoint.is_none() {
-        return Err("a staged frame without a source checkpoint".into());
-    }
-    Ok(())
-}
-
-/// Replays a WAL image into a new memtable, merging its checkpoints into `cps` and tracking
-/// its staged batches in `staged` (shared by the rotating and the active WAL of a shard). A
-/// frame that passed its checksum but does not decode is treated like a corrupt frame.
-fn replay(
-    img: &mut WalImage,
-    schema: &SchemaDef,
-    tombstones: &Tombstones,
-    (cps, staged): (&mut BTreeMap<String, u64>, &mut StagedSet),
-    report: &mut RecoveryReport,
-    mode: WalRecoveryMode,
-) -> Result<MemTable> {
-    let mem = MemTable::new(img.header.shard as usize, img.header.generation, schema);
-    let mut bad = None;
-    {
-        let mut data = mem.write();
-        let dead = tombstones.read();
-        let is_dead = |id: &str| dead.contains(id);
-        let mut merge = |k: &str, p: u64| {
-            let e = cps.entry(k.to_string()).or_insert(p);
-            *e = (*e).max(p);
-        };
-        for (at, frame) in img.frames() {
-            let result: std::result::Result<u64, String> = match frame.kind {
-                _ if !kind_allowed(img.header.version, frame.kind) => Err(format!(
-                    "frame kind {:?} in a version-{} WAL",
-                    frame.kind, img.header.version
-                )),
-                FrameKind::Events => (|| {
-                    // Validate the whole frame before applying any of it.
-                    check_events(&frame, schema)?;
-                    let dec = EventsDecoder::new(&frame, schema)?;
-                    if let Some((k, p)) = dec.checkpoint {
-                        merge(k, p);
-                    }
-                    let mut scratch = RawRow::default();
-                    Ok(data.push_frame(dec, &mut scratch, &is_dead)? as u64)
-                })(),
-                FrameKind::Staged => (|| {
-                    check_events(&frame, schema)?;
-                    let start = at as usize;
-                    let bytes = &img.bytes[start..start + FRAME_HEADER_LEN + frame.payload.len()];
-                    staged.insert(StagedBatch::from_frame(bytes)?);
-                    Ok(0)
-                })(),
-                FrameKind::Publish => decode_checkpoints(frame.payload).and_then(|entries| {
-                    let mut n = 0;
-                    for (k, up_to) in entries {
-                        for b in staged.take_up_to(&k, up_to) {
-                            let (raw, _) = read_frame(&b.frame).map_err(|e| e.to_string())?;
-                            let dec = EventsDecoder::new(&raw, schema)?;
-                            let mut scratch = RawRow::default();
-                            n += data.push_frame(dec, &mut scratch, &is_dead)? as u64;
-                            merge(&b.source, b.position);
-                        }
-                    }
-                    Ok(n)
-                }),
-                FrameKind::Retract => decode_checkpoints(frame.payload).map(|entries| {
-                    for (k, from) in entries {
-                        staged.retract_from(&k, from);
-                    }
-                    0
-                }),
-                FrameKind::Checkpoints => decode_checkpoints(frame.payload).map(|entries| {
-                    for (k, p) in entries {
-                        merge(&k, p);
-                    }
-                    0
-                }),
-                FrameKind::Tombstones => Err("tombstone frame in a shard WAL".to_string()),
-            };
-            match result {
-                Ok(n) => {
-                    report.frames_replayed += 1;
-                    report.events_replayed += n;
-                }
-                Err(why) => {
-                    bad = Some((at, why));
-                    break;
-                }
-            }
-        }
-    }
-    if let Some((at, why)) = bad {
-        if mode == WalRecoveryMode::AbsoluteConsistency {
-            return Err(DbError::CorruptWal {
-                path: img.path.clone(),
-                offset: at,
-                reason: why,
-            });
-        }
-        img.discard_from(at, why);
-    }
-    if let Some(d) = &img.discarded {
-        report.discarded.push(d.clone());
-    }
-    Ok(mem)
 }
 
 fn posting_dims(schema: &SchemaDef) -> Vec<usize> {
