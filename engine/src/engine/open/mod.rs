@@ -2,16 +2,18 @@
 //! checked against the schema), then recovery of WALs and unfinished rotations.
 
 mod replay;
+mod scan;
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
-use self::replay::{replay, validate_frames};
+use self::replay::replay;
+use self::scan::{load_segments, newest_generation, read_wals, validate_wals, DirFiles, ShardWals};
 use super::{Counters, DynEngine, IdGen};
 use crate::config::{EngineConfig, WalRecoveryMode};
 use crate::error::{DbError, Result};
@@ -20,15 +22,15 @@ use crate::memtable::MemTable;
 use crate::query::QueryPool;
 use crate::rollups::RollupStore;
 use crate::schema::{SchemaDef, SCHEMA_FILE};
-use crate::segment::{parse_segment_name, Segment, SegmentCache};
+use crate::segment::{Segment, SegmentCache};
 use crate::shard::{Limits, Shard, ShardState};
 use crate::staged::StagedSet;
 use crate::time::day_of;
 use crate::tombstone::Tombstones;
 use crate::view::{SegRef, View};
-use crate::wal::reader::{read_wal, DiscardedTail, WalRead};
+use crate::wal::reader::{DiscardedTail, WalRead};
 use crate::wal::writer::WalWriter;
-use crate::wal::{active_name, new_name, parse_name, WalFileKind, WAL_VERSION};
+use crate::wal::{active_name, new_name, WAL_VERSION};
 
 /// What `open` found and repaired.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -52,13 +54,6 @@ pub struct RecoveryReport {
     pub staged_pending: usize,
 }
 
-#[derive(Default)]
-struct WalFiles {
-    active: Option<PathBuf>,
-    rotating: Option<PathBuf>,
-    new: Option<PathBuf>,
-}
-
 const LOCK_FILE: &str = "LOCK";
 
 pub(super) fn open(config: EngineConfig) -> Result<DynEngine> {
@@ -67,115 +62,26 @@ pub(super) fn open(config: EngineConfig) -> Result<DynEngine> {
     let dir = config.data_dir.clone();
     let writable = !config.read_only;
     let mode = config.wal_recovery;
-
     let lock = if writable {
-        fs::create_dir_all(&dir).map_err(|e| DbError::io("create data directory", &dir, e))?;
-        let path = dir.join(LOCK_FILE);
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| DbError::io("open lock file", &path, e))?;
-        match f.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(DbError::Locked { path: dir.clone() }),
-            Err(fs::TryLockError::Error(e)) => {
-                return Err(DbError::io("lock data directory", &path, e))
-            }
-        }
-        Some(f)
+        Some(lock_dir(&dir)?)
     } else {
         None
     };
-
     // The schema file is checked first: it names the columns, so its error is the clearest.
-    let schema_file = SchemaDef::read_from_dir(&dir)?;
-    if let Some(found) = &schema_file {
-        if found.schema_id != schema.schema_id || found.fingerprint() != schema.fingerprint() {
-            return Err(DbError::SchemaMismatch {
-                expected: schema.summary(),
-                found: found.summary(),
-                path: dir.join(SCHEMA_FILE),
-            });
-        }
-    }
+    let schema_file = check_schema_file(&dir, &schema)?;
+    let files = DirFiles::list(&dir)?;
 
-    // Classify the directory.
-    let mut seg_files = Vec::new();
-    let mut tmp_files = Vec::new();
-    let mut wal_files: BTreeMap<usize, WalFiles> = BTreeMap::new();
-    let mut max_seg_id = 0u64;
-    let entries = fs::read_dir(&dir).map_err(|e| DbError::io("list data directory", &dir, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| DbError::io("list data directory", &dir, e))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let path = entry.path();
-        if let Some((id, tmp)) = parse_segment_name(name) {
-            max_seg_id = max_seg_id.max(id);
-            if tmp {
-                tmp_files.push(path);
-            } else {
-                seg_files.push((id, path));
-            }
-        } else if let Some((shard, kind)) = parse_name(name) {
-            let f = wal_files.entry(shard).or_default();
-            match kind {
-                WalFileKind::Active => f.active = Some(path),
-                WalFileKind::Rotating => f.rotating = Some(path),
-                WalFileKind::New => f.new = Some(path),
-            }
-        } else if name.ends_with(".tmp") {
-            tmp_files.push(path);
-        }
-    }
-    seg_files.sort();
-
-    // Verify segments. A schema mismatch or an I/O error stops the open; corruption only
-    // excludes the segment.
+    // Everything is read and verified before anything is written.
     let cache = SegmentCache::new(config.mmap_cache_capacity);
     let mut report = RecoveryReport::default();
-    let mut segments: Vec<Arc<Segment>> = Vec::new();
-    for (id, path) in seg_files {
-        match Segment::open(path.clone(), id, &schema, &cache) {
-            Ok(s) => segments.push(s),
-            Err(e @ DbError::CorruptSegment { .. }) => {
-                tracing::error!(path = %path.display(), error = %e, "segment failed verification; it is kept out of queries");
-                report.corrupt_segments.push((path, e.to_string()));
-            }
-            Err(e) => return Err(e),
-        }
-    }
-
-    // Read every WAL (this checks their schemas) before writing anything.
-    let mut images: BTreeMap<usize, (Option<WalRead>, Option<WalRead>)> = BTreeMap::new();
-    for (&shard, files) in &wal_files {
-        let read =
-            |p: &Option<PathBuf>| p.as_deref().map(|p| read_wal(p, &schema, mode)).transpose();
-        images.insert(shard, (read(&files.active)?, read(&files.rotating)?));
-    }
+    let mut segments = load_segments(files.segments, &schema, &cache, &mut report)?;
+    let mut images = read_wals(&files.wals, &schema, mode)?;
     if mode == WalRecoveryMode::AbsoluteConsistency {
-        // Every frame must decode before anything in the directory is touched.
-        for (a, r) in images.values() {
-            for img in [a, r].into_iter().flatten() {
-                if let WalRead::Image(img) = img {
-                    validate_frames(img, &schema)?;
-                }
-            }
-        }
+        validate_wals(&images, &schema)?;
     }
     let tombstones = Tombstones::load(&dir, &schema, mode, writable, &mut report.discarded)?;
-
-    let mut next_generation = segments.iter().map(|s| s.generation).max().unwrap_or(0);
-    for (a, r) in images.values() {
-        for img in [a, r].into_iter().flatten() {
-            if let WalRead::Image(i) = img {
-                next_generation = next_generation.max(i.header.generation);
-            }
-        }
-    }
+    let next_generation = newest_generation(&segments, &images);
+    let max_seg_id = files.max_segment_id;
     let shard_count = config.wal_shard_count;
     let posting_dims = posting_dims(&schema);
     let limits = limits(&config);
@@ -206,10 +112,10 @@ pub(super) fn open(config: EngineConfig) -> Result<DynEngine> {
         if schema_file.is_none() {
             schema.write_to_dir(&dir)?;
         }
-        for p in &tmp_files {
+        for p in &files.tmp {
             remove_if_exists(p)?;
         }
-        for f in wal_files.values() {
+        for f in files.wals.values() {
             if let Some(p) = &f.new {
                 // A prepared next WAL only holds a checkpoint snapshot, which the rotating WAL
                 // it was meant to replace also holds.
@@ -237,7 +143,10 @@ pub(super) fn open(config: EngineConfig) -> Result<DynEngine> {
         extra
     };
     for i in order {
-        let (active, rotating) = images.remove(&i).unwrap_or((None, None));
+        let ShardWals { active, rotating } = images.remove(&i).unwrap_or(ShardWals {
+            active: None,
+            rotating: None,
+        });
         let mut cps: BTreeMap<String, u64> = BTreeMap::new();
         let mut staged = StagedSet::default();
         let mut rewrote = false;
@@ -446,6 +355,41 @@ pub(super) fn open(config: EngineConfig) -> Result<DynEngine> {
     }
     engine.report = report;
     Ok(engine)
+}
+
+/// Creates the data directory if needed and takes its lock (held as long as the engine).
+fn lock_dir(dir: &Path) -> Result<File> {
+    fs::create_dir_all(dir).map_err(|e| DbError::io("create data directory", dir, e))?;
+    let path = dir.join(LOCK_FILE);
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| DbError::io("open lock file", &path, e))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(fs::TryLockError::WouldBlock) => Err(DbError::Locked {
+            path: dir.to_path_buf(),
+        }),
+        Err(fs::TryLockError::Error(e)) => Err(DbError::io("lock data directory", &path, e)),
+    }
+}
+
+/// Reads the directory's schema file, if there is one, and checks that it describes `schema`.
+fn check_schema_file(dir: &Path, schema: &SchemaDef) -> Result<Option<SchemaDef>> {
+    let found = SchemaDef::read_from_dir(dir)?;
+    if let Some(found) = &found {
+        if found.schema_id != schema.schema_id || found.fingerprint() != schema.fingerprint() {
+            return Err(DbError::SchemaMismatch {
+                expected: schema.summary(),
+                found: found.summary(),
+                path: dir.join(SCHEMA_FILE),
+            });
+        }
+    }
+    Ok(found)
 }
 
 /// Writes `mem` (the events of WAL `generation`) as segments, first removing any parts of that
