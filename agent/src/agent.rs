@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use keplordb::DynEngine;
+use tokio::sync::oneshot;
 
 use crate::config::Config;
 use crate::http::{self, AppState};
@@ -23,9 +24,12 @@ pub struct Agent {
     pub ready: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     sink: Option<JoinHandle<Stopped>>,
-    http: Option<(SocketAddr, tokio::sync::oneshot::Sender<()>, JoinHandle<()>)>,
+    http: Option<HttpServer>,
     grace: Duration,
 }
+
+/// The HTTP server: its address, its shutdown signal and its thread.
+type HttpServer = (SocketAddr, oneshot::Sender<()>, JoinHandle<()>);
 
 impl std::fmt::Debug for Agent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -79,44 +83,7 @@ impl Agent {
                 config.http.clone(),
                 held.clone(),
             );
-            let std_listener = std::net::TcpListener::bind(config.http.listen)
-                .with_context(|| format!("binding the HTTP API to {}", config.http.listen))?;
-            std_listener.set_nonblocking(true)?;
-            let addr = std_listener.local_addr()?;
-            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-            let handle = std::thread::Builder::new()
-                .name("keplor-http".into())
-                .spawn(move || {
-                    let rt = match tokio::runtime::Builder::new_multi_thread()
-                        .worker_threads(2)
-                        .enable_all()
-                        .build()
-                    {
-                        Ok(rt) => rt,
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot start the HTTP runtime");
-                            return;
-                        }
-                    };
-                    rt.block_on(async move {
-                        let listener = match tokio::net::TcpListener::from_std(std_listener) {
-                            Ok(l) => l,
-                            Err(e) => {
-                                tracing::error!(error = %e, "cannot serve HTTP");
-                                return;
-                            }
-                        };
-                        if let Err(e) = http::serve(listener, state, async move {
-                            let _ = rx.await;
-                        })
-                        .await
-                        {
-                            tracing::error!(error = %e, "HTTP server failed");
-                        }
-                    });
-                })?;
-            tracing::info!(%addr, "HTTP API listening");
-            Some((addr, tx, handle))
+            Some(start_http(config.http.listen, state)?)
         } else {
             None
         };
@@ -178,6 +145,56 @@ impl Agent {
         }
         outcome
     }
+}
+
+/// Binds the HTTP API to `listen` and serves `state` on a thread of its own.
+fn start_http(listen: SocketAddr, state: AppState) -> anyhow::Result<HttpServer> {
+    let std_listener = std::net::TcpListener::bind(listen)
+        .with_context(|| format!("binding the HTTP API to {listen}"))?;
+    std_listener.set_nonblocking(true)?;
+    let addr = std_listener.local_addr()?;
+    let (tx, rx) = oneshot::channel::<()>();
+    let handle = std::thread::Builder::new()
+        .name("keplor-http".into())
+        .spawn(move || serve_http(std_listener, state, rx))?;
+    tracing::info!(%addr, "HTTP API listening");
+    Ok((addr, tx, handle))
+}
+
+/// The HTTP thread: a two-worker tokio runtime serving until `shutdown` fires (or its sender
+/// is dropped).
+fn serve_http(
+    std_listener: std::net::TcpListener,
+    state: AppState,
+    shutdown: oneshot::Receiver<()>,
+) {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the HTTP runtime");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let listener = match tokio::net::TcpListener::from_std(std_listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot serve HTTP");
+                return;
+            }
+        };
+        if let Err(e) = http::serve(listener, state, async move {
+            let _ = shutdown.await;
+        })
+        .await
+        {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
 }
 
 impl Drop for Agent {

@@ -3,13 +3,14 @@
 //! password, an unknown topic, a missing ACL) instead of librdkafka's retry loop.
 
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
+use rdkafka::metadata::Metadata;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 
@@ -22,14 +23,18 @@ struct Recorder(Mutex<Vec<String>>);
 
 impl ClientContext for Recorder {
     fn error(&self, error: KafkaError, reason: &str) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(format!("{error}: {reason}"));
+        self.recorded().push(format!("{error}: {reason}"));
     }
 }
 
 impl ConsumerContext for Recorder {}
+
+impl Recorder {
+    /// The errors recorded so far.
+    fn recorded(&self) -> MutexGuard<'_, Vec<String>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
 
 /// What a connection check found.
 #[derive(Debug, Default)]
@@ -104,13 +109,7 @@ fn explain(errors: &[String]) -> Option<String> {
 /// Connects with `config`'s Kafka settings and checks brokers, topics, group and DLQ topic.
 pub fn check(config: &Config, timeout: Duration) -> Report {
     let mut report = Report::default();
-    let mut cc = ClientConfig::new();
-    for (k, v) in config.kafka.client_properties() {
-        cc.set(k, v);
-    }
-    cc.set("bootstrap.servers", config.kafka.brokers.join(","))
-        .set("group.id", &config.kafka.group_id);
-    let consumer: BaseConsumer<Recorder> = match cc.create_with_context(Recorder::default()) {
+    let consumer = match consumer(config) {
         Ok(c) => c,
         Err(e) => {
             report.problems.push(format!(
@@ -122,28 +121,7 @@ pub fn check(config: &Config, timeout: Duration) -> Report {
     let metadata = match consumer.fetch_metadata(None, timeout) {
         Ok(m) => m,
         Err(e) => {
-            // The reason arrives as error events, delivered while polling.
-            for _ in 0..20 {
-                let _ = consumer.poll(Duration::from_millis(50));
-                if !consumer
-                    .context()
-                    .0
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .is_empty()
-                {
-                    break;
-                }
-            }
-            let errors = consumer
-                .context()
-                .0
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
-            report
-                .problems
-                .push(explain(&errors).unwrap_or_else(|| format!("cluster metadata: {e}")));
+            report.problems.push(connection_problem(&consumer, &e));
             return report;
         }
     };
@@ -152,6 +130,38 @@ pub fn check(config: &Config, timeout: Duration) -> Report {
             .brokers
             .push(format!("{} {}:{}", b.id(), b.host(), b.port()));
     }
+    check_topics(config, &metadata, &mut report);
+    check_dlq(config, &metadata, &mut report);
+    check_group(&consumer, config, &mut report, timeout);
+    report
+}
+
+/// A consumer with the configuration's client properties, brokers and group.
+fn consumer(config: &Config) -> Result<BaseConsumer<Recorder>, KafkaError> {
+    let mut cc = ClientConfig::new();
+    for (k, v) in config.kafka.client_properties() {
+        cc.set(k, v);
+    }
+    cc.set("bootstrap.servers", config.kafka.brokers.join(","))
+        .set("group.id", &config.kafka.group_id);
+    cc.create_with_context(Recorder::default())
+}
+
+/// Why the cluster metadata could not be fetched (`e`). The reason arrives as error events,
+/// delivered while polling: they are waited for (one second at most) and explained.
+fn connection_problem(consumer: &BaseConsumer<Recorder>, e: &KafkaError) -> String {
+    for _ in 0..20 {
+        let _ = consumer.poll(Duration::from_millis(50));
+        if !consumer.context().recorded().is_empty() {
+            break;
+        }
+    }
+    let errors = consumer.context().recorded().clone();
+    explain(&errors).unwrap_or_else(|| format!("cluster metadata: {e}"))
+}
+
+/// Each configured topic: its partition count when found, or a problem.
+fn check_topics(config: &Config, metadata: &Metadata, report: &mut Report) {
     for want in &config.kafka.topics {
         match metadata.topics().iter().find(|t| t.name() == want) {
             Some(t) if t.error().is_none() => {
@@ -163,6 +173,10 @@ pub fn check(config: &Config, timeout: Duration) -> Report {
                 .push(format!("topic {want}: does not exist (kafka.topics)")),
         }
     }
+}
+
+/// Whether the DLQ topic exists, when the error policy is `dlq`.
+fn check_dlq(config: &Config, metadata: &Metadata, report: &mut Report) {
     if let ErrorPolicy::Dlq { topic } = &config.errors.policy {
         let found = metadata
             .topics()
@@ -175,8 +189,6 @@ pub fn check(config: &Config, timeout: Duration) -> Report {
             ));
         }
     }
-    check_group(&consumer, config, &mut report, timeout);
-    report
 }
 
 /// Whether the group has committed offsets for the topics found (OffsetFetch: every broker

@@ -523,122 +523,159 @@ impl Mapper {
     /// Maps one message.
     pub fn map(&self, payload: Option<&[u8]>, meta: Meta<'_>) -> Result<DynEvent, MapError> {
         let payload = payload.filter(|p| !p.is_empty()).ok_or(MapError::Empty)?;
-        let doc = self.decode(payload)?;
-        let c = &self.columns;
-        let field = |column: &str, path: &Path, problem: String| MapError::Field {
-            column: column.to_string(),
-            path: match path {
-                Path::Json(p, _) | Path::Kafka(p, _) => p.clone(),
-                Path::Avro(s) => s.join("."),
-            },
-            problem,
+        let msg = Message {
+            doc: self.decode(payload)?,
+            meta,
         };
-        let text = |name: &str, p: &Path| -> Result<String, MapError> {
-            Ok(match doc.get_in(p, &meta) {
-                Scalar::Missing => String::new(),
-                Scalar::Str(s) => s.to_string(),
-                Scalar::Int(i) => i.to_string(),
-                Scalar::UInt(u) => u.to_string(),
-                Scalar::Float(f) => f.to_string(),
-                Scalar::Bool(b) => b.to_string(),
-                Scalar::Bytes(b) => String::from_utf8(b.to_vec())
-                    .map_err(|_| field(name, p, "bytes are not UTF-8".into()))?,
-            })
-        };
-        let int = |name: &str, p: &Path| -> Result<i128, MapError> {
-            match doc.get_in(p, &meta) {
-                Scalar::Missing => Ok(0),
-                Scalar::Int(i) => Ok(i as i128),
-                Scalar::UInt(u) => Ok(u as i128),
-                Scalar::Float(f) if f.is_finite() && f.fract() == 0.0 => Ok(f as i128),
-                Scalar::Str(s) => s
-                    .trim()
-                    .parse::<i128>()
-                    .map_err(|_| field(name, p, format!("{s:?} is not a whole number"))),
-                Scalar::Bool(b) => Ok(b as i128),
-                _ => Err(field(name, p, "expected a whole number".into())),
-            }
-        };
-        let ranged = |name: &str, p: &Path, lo: i128, hi: i128| -> Result<i128, MapError> {
-            let v = int(name, p)?;
-            if v < lo || v > hi {
-                return Err(field(name, p, format!("{v} is out of range {lo}..={hi}")));
-            }
-            Ok(v)
-        };
-        let opt = |name: &str, p: &Option<Path>, lo: i128, hi: i128| -> Result<i128, MapError> {
-            p.as_ref().map_or(Ok(0), |p| ranged(name, p, lo, hi))
-        };
+        let event = self.columns.read(&msg)?;
+        self.columns.check_lengths(&event)?;
+        Ok(event)
+    }
+}
 
-        let ts_ns = match &c.ts {
-            None => meta.timestamp_ms.unwrap_or(0).saturating_mul(1_000_000),
-            Some((p, unit)) => {
-                let v = match (doc.get_in(p, &meta), unit) {
-                    (Scalar::Str(s), TsUnit::Rfc3339) => {
-                        parse_rfc3339(&s).map_err(|e| field("ts", p, e))? as i128
-                    }
-                    (Scalar::Missing, _) => return Err(field("ts", p, "missing".into())),
-                    (_, TsUnit::Rfc3339) => {
-                        return Err(field("ts", p, "expected an RFC 3339 string".into()))
-                    }
-                    _ => {
-                        let n = int("ts", p)?;
-                        let scale = match unit {
-                            TsUnit::Ns => 1,
-                            TsUnit::Us => 1_000,
-                            TsUnit::Ms => 1_000_000,
-                            _ => 1_000_000_000,
-                        };
-                        n.checked_mul(scale).ok_or_else(|| {
-                            field("ts", p, "out of the representable range".into())
-                        })?
-                    }
+/// A decoded message with its metadata: what the column paths read from.
+struct Message<'p, 'm> {
+    doc: Doc<'p>,
+    meta: Meta<'m>,
+}
+
+impl Message<'_, '_> {
+    /// The scalar at `p`, in the payload or in the metadata.
+    fn scalar(&self, p: &Path) -> Scalar<'_> {
+        self.doc.get_in(p, &self.meta)
+    }
+
+    /// Column `name` as text (missing: empty).
+    fn text(&self, name: &str, p: &Path) -> Result<String, MapError> {
+        Ok(match self.scalar(p) {
+            Scalar::Missing => String::new(),
+            Scalar::Str(s) => s.to_string(),
+            Scalar::Int(i) => i.to_string(),
+            Scalar::UInt(u) => u.to_string(),
+            Scalar::Float(f) => f.to_string(),
+            Scalar::Bool(b) => b.to_string(),
+            Scalar::Bytes(b) => String::from_utf8(b.to_vec())
+                .map_err(|_| field_error(name, p, "bytes are not UTF-8".into()))?,
+        })
+    }
+
+    /// Column `name` as a whole number (missing: 0).
+    fn int(&self, name: &str, p: &Path) -> Result<i128, MapError> {
+        match self.scalar(p) {
+            Scalar::Missing => Ok(0),
+            Scalar::Int(i) => Ok(i as i128),
+            Scalar::UInt(u) => Ok(u as i128),
+            Scalar::Float(f) if f.is_finite() && f.fract() == 0.0 => Ok(f as i128),
+            Scalar::Str(s) => s
+                .trim()
+                .parse::<i128>()
+                .map_err(|_| field_error(name, p, format!("{s:?} is not a whole number"))),
+            Scalar::Bool(b) => Ok(b as i128),
+            _ => Err(field_error(name, p, "expected a whole number".into())),
+        }
+    }
+
+    /// Column `name` as a whole number in `lo..=hi`.
+    fn ranged(&self, name: &str, p: &Path, lo: i128, hi: i128) -> Result<i128, MapError> {
+        let v = self.int(name, p)?;
+        if v < lo || v > hi {
+            return Err(field_error(
+                name,
+                p,
+                format!("{v} is out of range {lo}..={hi}"),
+            ));
+        }
+        Ok(v)
+    }
+
+    /// An optional column as a whole number in `lo..=hi` (not configured: 0).
+    fn opt(&self, name: &str, p: &Option<Path>, lo: i128, hi: i128) -> Result<i128, MapError> {
+        p.as_ref().map_or(Ok(0), |p| self.ranged(name, p, lo, hi))
+    }
+
+    /// The event time in nanoseconds: the Kafka timestamp, or the configured field in its unit.
+    fn ts_ns(&self, ts: &Option<(Path, TsUnit)>) -> Result<i64, MapError> {
+        let Some((p, unit)) = ts else {
+            return Ok(self
+                .meta
+                .timestamp_ms
+                .unwrap_or(0)
+                .saturating_mul(1_000_000));
+        };
+        let v = match (self.scalar(p), unit) {
+            (Scalar::Str(s), TsUnit::Rfc3339) => {
+                parse_rfc3339(&s).map_err(|e| field_error("ts", p, e))? as i128
+            }
+            (Scalar::Missing, _) => return Err(field_error("ts", p, "missing".into())),
+            (_, TsUnit::Rfc3339) => {
+                return Err(field_error("ts", p, "expected an RFC 3339 string".into()))
+            }
+            _ => {
+                let n = self.int("ts", p)?;
+                let scale = match unit {
+                    TsUnit::Ns => 1,
+                    TsUnit::Us => 1_000,
+                    TsUnit::Ms => 1_000_000,
+                    _ => 1_000_000_000,
                 };
-                i64::try_from(v)
-                    .map_err(|_| field("ts", p, "out of the representable range".into()))?
+                n.checked_mul(scale)
+                    .ok_or_else(|| field_error("ts", p, "out of the representable range".into()))?
             }
         };
-        let id = match &c.id {
-            None => format!("{}/{}/{}", meta.topic, meta.partition, meta.offset),
-            Some(p) => {
-                let id = text("event_id", p)?;
-                if id.is_empty() {
-                    return Err(field("event_id", p, "missing".into()));
-                }
-                id
-            }
+        i64::try_from(v).map_err(|_| field_error("ts", p, "out of the representable range".into()))
+    }
+
+    /// The event id: the configured field (which must not be empty), or
+    /// `topic/partition/offset`.
+    fn event_id(&self, id: &Option<Path>) -> Result<String, MapError> {
+        let Some(p) = id else {
+            let m = &self.meta;
+            return Ok(format!("{}/{}/{}", m.topic, m.partition, m.offset));
         };
-        let event = DynEvent {
+        let id = self.text("event_id", p)?;
+        if id.is_empty() {
+            return Err(field_error("event_id", p, "missing".into()));
+        }
+        Ok(id)
+    }
+}
+
+impl Columns {
+    /// Reads every column of `msg`, in a fixed order (the first failing column is the one
+    /// reported): ts, event id, metric, counters, latencies, status, flags, dims, labels.
+    fn read(&self, msg: &Message<'_, '_>) -> Result<DynEvent, MapError> {
+        let ts_ns = msg.ts_ns(&self.ts)?;
+        let id = msg.event_id(&self.id)?;
+        let u32_max = u32::MAX as i128;
+        Ok(DynEvent {
             id,
             ts_ns,
-            metric: opt("metric", &c.metric, i64::MIN as i128, i64::MAX as i128)? as i64,
-            counters: c
+            metric: msg.opt("metric", &self.metric, i64::MIN as i128, i64::MAX as i128)? as i64,
+            counters: self
                 .counters
                 .iter()
-                .map(|(n, p)| ranged(n, p, 0, u32::MAX as i128).map(|v| v as u32))
+                .map(|(n, p)| msg.ranged(n, p, 0, u32_max).map(|v| v as u32))
                 .collect::<Result<_, _>>()?,
-            latency_ms: opt("latency_ms", &c.latency, 0, u32::MAX as i128)? as u32,
-            latency_detail_ms: opt("latency_detail_ms", &c.latency_detail, 0, u32::MAX as i128)?
+            latency_ms: msg.opt("latency_ms", &self.latency, 0, u32_max)? as u32,
+            latency_detail_ms: msg.opt("latency_detail_ms", &self.latency_detail, 0, u32_max)?
                 as u32,
-            status: opt("status", &c.status, 0, u16::MAX as i128)? as u16,
-            flags: EventFlags(opt("flags", &c.flags, 0, u16::MAX as i128)? as u16),
-            dims: c
+            status: msg.opt("status", &self.status, 0, u16::MAX as i128)? as u16,
+            flags: EventFlags(msg.opt("flags", &self.flags, 0, u16::MAX as i128)? as u16),
+            dims: self
                 .dims
                 .iter()
-                .map(|(n, p)| text(n, p))
+                .map(|(n, p)| msg.text(n, p))
                 .collect::<Result<_, _>>()?,
-            labels: c
+            labels: self
                 .labels
                 .iter()
-                .map(|(n, p)| text(n, p))
+                .map(|(n, p)| msg.text(n, p))
                 .collect::<Result<_, _>>()?,
-        };
-        // Values the engine would refuse are the message's fault: poison, not a failed append.
-        let too_large = |column: &str, len: usize, max: usize| MapError::Field {
-            column: column.to_string(),
-            path: String::new(),
-            problem: format!("{len} bytes, the limit is {max}"),
-        };
+        })
+    }
+
+    /// Values the engine would refuse are the message's fault: poison, not a failed append.
+    fn check_lengths(&self, event: &DynEvent) -> Result<(), MapError> {
         if event.id.len() > keplordb::MAX_VALUE_LEN {
             return Err(too_large(
                 "event_id",
@@ -646,17 +683,38 @@ impl Mapper {
                 keplordb::MAX_VALUE_LEN,
             ));
         }
-        for ((name, _), v) in c.dims.iter().zip(&event.dims) {
+        for ((name, _), v) in self.dims.iter().zip(&event.dims) {
             if v.len() > keplordb::MAX_VALUE_LEN {
                 return Err(too_large(name, v.len(), keplordb::MAX_VALUE_LEN));
             }
         }
-        for ((name, _), v) in c.labels.iter().zip(&event.labels) {
+        for ((name, _), v) in self.labels.iter().zip(&event.labels) {
             if v.len() > keplordb::MAX_LABEL_LEN {
                 return Err(too_large(name, v.len(), keplordb::MAX_LABEL_LEN));
             }
         }
-        Ok(event)
+        Ok(())
+    }
+}
+
+/// A column's value is wrong: the error names the column and its path.
+fn field_error(column: &str, path: &Path, problem: String) -> MapError {
+    MapError::Field {
+        column: column.to_string(),
+        path: match path {
+            Path::Json(p, _) | Path::Kafka(p, _) => p.clone(),
+            Path::Avro(s) => s.join("."),
+        },
+        problem,
+    }
+}
+
+/// A value longer than the engine takes.
+fn too_large(column: &str, len: usize, max: usize) -> MapError {
+    MapError::Field {
+        column: column.to_string(),
+        path: String::new(),
+        problem: format!("{len} bytes, the limit is {max}"),
     }
 }
 
