@@ -371,3 +371,45 @@ fn shard_for_is_stable_and_spreads_a_groups_members() {
     assert_eq!(shards, [3, 0, 1, 2, 3, 0, 1, 2]);
     assert!((0..100).all(|m| e.shard_for("topic", m) < 4));
 }
+
+#[test]
+fn the_typed_engine_offers_read_only_opens_its_config_and_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = TestEngine::open(config(dir.path()).with_wal_shard_count(2)).unwrap();
+    assert_eq!(e.config().wal_shard_count, 2);
+    assert_eq!(e.config().dim_names, ["user", "model"]);
+    let events: Vec<Ev> = (0..50).map(event).collect();
+    e.append_batch_to(
+        1,
+        &events,
+        Some(SourceCheckpoint {
+            source: "in/3",
+            position: 49,
+        }),
+    )
+    .unwrap();
+    e.sync().unwrap();
+    assert_eq!(e.durable_checkpoint("in/3"), Some(49));
+    assert_eq!(e.durable_checkpoint("in/4"), None);
+    drop(e);
+    let ro = TestEngine::open_read_only(dir.path()).unwrap();
+    assert!(ro.config().read_only);
+    assert_eq!(ro.total_events(), 50);
+    assert_eq!(ro.durable_checkpoint("in/3"), Some(49));
+    assert!(matches!(
+        ro.append(&event(99)),
+        Err(DbError::ReadOnly { .. })
+    ));
+    // The engine type must match the directory's schema.
+    let err = keplordb::Engine::<3, 1, 1>::open_read_only(dir.path()).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            DbError::InvalidConfig {
+                field: "dim_names",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
