@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use super::DynEngine;
 use crate::error::Result;
-use crate::view::DeletedRows;
+use crate::segment::reader::SegmentData;
+use crate::view::{DeletedRows, SegRef, View};
 
 impl DynEngine {
     /// Deletes every event with id `id`. Returns false when no live event has it.
@@ -19,58 +20,54 @@ impl DynEngine {
         self.writable("delete")?;
         let _v = self.lock_view();
         let view = self.view.load_full();
+        let found = self.live_ids(&view, ids)?;
+        if found.is_empty() {
+            return Ok(0);
+        }
+        self.tombstones.record(&self.dir, &self.schema, &found)?;
+        mark_in_memtables(&view, &found);
+        let next = self.mark_in_segments(&view, &found)?;
+        self.view.store(Arc::new(next));
+        Ok(found.len())
+    }
+
+    /// The distinct `ids` that are not tombstoned and name a live event of `view`.
+    fn live_ids<'i>(&self, view: &View, ids: &[&'i str]) -> Result<Vec<&'i str>> {
         let mut found: Vec<&str> = Vec::new();
         for &id in ids {
             if found.contains(&id) || self.tombstones.contains(id) {
                 continue;
             }
-            let in_mem = view.memtables.iter().any(|m| {
-                let d = m.read();
-                let live = d.rows_with_id(id).any(|r| !d.is_deleted(r));
-                live
-            });
-            let in_seg = || -> Result<bool> {
-                for s in &view.segments {
-                    let data = s.seg.data(&self.schema, &self.cache)?;
-                    if data
-                        .rows_with_id(id)
-                        .into_iter()
-                        .any(|r| !s.deleted.as_ref().is_some_and(|d| d.contains(r)))
-                    {
-                        return Ok(true);
-                    }
-                }
-                Ok(false)
-            };
-            if in_mem || in_seg()? {
+            if live_in_memtables(view, id) || self.live_in_segments(view, id)? {
                 found.push(id);
             }
         }
-        if found.is_empty() {
-            return Ok(0);
-        }
-        self.tombstones.record(&self.dir, &self.schema, &found)?;
-        for m in &view.memtables {
-            let mut d = m.write();
-            for id in &found {
-                let rows: Vec<usize> = d.rows_with_id(id).collect();
-                for r in rows {
-                    d.mark_deleted(r);
-                }
+        Ok(found)
+    }
+
+    /// True when a segment of `view` has a live event with id `id`.
+    fn live_in_segments(&self, view: &View, id: &str) -> Result<bool> {
+        for s in &view.segments {
+            let data = s.seg.data(&self.schema, &self.cache)?;
+            if data
+                .rows_with_id(id)
+                .into_iter()
+                .any(|r| !s.deleted.as_ref().is_some_and(|d| d.contains(r)))
+            {
+                return Ok(true);
             }
         }
-        let mut next = (*view).clone();
+        Ok(false)
+    }
+
+    /// `view` with the rows of `found` deleted in its segments: new deleted-row sets, and the
+    /// rollup store less those rows.
+    fn mark_in_segments(&self, view: &View, found: &[&str]) -> Result<View> {
+        let mut next = view.clone();
         let mut rollups = (*next.rollups).clone();
         for s in next.segments.iter_mut() {
             let data = s.seg.data(&self.schema, &self.cache)?;
-            let mut newly = Vec::new();
-            for id in &found {
-                for r in data.rows_with_id(id) {
-                    if !s.deleted.as_ref().is_some_and(|d| d.contains(r)) {
-                        newly.push(r);
-                    }
-                }
-            }
+            let newly = newly_deleted(s, &data, found);
             if newly.is_empty() {
                 continue;
             }
@@ -95,7 +92,41 @@ impl DynEngine {
             s.deleted = Some(Arc::new(rows));
         }
         next.rollups = Arc::new(rollups);
-        self.view.store(Arc::new(next));
-        Ok(found.len())
+        Ok(next)
     }
+}
+
+/// True when a memtable of `view` has a live event with id `id`.
+fn live_in_memtables(view: &View, id: &str) -> bool {
+    view.memtables.iter().any(|m| {
+        let d = m.read();
+        let live = d.rows_with_id(id).any(|r| !d.is_deleted(r));
+        live
+    })
+}
+
+/// Marks the rows of `found` deleted in the memtables of `view`.
+fn mark_in_memtables(view: &View, found: &[&str]) {
+    for m in &view.memtables {
+        let mut d = m.write();
+        for id in found {
+            let rows: Vec<usize> = d.rows_with_id(id).collect();
+            for r in rows {
+                d.mark_deleted(r);
+            }
+        }
+    }
+}
+
+/// The rows of segment `s` (its `data`) with an id of `found` that are not deleted yet.
+fn newly_deleted(s: &SegRef, data: &SegmentData, found: &[&str]) -> Vec<usize> {
+    let mut newly = Vec::new();
+    for id in found {
+        for r in data.rows_with_id(id) {
+            if !s.deleted.as_ref().is_some_and(|d| d.contains(r)) {
+                newly.push(r);
+            }
+        }
+    }
+    newly
 }

@@ -46,6 +46,30 @@ pub(crate) fn plan_segment<'a>(
     if f.matches_nothing() {
         return Ok(None);
     }
+    let Some((lo, hi)) = row_range(data, f) else {
+        return Ok(None);
+    };
+    let Some(dims) = dim_codes(data, f)? else {
+        return Ok(None);
+    };
+    let Some(StatusPlan { status, selected }) = status_plan(data, f) else {
+        return Ok(None);
+    };
+    let mut plan = SegPlan {
+        data,
+        deleted,
+        lo,
+        hi,
+        dims,
+        status,
+        rows: Rows::Scan,
+    };
+    plan.choose_rows(selected)?;
+    Ok(Some(plan))
+}
+
+/// The rows within the filter's time range and before its cursor; `None` when empty.
+fn row_range(data: &SegmentData, f: &FilterRef<'_>) -> Option<(usize, usize)> {
     let ts = &data.ts;
     let lo = f.from.map_or(0, |from| ts.partition_point(|&t| t < from));
     let mut hi = f.to.map_or(ts.len(), |to| ts.partition_point(|&t| t < to));
@@ -59,9 +83,12 @@ pub(crate) fn plan_segment<'a>(
             .unwrap_or(first_gt);
         hi = hi.min(cut);
     }
-    if lo >= hi {
-        return Ok(None);
-    }
+    (lo < hi).then_some((lo, hi))
+}
+
+/// The filtered dims with their values' codes in this segment; `None` when a value is not in
+/// the segment (no row can match).
+fn dim_codes(data: &SegmentData, f: &FilterRef<'_>) -> Result<Option<Vec<(usize, u16)>>> {
     let mut dims = Vec::new();
     if f.dims.iter().any(Option::is_some) {
         let intern = data.intern()?;
@@ -75,8 +102,24 @@ pub(crate) fn plan_segment<'a>(
             }
         }
     }
-    let mut status = None;
-    let mut status_selected = 0usize;
+    Ok(Some(dims))
+}
+
+/// What the status range means for one segment.
+struct StatusPlan {
+    /// The range still to check per row (`None` when every row's status is inside).
+    status: Option<(u16, u16)>,
+    /// How many rows have a status inside the range.
+    selected: usize,
+}
+
+/// Resolves the status range against the segment's status values; `None` when no row's
+/// status is inside it.
+fn status_plan(data: &SegmentData, f: &FilterRef<'_>) -> Option<StatusPlan> {
+    let mut plan = StatusPlan {
+        status: None,
+        selected: 0,
+    };
     if let Some((slo, shi)) = f.status_range() {
         let (mut any, mut all) = (false, true);
         for (v, n) in data.status_values() {
@@ -84,58 +127,62 @@ pub(crate) fn plan_segment<'a>(
             any |= inside;
             all &= inside;
             if inside {
-                status_selected += n;
+                plan.selected += n;
             }
         }
         if !any {
-            return Ok(None);
+            return None;
         }
         if !all {
-            status = Some((slo, shi));
+            plan.status = Some((slo, shi));
         }
     }
-    // Cheapest row source: the shortest posting list among filtered dims, else the status
-    // bitmaps when selective, else a scan.
-    let mut rows = Rows::Scan;
-    let mut best = usize::MAX;
-    let mut posting_dim = None;
-    for &(d, code) in &dims {
-        if let Some(p) = data.postings(d) {
-            let list = p.rows(code);
-            if list.len() < best {
-                best = list.len();
-                let a = list.partition_point(|&r| (r as usize) < lo);
-                let b = list.partition_point(|&r| (r as usize) < hi);
-                rows = Rows::Posting(&list[a..b]);
-                posting_dim = Some(d);
-            }
-        }
-    }
-    if let Some(pd) = posting_dim {
-        dims.retain(|&(d, _)| d != pd);
-    } else if let Some((slo, shi)) = status {
-        if status_selected * BITMAP_SELECTIVITY <= data.rows {
-            let mut union = vec![0u64; data.rows.div_ceil(64)];
-            for (v, bits) in data.status_bitmaps()? {
-                if *v >= slo && *v <= shi {
-                    for (u, b) in union.iter_mut().zip(bits) {
-                        *u |= b;
-                    }
+    Some(plan)
+}
+
+impl<'a> SegPlan<'a> {
+    /// Chooses the cheapest row source: the shortest posting list among filtered dims (whose
+    /// predicate it then answers), else the status bitmaps when the `status_selected` rows are
+    /// few enough, else a scan.
+    fn choose_rows(&mut self, status_selected: usize) -> Result<()> {
+        let data = self.data;
+        let mut best = usize::MAX;
+        let mut posting_dim = None;
+        for &(d, code) in &self.dims {
+            if let Some(p) = data.postings(d) {
+                let list = p.rows(code);
+                if list.len() < best {
+                    best = list.len();
+                    let a = list.partition_point(|&r| (r as usize) < self.lo);
+                    let b = list.partition_point(|&r| (r as usize) < self.hi);
+                    self.rows = Rows::Posting(&list[a..b]);
+                    posting_dim = Some(d);
                 }
             }
-            rows = Rows::Bitmap(union);
-            status = None;
+        }
+        if let Some(pd) = posting_dim {
+            self.dims.retain(|&(d, _)| d != pd);
+        } else if let Some((slo, shi)) = self.status {
+            if status_selected * BITMAP_SELECTIVITY <= data.rows {
+                self.rows = Rows::Bitmap(status_union(data, slo, shi)?);
+                self.status = None;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The union of the status bitmaps of the values in `slo..=shi`.
+fn status_union(data: &SegmentData, slo: u16, shi: u16) -> Result<Vec<u64>> {
+    let mut union = vec![0u64; data.rows.div_ceil(64)];
+    for (v, bits) in data.status_bitmaps()? {
+        if *v >= slo && *v <= shi {
+            for (u, b) in union.iter_mut().zip(bits) {
+                *u |= b;
+            }
         }
     }
-    Ok(Some(SegPlan {
-        data,
-        deleted,
-        lo,
-        hi,
-        dims,
-        status,
-        rows,
-    }))
+    Ok(union)
 }
 
 impl SegPlan<'_> {

@@ -6,17 +6,16 @@
 //! Waves are one source wide when a source is cheap to read (no filter, or a posting list),
 //! and twice as wide as the query pool when filters force scans.
 
-use std::cmp::Ordering;
 use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use super::kernels::{fill_mask, kernels};
+use super::kernels::{fill_mask, kernels, Kernels};
 use super::plan::{plan_mem, plan_segment, Rows, SegPlan};
 use super::snapshot::Snapshot;
 use super::FilterRef;
 use crate::error::Result;
-use crate::memtable::{MemData, CHUNK_ROWS};
+use crate::memtable::{MemData, MemTable, CHUNK_ROWS};
 use crate::query::read::FromStored;
 use crate::segment::reader::SegmentData;
 use crate::view::SegRef;
@@ -27,88 +26,114 @@ use super::exec::segment_excluded;
 fn top_rows(p: &SegPlan<'_>, limit: usize) -> Vec<u32> {
     let mut out = Vec::with_capacity(limit.min(p.hi - p.lo));
     match &p.rows {
-        Rows::Posting(rows) => {
-            for &r in rows.iter().rev() {
-                if p.row_ok(r as usize) {
-                    out.push(r);
-                    if out.len() == limit {
-                        break;
-                    }
-                }
-            }
-        }
-        Rows::Bitmap(bits) => {
-            let mut w = (p.hi - 1) / 64;
-            'outer: loop {
-                let mut m = bits.get(w).copied().unwrap_or(0);
-                while m != 0 {
-                    let r = w * 64 + 63 - m.leading_zeros() as usize;
-                    m &= !(1u64 << (r % 64));
-                    if r < p.lo {
-                        break 'outer;
-                    }
-                    if r < p.hi && p.row_ok(r) {
-                        out.push(r as u32);
-                        if out.len() == limit {
-                            break 'outer;
-                        }
-                    }
-                }
-                if w == 0 || w * 64 <= p.lo {
-                    break;
-                }
-                w -= 1;
-            }
-        }
-        Rows::Scan => {
-            let k = kernels();
-            let simple = p.dims.is_empty() && p.status.is_none() && p.deleted.is_none();
-            let first = p.lo / CHUNK_ROWS;
-            let last = (p.hi - 1) / CHUNK_ROWS;
-            for c in (first..=last).rev() {
-                if p.chunk_excluded(c) {
-                    continue;
-                }
-                let lo = p.lo.max(c * CHUNK_ROWS);
-                let hi = p.hi.min((c + 1) * CHUNK_ROWS);
-                if simple {
-                    for r in (lo..hi).rev() {
-                        out.push(r as u32);
-                        if out.len() == limit {
-                            return out;
-                        }
-                    }
-                    continue;
-                }
-                let n = hi - lo;
-                let mut mask = [0u64; CHUNK_ROWS / 64];
-                let mask = &mut mask[..n.div_ceil(64)];
-                fill_mask(mask, n);
-                for &(d, code) in &p.dims {
-                    (k.and_eq_u16)(&p.data.dim(d)[lo..hi], code, mask);
-                }
-                if let Some((slo, shi)) = p.status {
-                    (k.and_range_u16)(&p.data.status()[lo..hi], slo, shi, mask);
-                }
-                for (w, &word) in mask.iter().enumerate().rev() {
-                    let mut m = word;
-                    while m != 0 {
-                        let i = w * 64 + 63 - m.leading_zeros() as usize;
-                        m &= !(1u64 << (i % 64));
-                        let r = lo + i;
-                        if p.deleted.is_some_and(|d| d.contains(r)) {
-                            continue;
-                        }
-                        out.push(r as u32);
-                        if out.len() == limit {
-                            return out;
-                        }
-                    }
-                }
+        Rows::Posting(rows) => top_posting(p, rows, limit, &mut out),
+        Rows::Bitmap(bits) => top_bitmap(p, bits, limit, &mut out),
+        Rows::Scan => top_scan(p, limit, &mut out),
+    }
+    out
+}
+
+/// `top_rows` from a posting list: its rows from the last, checked.
+fn top_posting(p: &SegPlan<'_>, rows: &[u32], limit: usize, out: &mut Vec<u32>) {
+    for &r in rows.iter().rev() {
+        if p.row_ok(r as usize) {
+            out.push(r);
+            if out.len() == limit {
+                break;
             }
         }
     }
-    out
+}
+
+/// `top_rows` from the status bitmaps: set bits from the highest, within the row range,
+/// checked.
+fn top_bitmap(p: &SegPlan<'_>, bits: &[u64], limit: usize, out: &mut Vec<u32>) {
+    let mut w = (p.hi - 1) / 64;
+    loop {
+        let mut m = bits.get(w).copied().unwrap_or(0);
+        while m != 0 {
+            let r = w * 64 + 63 - m.leading_zeros() as usize;
+            m &= !(1u64 << (r % 64));
+            if r < p.lo {
+                return;
+            }
+            if r < p.hi && p.row_ok(r) {
+                out.push(r as u32);
+                if out.len() == limit {
+                    return;
+                }
+            }
+        }
+        if w == 0 || w * 64 <= p.lo {
+            return;
+        }
+        w -= 1;
+    }
+}
+
+/// `top_rows` by scanning: chunks from the last, skipped by their zone maps; every row when
+/// nothing is left to check, else the rows the kernels' mask keeps.
+fn top_scan(p: &SegPlan<'_>, limit: usize, out: &mut Vec<u32>) {
+    let k = kernels();
+    let simple = p.dims.is_empty() && p.status.is_none() && p.deleted.is_none();
+    let first = p.lo / CHUNK_ROWS;
+    let last = (p.hi - 1) / CHUNK_ROWS;
+    for c in (first..=last).rev() {
+        if p.chunk_excluded(c) {
+            continue;
+        }
+        let lo = p.lo.max(c * CHUNK_ROWS);
+        let hi = p.hi.min((c + 1) * CHUNK_ROWS);
+        if simple {
+            for r in (lo..hi).rev() {
+                out.push(r as u32);
+                if out.len() == limit {
+                    return;
+                }
+            }
+            continue;
+        }
+        if chunk_top(p, k, (lo, hi), limit, out) {
+            return;
+        }
+    }
+}
+
+/// Adds the matching rows of `lo..hi` (within one chunk), newest first, until `out` holds
+/// `limit`; true when it does.
+fn chunk_top(
+    p: &SegPlan<'_>,
+    k: &Kernels,
+    (lo, hi): (usize, usize),
+    limit: usize,
+    out: &mut Vec<u32>,
+) -> bool {
+    let n = hi - lo;
+    let mut mask = [0u64; CHUNK_ROWS / 64];
+    let mask = &mut mask[..n.div_ceil(64)];
+    fill_mask(mask, n);
+    for &(d, code) in &p.dims {
+        (k.and_eq_u16)(&p.data.dim(d)[lo..hi], code, mask);
+    }
+    if let Some((slo, shi)) = p.status {
+        (k.and_range_u16)(&p.data.status()[lo..hi], slo, shi, mask);
+    }
+    for (w, &word) in mask.iter().enumerate().rev() {
+        let mut m = word;
+        while m != 0 {
+            let i = w * 64 + 63 - m.leading_zeros() as usize;
+            m &= !(1u64 << (i % 64));
+            let r = lo + i;
+            if p.deleted.is_some_and(|d| d.contains(r)) {
+                continue;
+            }
+            out.push(r as u32);
+            if out.len() == limit {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// Up to `limit` matching events of a memtable, newest first.
@@ -189,84 +214,160 @@ pub(crate) fn recent<T: FromStored>(
     let view = &snap.view;
     let (nc, nl) = (snap.schema.counters.len(), snap.schema.labels.len());
     // Memtables first: they are small and usually hold the newest events.
-    let mut sources: Vec<Source<T>> = Vec::new();
-    for m in &view.memtables {
+    let mut merge = Merge::new(memtable_sources(&view.memtables, f, limit), limit);
+    let segs: Vec<&SegRef> = view
+        .segments
+        .iter()
+        .filter(|s| !segment_excluded(s, f))
+        .collect();
+    let wide = snap.pool.threads().max(1) * 2;
+    let mut next = 0;
+    while next < segs.len() {
+        if merge
+            .kth_ts()
+            .is_some_and(|kth_ts| segs[next].seg.max_ts < kth_ts)
+        {
+            break;
+        }
+        let width = if cheap(segs[next], f) { 1 } else { wide };
+        let wave = &segs[next..(next + width).min(segs.len())];
+        next += wave.len();
+        merge.add(read_wave(snap, wave, f, limit)?);
+    }
+    merge.into_events(nc, nl)
+}
+
+/// Each memtable's best `limit` matches, as merge sources (memtables without one left out).
+fn memtable_sources<T: FromStored>(
+    memtables: &[Arc<MemTable>],
+    f: &FilterRef<'_>,
+    limit: usize,
+) -> Vec<Source<T>> {
+    let mut sources = Vec::new();
+    for m in memtables {
         let data = m.read();
         let evs = mem_top::<T>(&data, f, limit);
         if !evs.is_empty() {
             sources.push(Source::Mem(evs.into_iter().map(Some).collect()));
         }
     }
-    let segs: Vec<&SegRef> = view
-        .segments
-        .iter()
-        .filter(|s| !segment_excluded(s, f))
-        .collect();
-    // (source index, position) of the merged candidates, best first.
-    let mut merged: Vec<(usize, usize)> = Vec::new();
-    for (i, s) in sources.iter().enumerate() {
-        merged.extend((0..s.len()).map(|p| (i, p)));
-    }
-    // Newest first: ts descending, then id descending (ids only read on ties).
-    let cmp = |sources: &[Source<T>], a: &(usize, usize), b: &(usize, usize)| -> Ordering {
-        let (sa, sb) = (&sources[a.0], &sources[b.0]);
-        sb.ts(b.1)
-            .cmp(&sa.ts(a.1))
-            .then_with(|| sb.id(b.1).cmp(sa.id(a.1)))
-    };
-    merged.sort_by(|a, b| cmp(&sources, a, b));
-    merged.truncate(limit);
+    sources
+}
 
-    let wide = snap.pool.threads().max(1) * 2;
-    let mut next = 0;
-    while next < segs.len() {
-        if merged.len() >= limit {
-            let kth_ts = sources[merged[limit - 1].0].ts(merged[limit - 1].1);
-            if segs[next].seg.max_ts < kth_ts {
-                break;
-            }
+/// Each segment's best `limit` matching rows as a merge source, in parallel on the query pool
+/// when the wave has several segments.
+fn read_wave<T: FromStored>(
+    snap: &Snapshot<'_>,
+    wave: &[&SegRef],
+    f: &FilterRef<'_>,
+    limit: usize,
+) -> Result<Vec<Option<Source<T>>>> {
+    let run = |s: &&SegRef| segment_source(snap, s, f, limit);
+    if wave.len() > 1 {
+        snap.pool
+            .install(|| wave.par_iter().map(run).collect::<Result<_>>())?
+    } else {
+        wave.iter().map(run).collect()
+    }
+}
+
+/// A segment's best `limit` matching rows as a merge source; `None` when no row matches.
+fn segment_source<T: FromStored>(
+    snap: &Snapshot<'_>,
+    s: &SegRef,
+    f: &FilterRef<'_>,
+    limit: usize,
+) -> Result<Option<Source<T>>> {
+    let data = snap.data(s)?;
+    let plan =
+        plan_segment(&data, s.deleted.as_deref(), f).map_err(|e| e.with_path(&s.seg.path))?;
+    let rows = plan.map(|p| top_rows(&p, limit)).unwrap_or_default();
+    Ok((!rows.is_empty()).then(|| Source::Seg {
+        data: data.clone(),
+        rows,
+        path: s.seg.path.clone(),
+    }))
+}
+
+/// The merge of the sources read so far: (source index, position) of the best candidates,
+/// best first, at most `limit`.
+struct Merge<T> {
+    sources: Vec<Source<T>>,
+    merged: Vec<(usize, usize)>,
+    limit: usize,
+}
+
+impl<T: FromStored> Merge<T> {
+    /// The merge of `sources`, cut to `limit`.
+    fn new(sources: Vec<Source<T>>, limit: usize) -> Merge<T> {
+        let mut merged: Vec<(usize, usize)> = Vec::new();
+        for (i, s) in sources.iter().enumerate() {
+            merged.extend((0..s.len()).map(|p| (i, p)));
         }
-        let width = if cheap(segs[next], f) { 1 } else { wide };
-        let wave = &segs[next..(next + width).min(segs.len())];
-        next += wave.len();
-        let run = |s: &&SegRef| -> Result<Option<Source<T>>> {
-            let data = snap.data(s)?;
-            let plan = plan_segment(&data, s.deleted.as_deref(), f)
-                .map_err(|e| e.with_path(&s.seg.path))?;
-            let rows = plan.map(|p| top_rows(&p, limit)).unwrap_or_default();
-            Ok((!rows.is_empty()).then(|| Source::Seg {
-                data: data.clone(),
-                rows,
-                path: s.seg.path.clone(),
-            }))
+        let mut merge = Merge {
+            sources,
+            merged,
+            limit,
         };
-        let found: Vec<Option<Source<T>>> = if wave.len() > 1 {
-            snap.pool
-                .install(|| wave.par_iter().map(run).collect::<Result<_>>())??
-        } else {
-            wave.iter().map(run).collect::<Result<_>>()?
-        };
-        let before = merged.len();
+        merge.sort();
+        merge.merged.truncate(limit);
+        merge
+    }
+
+    /// Newest first: ts descending, then id descending (ids only read on ties).
+    fn sort(&mut self) {
+        let sources = &self.sources;
+        self.merged.sort_by(|a, b| {
+            let (sa, sb) = (&sources[a.0], &sources[b.0]);
+            sb.ts(b.1)
+                .cmp(&sa.ts(a.1))
+                .then_with(|| sb.id(b.1).cmp(sa.id(a.1)))
+        });
+    }
+
+    /// The timestamp of the `limit`-th candidate, once there are `limit`: a source whose newest
+    /// event is older cannot improve the result.
+    fn kth_ts(&self) -> Option<i64> {
+        if self.merged.len() < self.limit {
+            return None;
+        }
+        let (i, p) = self.merged[self.limit - 1];
+        Some(self.sources[i].ts(p))
+    }
+
+    /// Merges the sources `found` in a wave.
+    fn add(&mut self, found: Vec<Option<Source<T>>>) {
+        let before = self.merged.len();
         for src in found.into_iter().flatten() {
-            let i = sources.len();
-            merged.extend((0..src.len()).map(|p| (i, p)));
-            sources.push(src);
+            let i = self.sources.len();
+            self.merged.extend((0..src.len()).map(|p| (i, p)));
+            self.sources.push(src);
         }
         // A single source's rows are already in order; only a real merge needs sorting.
-        if before > 0 || sources.len() > 1 {
-            merged.sort_by(|a, b| cmp(&sources, a, b));
+        if before > 0 || self.sources.len() > 1 {
+            self.sort();
         }
-        merged.truncate(limit);
+        self.merged.truncate(self.limit);
     }
-    let mut out = Vec::with_capacity(merged.len());
-    for (i, p) in merged {
-        match &mut sources[i] {
-            Source::Seg { data, rows, path } => out
-                .push(T::from_seg(data, rows[p] as usize, nc, nl).map_err(|e| e.with_path(path))?),
-            Source::Mem(evs) => out.extend(evs[p].take()),
+
+    /// The merged candidates as events, best first.
+    fn into_events(self, nc: usize, nl: usize) -> Result<Vec<T>> {
+        let Merge {
+            mut sources,
+            merged,
+            ..
+        } = self;
+        let mut out = Vec::with_capacity(merged.len());
+        for (i, p) in merged {
+            match &mut sources[i] {
+                Source::Seg { data, rows, path } => out.push(
+                    T::from_seg(data, rows[p] as usize, nc, nl).map_err(|e| e.with_path(path))?,
+                ),
+                Source::Mem(evs) => out.extend(evs[p].take()),
+            }
         }
+        Ok(out)
     }
-    Ok(out)
 }
 
 /// The newest live event with id `id`.

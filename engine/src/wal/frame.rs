@@ -166,75 +166,112 @@ pub(crate) fn encode_events<R: Row>(
         frame.put_str16(key);
         frame.put_u64(pos);
     }
+    let mut generated = String::new();
+    for row in rows {
+        let (dims, counters, labels) = (row.dims(), row.counters(), row.labels());
+        check_arity(schema, dims, counters, labels)?;
+        put_fixed(frame, row, counters);
+        put_id(frame, row.id(), ids, &mut generated)?;
+        put_strings(frame, schema, dims, labels)?;
+    }
+    frame.set_count(rows.len() as u32);
+    Ok(())
+}
+
+/// Checks that a row has the schema's number of dims, counters and labels.
+fn check_arity(
+    schema: &SchemaDef,
+    dims: &[String],
+    counters: &[u32],
+    labels: &[String],
+) -> Result<()> {
     let (nd, nc, nl) = (
         schema.dims.len(),
         schema.counters.len(),
         schema.labels.len(),
     );
-    let mut generated = String::new();
-    for row in rows {
-        let (dims, counters, labels) = (row.dims(), row.counters(), row.labels());
-        if dims.len() != nd {
-            return Err(DbError::ArityMismatch {
-                column: "dims",
-                expected: nd,
-                found: dims.len(),
-            });
-        }
-        if counters.len() != nc {
-            return Err(DbError::ArityMismatch {
-                column: "counters",
-                expected: nc,
-                found: counters.len(),
-            });
-        }
-        if labels.len() != nl {
-            return Err(DbError::ArityMismatch {
-                column: "labels",
-                expected: nl,
-                found: labels.len(),
-            });
-        }
-        frame.put_i64(row.ts_ns());
-        frame.put_i64(row.metric());
-        frame.put_u32(row.latency_ms());
-        frame.put_u32(row.latency_detail_ms());
-        frame.put_u16(row.status());
-        frame.put_u16(row.flags().0);
-        for &c in counters {
-            frame.put_u32(c);
-        }
-        let id = row.id();
-        if id.is_empty() {
-            generated.clear();
-            ids.next_id(&mut generated);
-            frame.put_str16(&generated);
-        } else {
-            check_len("id", id.len(), MAX_VALUE_LEN)?;
-            frame.put_str16(id);
-        }
-        for (i, d) in dims.iter().enumerate() {
-            if d.len() > MAX_VALUE_LEN {
-                return Err(too_large(
-                    format!("dim {}", schema.dims[i]),
-                    d.len(),
-                    MAX_VALUE_LEN,
-                ));
-            }
-            frame.put_str16(d);
-        }
-        for (i, l) in labels.iter().enumerate() {
-            if l.len() > MAX_LABEL_LEN {
-                return Err(too_large(
-                    format!("label {}", schema.labels[i]),
-                    l.len(),
-                    MAX_LABEL_LEN,
-                ));
-            }
-            frame.put_str32(l);
-        }
+    if dims.len() != nd {
+        return Err(DbError::ArityMismatch {
+            column: "dims",
+            expected: nd,
+            found: dims.len(),
+        });
     }
-    frame.set_count(rows.len() as u32);
+    if counters.len() != nc {
+        return Err(DbError::ArityMismatch {
+            column: "counters",
+            expected: nc,
+            found: counters.len(),
+        });
+    }
+    if labels.len() != nl {
+        return Err(DbError::ArityMismatch {
+            column: "labels",
+            expected: nl,
+            found: labels.len(),
+        });
+    }
+    Ok(())
+}
+
+/// Writes a row's fixed columns and its counters.
+fn put_fixed<R: Row>(frame: &mut FrameBuf, row: &R, counters: &[u32]) {
+    frame.put_i64(row.ts_ns());
+    frame.put_i64(row.metric());
+    frame.put_u32(row.latency_ms());
+    frame.put_u32(row.latency_detail_ms());
+    frame.put_u16(row.status());
+    frame.put_u16(row.flags().0);
+    for &c in counters {
+        frame.put_u32(c);
+    }
+}
+
+/// Writes a row's id, or a new one from `ids` when it has none (`generated` is scratch).
+fn put_id(
+    frame: &mut FrameBuf,
+    id: &str,
+    ids: &dyn IdSource,
+    generated: &mut String,
+) -> Result<()> {
+    if id.is_empty() {
+        generated.clear();
+        ids.next_id(generated);
+        frame.put_str16(generated);
+    } else {
+        check_len("id", id.len(), MAX_VALUE_LEN)?;
+        frame.put_str16(id);
+    }
+    Ok(())
+}
+
+/// Writes a row's dims and labels, refusing values over their limit.
+fn put_strings(
+    frame: &mut FrameBuf,
+    schema: &SchemaDef,
+    dims: &[String],
+    labels: &[String],
+) -> Result<()> {
+    for (i, d) in dims.iter().enumerate() {
+        if d.len() > MAX_VALUE_LEN {
+            return Err(too_large(
+                format!("dim {}", schema.dims[i]),
+                d.len(),
+                MAX_VALUE_LEN,
+            ));
+        }
+        frame.put_str16(d);
+    }
+    for (i, l) in labels.iter().enumerate() {
+        if l.len() > MAX_LABEL_LEN {
+            return Err(too_large(
+                format!("label {}", schema.labels[i]),
+                l.len(),
+                MAX_LABEL_LEN,
+            ));
+        }
+        frame.put_str32(l);
+    }
     Ok(())
 }
 
