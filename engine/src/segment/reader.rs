@@ -331,6 +331,14 @@ fn verify_header(path: &Path, file: &[u8], schema: &SchemaDef) -> Result<Segment
             "column counts disagree with the fingerprint".into(),
         ));
     }
+    let generation = header.generation.get();
+    if generation == u64::MAX {
+        // See `WalHeader::decode`: no WAL of this generation can exist.
+        return Err(corrupt(
+            offset_of!(SegmentHeader, generation),
+            format!("generation {generation} leaves no generation for a next WAL"),
+        ));
+    }
     let rows = header.rows.get() as usize;
     if rows > MAX_SEGMENT_ROWS || rows > file.len() {
         return Err(corrupt(

@@ -3,6 +3,7 @@
 mod common;
 mod derive;
 mod fixtures;
+mod fuzz_found;
 mod fuzz_seeds;
 mod model;
 mod query_pool;
