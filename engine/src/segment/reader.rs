@@ -391,6 +391,7 @@ fn parse_sections(
     let status = StatusIndex::parse(bytes(Section::Status), rows)?;
     let postings = PostingIndex::parse(bytes(Section::Postings), rows, shape.dims)?;
     let ids = IdIndex::parse(bytes(Section::Ids), rows)?;
+    ids.check_order(bytes(Section::Ids), &ts)?;
     let labels = LabelColumns::parse(bytes(Section::Labels), rows, shape.labels)?;
     // The reader views them in the whole mapping: one bounds check per column view.
     let layout = Layout {
