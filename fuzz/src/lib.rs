@@ -324,3 +324,8 @@ pub fn check_queries(engine: &DynEngine, events: &[DynEvent], agree: Agree) -> R
     }
     Ok(())
 }
+
+/// The repository's example configurations (`config/`), which the agent targets start from.
+pub fn config_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config")
+}

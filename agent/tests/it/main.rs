@@ -7,6 +7,7 @@ mod errors;
 mod fleet_api;
 mod fleet_campaign;
 mod fleet_figures;
+mod fuzz_seeds;
 mod http_cli;
 mod process;
 mod real_cluster;
