@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -271,9 +272,15 @@ async fn events(State(s): State<AppState>, RawQuery(q): RawQuery) -> Response {
 
 async fn event(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     RawQuery(q): RawQuery,
 ) -> Response {
+    // An id that does not decode (not UTF-8 once percent-decoded) is a bad request like any
+    // other, answered in JSON; axum's own rejection is plain text.
+    let id = match id {
+        Ok(Path(id)) => id,
+        Err(e) => return error(StatusCode::BAD_REQUEST, Some("id"), e.body_text()),
+    };
     if id.len() > keplordb::MAX_VALUE_LEN {
         return error(
             StatusCode::BAD_REQUEST,
@@ -478,6 +485,53 @@ mod tests {
             });
         });
         (url, stop, server)
+    }
+
+    /// Fuzz target `query_params`: `GET /v1/events/%999` (an id that is not UTF-8 once
+    /// decoded) was answered by axum's plain-text rejection, where every other bad request is
+    /// a JSON 400 naming the parameter (agent/openapi.yaml).
+    #[test]
+    fn an_id_that_does_not_decode_is_a_json_bad_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = keplordb::EngineConfig::new(dir.path().join("data")).with_columns(
+            ["user"],
+            ["tokens"],
+            Vec::<&str>::new(),
+        );
+        let config = Config::from_toml(
+            "[kafka]\nbrokers = \"127.0.0.1:9\"\ntopics = [\"in\"]\n[schema]\nid = 1\n",
+            [],
+            dir.path(),
+        )
+        .unwrap();
+        let state = AppState {
+            engine: Arc::new(DynEngine::open(engine).unwrap()),
+            metrics: Arc::new(Metrics::default()),
+            ready: Arc::new(AtomicBool::new(true)),
+            settings: config.http.clone(),
+            held: Arc::new(Held::new(&StoreId("test".into()))),
+        };
+        let (url, stop, server) = serve_on_one_worker(state);
+        let client: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        for (path, status) in [("%999", 400), ("%FF%FE", 400), ("caf%C3%A9", 404)] {
+            let mut r = client
+                .get(format!("{url}/v1/events/{path}"))
+                .call()
+                .unwrap();
+            let body = r.body_mut().read_to_string().unwrap();
+            assert_eq!(r.status().as_u16(), status, "{path}: {body}");
+            let v: serde_json::Value = serde_json::from_str(&body)
+                .unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body}"));
+            assert!(v["error"].is_string(), "{path}: {body}");
+            if status == 400 {
+                assert_eq!(v["parameter"], "id", "{path}: {body}");
+            }
+        }
+        let _ = stop.send(());
+        server.join().unwrap();
     }
 
     #[test]
