@@ -100,7 +100,10 @@ impl Params {
                 "to" => p.to_ts_ns = Some(parse_time(k, v)?),
                 "since" => {
                     let d = parse_duration(v).map_err(|e| perr(k, e))?;
-                    p.from_ts_ns = Some(now_ns() - d.as_nanos() as i64);
+                    // Durations reach 10^12 s, past the i64 nanoseconds since 1970: the
+                    // earliest time there is.
+                    let from = now_ns() as i128 - d.as_nanos() as i128;
+                    p.from_ts_ns = Some(i64::try_from(from).unwrap_or(i64::MIN));
                 }
                 "status_min" => p.status_min = Some(u16p(v)?),
                 "status_max" => p.status_max = Some(u16p(v)?),
@@ -356,7 +359,7 @@ pub fn rollups(engine: &DynEngine, p: &Params) -> Result<RollupsResponse, QueryE
     if from > to {
         return Err(perr("from_day", "from_day is after to_day").into());
     }
-    if to - from > 3660 {
+    if to.abs_diff(from) > 3660 {
         return Err(perr("from_day", "at most 3660 days per request").into());
     }
     let rollup_names: Vec<&str> = schema
@@ -429,5 +432,58 @@ mod tests {
             assert_eq!(e.parameter, k, "{k}={v}: {e}");
         }
         assert_eq!(parse_day("d", "2026-11-25").unwrap(), 20_782);
+    }
+
+    /// Fuzz target `query_params` (`since=10000000000s`): 10^19 ns is past `i64::MAX`; the
+    /// cast wrapped and `now - wrapped` overflowed (a panic with overflow checks, a time in
+    /// the future without). Longer still, the wrapped value hid the error entirely.
+    #[test]
+    fn since_further_back_than_the_i64_nanoseconds_is_not_an_overflow() {
+        let before = now_ns() as i128;
+        let p = Params::parse([("since", "10000000000s")]).unwrap();
+        let after = now_ns() as i128;
+        let from = p.from_ts_ns.unwrap() as i128;
+        assert!((before - 10i128.pow(19)..=after - 10i128.pow(19)).contains(&from));
+        let p = Params::parse([("since", "1000000000000s")]).unwrap();
+        assert_eq!(p.from_ts_ns, Some(i64::MIN));
+    }
+
+    /// Fuzz target `query_params` (`/v1/rollups?from_day=-9223372036854775808`): `to - from`
+    /// overflowed (a panic with overflow checks; without, a wrapped difference passed the
+    /// 3,660-day limit).
+    #[test]
+    fn rollup_days_too_far_apart_are_refused_not_an_overflow() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = keplordb::EngineConfig::new(dir.path()).with_columns(
+            ["user"],
+            ["tokens"],
+            Vec::<&str>::new(),
+        );
+        let engine = DynEngine::open(config).unwrap();
+        for (from, to) in [
+            (i64::MIN, 0),
+            (-1, i64::MAX),
+            (i64::MIN, i64::MAX),
+            (0, 3661),
+        ] {
+            let p = Params {
+                from_day: Some(from),
+                to_day: Some(to),
+                ..Params::default()
+            };
+            match rollups(&engine, &p) {
+                Err(QueryError::Param(e)) => {
+                    assert_eq!(e.parameter, "from_day", "{from}..={to}: {e}");
+                    assert!(e.error.contains("at most 3660 days"), "{from}..={to}: {e}");
+                }
+                other => panic!("{from}..={to}: {other:?}"),
+            }
+        }
+        let p = Params {
+            from_day: Some(0),
+            to_day: Some(3660),
+            ..Params::default()
+        };
+        assert!(rollups(&engine, &p).unwrap().buckets.is_empty());
     }
 }
