@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::raw::{Quantity, RawFormat};
-use super::{duration, err, secret_of, ser_duration, ser_masked, ConfigError};
+use super::raw::RawFormat;
+use super::{err, positive_duration, secret_of, ser_duration, ser_masked, ConfigError};
 
 /// Message encoding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -209,18 +209,6 @@ fn registry_ca_file(
 }
 
 /// A duration key that must be longer than 0.
-fn positive_duration(
-    key: &str,
-    q: Option<Quantity>,
-    default: Duration,
-) -> Result<Duration, ConfigError> {
-    let d = duration(key, q, default)?;
-    if d.is_zero() {
-        return Err(err(key, "must be longer than 0"));
-    }
-    Ok(d)
-}
-
 /// `format.registry_retries`: 0 to 10, default 2.
 fn registry_retries(n: Option<u64>) -> Result<u32, ConfigError> {
     match n {

@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::raw::{RawFleet, RawHttp};
-use super::{duration, err, fleet, ser_duration, ser_secret, size, ConfigError, FleetSettings};
+use super::{
+    err, fleet, positive_duration, ser_duration, ser_secret, size, ConfigError, FleetSettings,
+};
 
 /// HTTP query endpoints.
 #[derive(Debug, Clone, Serialize)]
@@ -62,7 +64,8 @@ pub(super) fn resolve(
         fleet: fleet::resolve(raw_fleet, auth_token.as_deref(), path_of)?,
         auth_token,
         max_limit: h.max_limit.unwrap_or(1000) as usize,
-        request_timeout: duration(
+        // Zero would time every query out.
+        request_timeout: positive_duration(
             "http.request_timeout",
             h.request_timeout,
             Duration::from_secs(10),

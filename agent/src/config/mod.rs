@@ -195,6 +195,19 @@ fn duration(key: &str, q: Option<Quantity>, default: Duration) -> Result<Duratio
     }
 }
 
+/// A duration that must be longer than zero (a timeout: zero would fail every attempt).
+fn positive_duration(
+    key: &str,
+    q: Option<Quantity>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let d = duration(key, q, default)?;
+    if d.is_zero() {
+        return Err(err(key, "must be longer than 0"));
+    }
+    Ok(d)
+}
+
 fn size(key: &str, q: Option<Quantity>, default: u64) -> Result<u64, ConfigError> {
     match q {
         None => Ok(default),

@@ -649,3 +649,20 @@ fn http_answer_caps_have_defaults_and_name_their_keys() {
         assert_eq!(e.key, key, "{extra}: {e}");
     }
 }
+
+/// Found writing the config fuzz target's invariants: `http.request_timeout = "0s"` was
+/// accepted, and every query then answered 503 `query timed out`. The fleet's and the
+/// registry's timeouts already had to be longer than 0.
+#[test]
+fn a_zero_request_timeout_is_refused() {
+    for (text, env) in [
+        ("[http]\nrequest_timeout = \"0s\"", vec![]),
+        ("", vec![("KEPLOR_HTTP__REQUEST_TIMEOUT", "0ms")]),
+    ] {
+        let e = load(text, &env).unwrap_err();
+        assert_eq!(e.key, "http.request_timeout", "{e}");
+        assert!(e.message.contains("longer than 0"), "{e}");
+    }
+    let c = load("[http]\nrequest_timeout = \"1ms\"", &[]).unwrap();
+    assert_eq!(c.http.request_timeout, Duration::from_millis(1));
+}

@@ -20,6 +20,7 @@ use std::time::Instant;
 mod auth;
 mod limits;
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware;
@@ -361,9 +362,15 @@ async fn events(State(s): State<AppState>, RawQuery(q): RawQuery) -> Response {
 
 async fn event(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     RawQuery(q): RawQuery,
 ) -> Response {
+    // An id that does not decode (not UTF-8 once percent-decoded) is a bad request like any
+    // other, answered in JSON; axum's own rejection is plain text.
+    let id = match id {
+        Ok(Path(id)) => id,
+        Err(e) => return error(StatusCode::BAD_REQUEST, Some("id"), e.body_text()),
+    };
     if id.len() > keplordb::MAX_VALUE_LEN {
         // Longer than any stored id: not found, without asking the engine.
         return error(StatusCode::NOT_FOUND, None, "no event with this id");

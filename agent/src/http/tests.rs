@@ -287,3 +287,23 @@ fn a_timed_out_query_stops_at_its_next_check() {
     let _ = stop.send(());
     server.join().unwrap();
 }
+
+/// Fuzz target `query_params`: `GET /v1/events/%999` (an id that is not UTF-8 once decoded)
+/// was answered by axum's plain-text rejection, where every other bad request is a JSON 400
+/// naming the parameter (agent/openapi.yaml).
+#[test]
+fn an_id_that_does_not_decode_is_a_json_bad_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, stop, server) = serve_on_one_worker(state(dir.path(), ""));
+    let client = client();
+    for (path, status) in [("%999", 400), ("%FF%FE", 400), ("caf%C3%A9", 404)] {
+        let (got, _, v) = get(&client, &format!("{url}/v1/events/{path}"));
+        assert_eq!(got, status, "{path}: {v}");
+        assert!(v["error"].is_string(), "{path}: {v}");
+        if status == 400 {
+            assert_eq!(v["parameter"], "id", "{path}: {v}");
+        }
+    }
+    let _ = stop.send(());
+    server.join().unwrap();
+}

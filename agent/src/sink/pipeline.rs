@@ -252,8 +252,7 @@ impl Sink {
         if p.last_gc.elapsed() < Duration::from_secs(60) {
             return;
         }
-        let cutoff = now_ns() - retention.as_nanos() as i64;
-        match shared.engine.gc(cutoff) {
+        match shared.engine.gc(retention_cutoff(now_ns(), retention)) {
             Ok(s) if s.segments_deleted > 0 => tracing::info!(
                 segments = s.segments_deleted,
                 events = s.events_deleted,
@@ -340,9 +339,39 @@ fn consumer_error_kind(e: &KafkaError) -> String {
     }
 }
 
+/// The time before which `retention` deletes segments, at `now_ns`. A retention longer than the
+/// nanoseconds an i64 counts back from now (the config takes up to 10^12 s) keeps everything:
+/// the cutoff is the earliest time there is.
+fn retention_cutoff(now_ns: i64, retention: Duration) -> i64 {
+    i64::try_from(now_ns as i128 - retention.as_nanos() as i128).unwrap_or(i64::MIN)
+}
+
 fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by review after the `query_params` fuzz target's `since` overflow, the same cast:
+    /// `now - retention.as_nanos() as i64` wrapped for retentions past i64 nanoseconds, and
+    /// from about 350 years on (`engine.retention = "200000d"`) the wrapped cutoff was in the
+    /// future: retention gc would have deleted every segment.
+    #[test]
+    fn a_retention_longer_than_the_clock_keeps_everything() {
+        let now = 1_764_028_800_000_000_000;
+        let day = Duration::from_secs(86_400);
+        let days_before = |d: i128| (now as i128 - d * 86_400_000_000_000) as i64;
+        assert_eq!(retention_cutoff(now, day * 30), days_before(30));
+        // Past i64::MAX nanoseconds, and still a time after i64::MIN.
+        assert_eq!(retention_cutoff(now, day * 110_000), days_before(110_000));
+        for days in [150_000, 200_000, 11_574_074] {
+            assert_eq!(retention_cutoff(now, day * days), i64::MIN, "{days} days");
+        }
+        assert_eq!(retention_cutoff(now, Duration::ZERO), now);
+    }
 }

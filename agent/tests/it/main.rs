@@ -8,6 +8,7 @@ mod errors;
 mod fleet_api;
 mod fleet_campaign;
 mod fleet_figures;
+mod fuzz_seeds;
 mod http_cli;
 mod openapi;
 mod process;

@@ -331,6 +331,14 @@ fn verify_header(path: &Path, file: &[u8], schema: &SchemaDef) -> Result<Segment
             "column counts disagree with the fingerprint".into(),
         ));
     }
+    let generation = header.generation.get();
+    if generation == u64::MAX {
+        // See `WalHeader::decode`: no WAL of this generation can exist.
+        return Err(corrupt(
+            offset_of!(SegmentHeader, generation),
+            format!("generation {generation} leaves no generation for a next WAL"),
+        ));
+    }
     let rows = header.rows.get() as usize;
     if rows > MAX_SEGMENT_ROWS || rows > file.len() {
         return Err(corrupt(
@@ -383,6 +391,7 @@ fn parse_sections(
     let status = StatusIndex::parse(bytes(Section::Status), rows)?;
     let postings = PostingIndex::parse(bytes(Section::Postings), rows, shape.dims)?;
     let ids = IdIndex::parse(bytes(Section::Ids), rows)?;
+    ids.check_order(bytes(Section::Ids), &ts)?;
     let labels = LabelColumns::parse(bytes(Section::Labels), rows, shape.labels)?;
     // The reader views them in the whole mapping: one bounds check per column view.
     let layout = Layout {

@@ -300,6 +300,12 @@ fn header_and_table_faults_name_the_field() {
     f.bytes[..HEADER_LEN].copy_from_slice(&h.encode());
     let e = case.open(&f).unwrap_err();
     assert_corrupt(e, "header", 24);
+    // A generation that leaves none for a next WAL.
+    let mut f = case.file();
+    let mut h = f.header();
+    h.generation.set(u64::MAX);
+    f.bytes[..HEADER_LEN].copy_from_slice(&h.encode());
+    assert_corrupt(case.open(&f).unwrap_err(), "header", 48);
     // A section placed off its alignment: the table entry is named.
     let mut f = case.file();
     let mut h = f.header();

@@ -89,10 +89,18 @@ impl WalHeader {
         if crc != crc32fast::hash(&b[..OFF_CRC]) {
             return Err(HeaderError::Corrupt("header checksum mismatch".into()));
         }
+        let generation = le::read_at::<u64>(b, OFF_GENERATION).map_err(short)?;
+        if generation == u64::MAX {
+            // Generations count up from 1 (FORMAT.md 8.2): this one leaves none for the next
+            // WAL, and `1 + max` at open would overflow.
+            return Err(HeaderError::Corrupt(format!(
+                "generation {generation} leaves no generation for a next WAL"
+            )));
+        }
         Ok(WalHeader {
             version,
             shard: le::read_at(b, OFF_SHARD).map_err(short)?,
-            generation: le::read_at(b, OFF_GENERATION).map_err(short)?,
+            generation,
             schema_id: b[OFF_SCHEMA_ID],
             fingerprint: le::read_at(b, OFF_FINGERPRINT).map_err(short)?,
         })

@@ -243,6 +243,26 @@ fn header_rejects_damage_and_future_versions() {
 }
 
 #[test]
+fn header_with_the_last_generation_is_damaged() {
+    let h = WalHeader {
+        version: super::WAL_VERSION,
+        shard: 0,
+        generation: u64::MAX,
+        schema_id: 1,
+        fingerprint: 0xABCD,
+    };
+    match WalHeader::decode(&h.encode()) {
+        Err(super::HeaderError::Corrupt(why)) => assert!(why.contains("generation"), "{why}"),
+        other => panic!("expected a damaged header, got {other:?}"),
+    }
+    let last_usable = WalHeader {
+        generation: u64::MAX - 1,
+        ..h
+    };
+    assert_eq!(WalHeader::decode(&last_usable.encode()), Ok(last_usable));
+}
+
+#[test]
 fn names_are_canonical() {
     use super::{parse_name, WalFileKind};
     assert_eq!(parse_name("shard-007.wal"), Some((7, WalFileKind::Active)));

@@ -42,3 +42,19 @@ pub fn dyn_sorted(mut v: Vec<DynEvent>) -> Vec<DynEvent> {
     v.sort_by(|a, b| a.id.cmp(&b.id));
     v
 }
+
+/// CRC-32/IEEE (FORMAT.md section 1), bitwise: independent of the engine's dependency.
+pub fn crc32(b: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in b {
+        crc ^= byte as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use keplordb::{DbError, DynEngine, Engine, EngineConfig, EventFlags, LogEvent, QueryFilter};
 
+use crate::common::crc32;
+
 type FxEngine = Engine<2, 2, 1>;
 type FxEvent = LogEvent<2, 2, 1>;
 
@@ -179,7 +181,7 @@ fn v1_bytes_match_format_md() {
     assert_eq!(u64_at(&seg, 40) as i64, fx_event(19).ts_ns, "max ts");
     let mut zeroed = seg[..256].to_vec();
     zeroed[60..64].fill(0);
-    assert_eq!(u32_at(&seg, 60), crc32fast_hash(&zeroed), "header checksum");
+    assert_eq!(u32_at(&seg, 60), crc32(&zeroed), "header checksum");
     // Section table: 12 entries of (offset u64, length u32, crc u32), 64-byte aligned.
     for s in 0..12 {
         let at = 64 + 16 * s;
@@ -189,11 +191,7 @@ fn v1_bytes_match_format_md() {
             u32_at(&seg, at + 12),
         );
         assert_eq!(off % 64, 0, "section {s} alignment");
-        assert_eq!(
-            crc32fast_hash(&seg[off..off + len]),
-            crc,
-            "section {s} checksum"
-        );
+        assert_eq!(crc32(&seg[off..off + len]), crc, "section {s} checksum");
     }
     // u32 columns: latency of row 0 first.
     let u32_off = u64_at(&seg, 64 + 16 * 2) as usize;
@@ -210,35 +208,15 @@ fn v1_bytes_match_format_md() {
     assert_eq!(u16_at(&wal, 4), 1, "WAL version");
     assert_eq!(u16_at(&wal, 6), 0, "shard");
     assert_eq!(wal[16], 42, "schema id");
-    assert_eq!(
-        u32_at(&wal, 28),
-        crc32fast_hash(&wal[..28]),
-        "WAL header checksum"
-    );
+    assert_eq!(u32_at(&wal, 28), crc32(&wal[..28]), "WAL header checksum");
     // First frame after the 32-byte header: the events frame of fx-020..fx-022.
     let (len, count, kind) = (u32_at(&wal, 32) as usize, u32_at(&wal, 36), wal[40]);
     assert_eq!((count, kind), (3, 1));
     let mut covered = wal[32..44].to_vec();
     covered.extend_from_slice(&wal[48..48 + len]);
-    assert_eq!(u32_at(&wal, 44), crc32fast_hash(&covered), "frame checksum");
+    assert_eq!(u32_at(&wal, 44), crc32(&covered), "frame checksum");
     let schema = fs::read_to_string(dir.join("keplordb.schema")).unwrap();
     assert!(schema.starts_with("keplordb-schema 1\nid 42\n"), "{schema}");
-}
-
-fn crc32fast_hash(b: &[u8]) -> u32 {
-    // CRC-32/IEEE, bitwise: independent of the engine's dependency.
-    let mut crc = !0u32;
-    for &byte in b {
-        crc ^= byte as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }
 
 #[test]

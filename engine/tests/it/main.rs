@@ -3,6 +3,8 @@
 mod common;
 mod derive;
 mod fixtures;
+mod fuzz_found;
+mod fuzz_seeds;
 mod model;
 mod query_pool;
 mod recovery;

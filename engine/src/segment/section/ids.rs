@@ -119,6 +119,25 @@ impl IdIndex {
         Ok(index)
     }
 
+    /// Checks that rows of one timestamp (`ts`, the Ts column) are in id order (FORMAT.md 9.1),
+    /// comparing the ids as [`IdIndex::id`] reads them: pages of newest events and their cursors
+    /// rely on that order. Made by the reader, which has both sections; `bytes` as for `id`.
+    pub(crate) fn check_order(&self, bytes: &[u8], ts: &[i64]) -> Result<(), SectionError> {
+        let pairs = 0..ts.len().saturating_sub(1);
+        let back = |r: usize| ts[r] == ts[r + 1] && self.id(bytes, r) > self.id(bytes, r + 1);
+        match first_bad(pairs, back) {
+            Some(r) => Err(SectionError::new(
+                Section::Ids,
+                ENDS_AT + 4 * (r + 1),
+                format!(
+                    "row {} has the time of row {r} but its id sorts before row {r}'s",
+                    r + 1
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// The id of `row` in the section `bytes`; "" if it is not UTF-8.
     pub(crate) fn id<'a>(&self, bytes: &'a [u8], row: usize) -> &'a str {
         let ends: &[u32] = le::view(bytes, self.ends_at(), self.rows).unwrap_or(&[]);
@@ -201,6 +220,29 @@ mod tests {
             5,
             40,
             "slot 3 holds row 5 of 5",
+        );
+    }
+
+    #[test]
+    fn rows_of_one_time_are_in_id_order() {
+        let a = Aligned::new(&encoded());
+        let ix = IdIndex::parse(a.bytes(), 5).unwrap();
+        // Ids "b", "", "a", "b", "é€": in order wherever the times leave only ties by id.
+        assert!(ix.check_order(a.bytes(), &[1, 2, 2, 2, 3]).is_ok());
+        assert!(ix.check_order(a.bytes(), &[7, 8, 9, 9, 9]).is_ok());
+        // "b" then "" at one time: the second row is named, at its end in `ends`.
+        assert_fault(
+            ix.check_order(a.bytes(), &[5, 5, 6, 7, 8]),
+            Section::Ids,
+            12,
+            "row 1 has the time of row 0",
+        );
+        // Every row at one time: the first pair out of order is named.
+        assert_fault(
+            ix.check_order(a.bytes(), &[4; 5]),
+            Section::Ids,
+            12,
+            "row 1",
         );
     }
 }

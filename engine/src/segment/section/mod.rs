@@ -7,7 +7,8 @@
 //! located by the section table) and the counts from the header ([`Shape`]); a failure is a
 //! [`SectionError`] naming the section and the offset, from the section's start, of the
 //! structure that failed. Checks that span sections (the bloom dim against the bloom section,
-//! dim codes against the dictionaries) are made by the reader, which composes them.
+//! dim codes against the dictionaries, the id order of rows of one time) are made by the
+//! reader, which composes them.
 //!
 //! The types read in place (U32Cols, U16Cols, Zones, ChunkAggs, Status, Postings, Ids, Labels)
 //! keep their offsets from a base: 0 after `parse`, so their accessors take the section's bytes;
