@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::Consumer;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
-use super::{Key, Sink};
+use super::{Key, Sink, State};
 
 impl Sink {
     /// Readiness: the group was joined, nothing fatal is pending, and no partition with
@@ -21,10 +21,15 @@ impl Sink {
         let (stuck, healthy) = {
             let mut st = self.shared.lock();
             let healthy = st.assigned && st.fatal.is_none();
-            let stuck: Vec<(Key, bool)> = st
-                .parts
+            let State {
+                parts,
+                fetch_errors,
+                ..
+            } = &mut *st;
+            let last_error = fetch_errors.last.as_deref();
+            let stuck: Vec<(Key, bool)> = parts
                 .iter_mut()
-                .map(|(k, p)| (k.clone(), p.check_stuck(k, limit)))
+                .map(|(k, p)| (k.clone(), p.check_stuck(k, limit, last_error)))
                 .collect();
             (stuck, healthy)
         };

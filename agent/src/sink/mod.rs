@@ -37,6 +37,7 @@ use crate::ownership::{Chain, Held, StoreId};
 mod build;
 mod context;
 mod control;
+mod fetch_errors;
 mod flush;
 mod handover;
 mod intake;
@@ -167,7 +168,12 @@ impl Part {
 
     /// Updates `stuck`: messages to read (paused, or behind the high watermark) and no
     /// progress for `limit`. Warns when it becomes stuck.
-    fn check_stuck(&mut self, key: &Key, limit: std::time::Duration) -> bool {
+    fn check_stuck(
+        &mut self,
+        key: &Key,
+        limit: std::time::Duration,
+        last_error: Option<&str>,
+    ) -> bool {
         let next = self.next();
         let behind = self.paused || self.high_watermark.is_some_and(|hw| hw > next);
         let stuck = behind && self.progress_at.elapsed() >= limit;
@@ -176,6 +182,9 @@ impl Part {
                 topic = key.0,
                 partition = key.1,
                 next,
+                high_watermark = self.high_watermark,
+                paused = self.paused,
+                last_consumer_error = last_error.unwrap_or("none"),
                 "partition stuck: no progress for {limit:?}"
             );
         }
@@ -206,6 +215,8 @@ struct State {
     deferred_retry_at: Option<Instant>,
     /// Since when (or the last warning) partitions are deferred.
     deferred_since: Option<Instant>,
+    /// Consumer errors, as logged.
+    fetch_errors: fetch_errors::FetchErrors,
 }
 
 /// What the sink needs, shared with the Kafka context.
@@ -294,15 +305,15 @@ mod tests {
         let mut part = Part::new(0, Some(4));
         // Caught up: the next offset (5) is the high watermark.
         part.high_watermark = Some(5);
-        assert!(!part.check_stuck(&key, Duration::ZERO));
+        assert!(!part.check_stuck(&key, Duration::ZERO, None));
         // Behind, but progress is recent.
         part.high_watermark = Some(9);
-        assert!(!part.check_stuck(&key, Duration::from_secs(3600)));
-        assert!(part.check_stuck(&key, Duration::ZERO));
+        assert!(!part.check_stuck(&key, Duration::from_secs(3600), None));
+        assert!(part.check_stuck(&key, Duration::ZERO, None));
         assert!(part.stuck);
         // Taking a message is progress.
         part.took(5);
-        assert!(!part.check_stuck(&key, Duration::from_secs(3600)));
+        assert!(!part.check_stuck(&key, Duration::from_secs(3600), None));
         assert!(!part.stuck);
     }
 
@@ -310,8 +321,8 @@ mod tests {
     fn a_paused_partition_is_behind_without_a_high_watermark() {
         let key = ("in".to_string(), 1);
         let mut part = Part::new(0, None);
-        assert!(!part.check_stuck(&key, Duration::ZERO));
+        assert!(!part.check_stuck(&key, Duration::ZERO, None));
         part.paused = true;
-        assert!(part.check_stuck(&key, Duration::ZERO));
+        assert!(part.check_stuck(&key, Duration::ZERO, None));
     }
 }

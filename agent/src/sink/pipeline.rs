@@ -127,13 +127,7 @@ impl Sink {
             match self.consumer.poll(timeout) {
                 Some(Ok(m)) => fetched.push(m),
                 Some(Err(KafkaError::PartitionEOF(_))) => {}
-                Some(Err(e)) => {
-                    // A fetched batch that cannot be used (corrupt, an unsupported codec,
-                    // a broker error): counted and logged; a partition it keeps from
-                    // progressing turns readiness false (`errors.stuck_after`).
-                    self.shared.metrics.consumer_error(&consumer_error_kind(&e));
-                    tracing::warn!(error = %e, "consumer error");
-                }
+                Some(Err(e)) => self.fetch_error(&e),
                 None => break,
             }
             timeout = Duration::ZERO;
@@ -327,16 +321,6 @@ fn map_stage<'c>(
 
 fn mapping_stopped() -> Stopped {
     Stopped::Failed("the mapping thread stopped".into())
-}
-
-/// A bounded label for a consumer error.
-fn consumer_error_kind(e: &KafkaError) -> String {
-    match e {
-        KafkaError::MessageConsumption(code) | KafkaError::MessageConsumptionFatal(code) => {
-            format!("{code:?}").to_ascii_lowercase()
-        }
-        _ => "client".into(),
-    }
 }
 
 /// The time before which `retention` deletes segments, at `now_ns`. A retention longer than the

@@ -19,6 +19,10 @@ Environment (agent/tests/it/real_cluster.rs):
                       fastavro): {"kind": "avro", "schema": "<.avsc>"} (one binary datum), or
                       {"kind": "confluent", "schemas": {"<id>": "<.avsc>", ...}} (magic byte 0,
                       4-byte big-endian id, datum; the id is the payload's "_schema_id", removed)
+  KAFKA_TOOL_BREAK_CODEC
+                      a codec (gzip, snappy, lz4, zstd) whose compressed batches `produce`
+                      replaces with bytes that start like that codec's frame but do not
+                      decompress: an undecodable batch that brokers store as it comes
 """
 
 import json
@@ -71,8 +75,20 @@ def encoder():
     sys.exit("unknown KAFKA_TOOL_ENCODE kind %r" % spec["kind"])
 
 
+def break_codec(codec):
+    """Makes kafka-python's batches of `codec` undecodable (the batch header, its CRC and the
+    record count stay right; the compressed records are garbage behind the codec's magic)."""
+    import kafka.record.default_records as records
+
+    magic = {"gzip": b"\x1f\x8b", "snappy": b"\x82SNAPPY\x00", "lz4": b"\x04\x22\x4d\x18",
+             "zstd": b"\x28\xb5\x2f\xfd"}[codec]
+    setattr(records, codec + "_encode", lambda data, *a, **k: magic + b"not a frame" * 4)
+
+
 def produce(brokers, topic, rate):
     encode = encoder()
+    if os.environ.get("KAFKA_TOOL_BREAK_CODEC"):
+        break_codec(os.environ["KAFKA_TOOL_BREAK_CODEC"])
     p = KafkaProducer(
         **client_args(
             bootstrap_servers=brokers,

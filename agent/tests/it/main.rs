@@ -15,3 +15,4 @@ mod process;
 mod real_cluster;
 mod security;
 mod tansu;
+mod undecodable;

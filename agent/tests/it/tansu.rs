@@ -368,6 +368,7 @@ impl Tansu {
             .args(["produce", brokers, topic, &rate.to_string()])
             .env("KAFKA_TOOL_CLIENT", o.client.to_string())
             .env("KAFKA_TOOL_ENCODE", o.encode.to_string())
+            .env("KAFKA_TOOL_BREAK_CODEC", o.break_codec.unwrap_or(""))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(err)
@@ -405,12 +406,15 @@ impl Drop for Tansu {
 }
 
 /// Bootstrap servers (default: the broker's port), kafka-python arguments (`KAFKA_TOOL_CLIENT`)
-/// and the payloads' encoding (`KAFKA_TOOL_ENCODE`; `null`: as given) of a production.
+/// and the payloads' encoding (`KAFKA_TOOL_ENCODE`; `null`: as given) of a production;
+/// `break_codec` names a codec whose compressed batches are replaced by bytes that do not
+/// decompress (`KAFKA_TOOL_BREAK_CODEC`).
 #[derive(Clone, Debug, Default)]
 pub struct ProduceOpts {
     pub brokers: Option<String>,
     pub client: serde_json::Value,
     pub encode: serde_json::Value,
+    pub break_codec: Option<&'static str>,
 }
 
 /// A kafka-python producer at work.
