@@ -2,6 +2,7 @@
 
 mod agent_kills;
 mod backpressure;
+mod cli_tls;
 mod common;
 mod delivery;
 mod errors;
