@@ -14,6 +14,7 @@ mod fuzz_seeds;
 mod http_cli;
 mod openapi;
 mod process;
+mod readiness;
 mod real_cluster;
 mod security;
 mod tansu;
