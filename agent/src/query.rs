@@ -48,7 +48,8 @@ Exit codes:
 
 #[derive(Args, Debug)]
 pub struct QueryArgs {
-    /// Agent HTTP endpoint; repeat to query several agents and merge their answers.
+    /// Agent endpoint, http://host:port or https://host:port; repeat to query several agents
+    /// and merge their answers.
     #[arg(long = "endpoint", short = 'e', global = true)]
     endpoints: Vec<String>,
     /// Every agent behind a DNS name: each A/AAAA record of HOST becomes http://IP:PORT (e.g. a
