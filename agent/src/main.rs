@@ -3,7 +3,8 @@
 //! Exit codes: 0 success; 1 the agent or a query failed at run time (for `query`: also when no
 //! endpoint answered); 2 bad usage or configuration (also a query parameter an agent rejected);
 //! 3 `query` answered partially: some endpoints did not answer, the others' merged answer was
-//! printed and the missing ones named (`query::EXIT_PARTIAL`; 0 with `--allow-partial`).
+//! printed and the missing ones named (`query::EXIT_PARTIAL`; 0 with `--allow-partial`);
+//! 4 `query get` found no event with that id on complete answers (`query::EXIT_NOT_FOUND`).
 
 #![forbid(unsafe_code)]
 
@@ -56,6 +57,7 @@ enum Command {
         data_dir: Option<PathBuf>,
     },
     /// Query a running agent (or several: results are merged) or a stopped agent's data.
+    #[command(after_help = query::EXIT_CODES)]
     Query(query::QueryArgs),
     /// Validate a configuration file and print it resolved (with environment overrides).
     CheckConfig {

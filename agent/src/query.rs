@@ -8,6 +8,11 @@
 //! code is [`EXIT_PARTIAL`] unless `--allow-partial`. When none answers, it is an error (1).
 //! With `--expect-members N`, finding fewer than N distinct endpoints is partial as well (a
 //! member gone from DNS is named by a `not_resolved` entry in `missing`).
+//!
+//! Exit codes ([`EXIT_CODES`], printed by `keplor-agent query --help`): 0 an answer; 1 a
+//! run-time failure (no endpoint answered, a data directory that cannot be opened); 2 bad
+//! usage, including a parameter an agent rejected; 3 partial ([`EXIT_PARTIAL`]);
+//! 4 `get` found no event with that id on complete answers ([`EXIT_NOT_FOUND`]).
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -28,9 +33,23 @@ use crate::fleet::{members_source, Completeness, DnsTarget, FailureKind, Fleet, 
 /// Exit code of a query that some endpoints did not answer (without `--allow-partial`).
 pub const EXIT_PARTIAL: u8 = 3;
 
+/// Exit code of `get` when no endpoint has the event and every endpoint answered.
+pub const EXIT_NOT_FOUND: u8 = 4;
+
+/// The exit codes, as `keplor-agent query --help` prints them.
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  the answer was printed
+  1  run-time failure: no endpoint answered, the data directory cannot be opened
+  2  bad usage: a flag or value (also one an agent rejected with HTTP 400), a bad --ca-file
+  3  partial: some endpoints did not answer; the others' merged answer was printed and the
+     missing ones named (0 with --allow-partial)
+  4  get: no event with that id (every endpoint answered)";
+
 #[derive(Args, Debug)]
 pub struct QueryArgs {
-    /// Agent HTTP endpoint; repeat to query several agents and merge their answers.
+    /// Agent endpoint, http://host:port or https://host:port; repeat to query several agents
+    /// and merge their answers.
     #[arg(long = "endpoint", short = 'e', global = true)]
     endpoints: Vec<String>,
     /// Every agent behind a DNS name: each A/AAAA record of HOST becomes http://IP:PORT (e.g. a
@@ -58,6 +77,10 @@ pub struct QueryArgs {
     /// Bearer token for the agents' API.
     #[arg(long, global = true, env = "KEPLOR_TOKEN")]
     token: Option<String>,
+    /// PEM file of the CA(s) that signed the `https://` endpoints' certificates (default: the
+    /// system's roots).
+    #[arg(long, global = true, value_name = "PEM", conflicts_with = "data_dir")]
+    ca_file: Option<PathBuf>,
     /// Longest wait for a connection to each endpoint.
     #[arg(long, global = true, default_value = "2s", value_parser = positive_duration)]
     connect_timeout: Duration,
@@ -67,9 +90,9 @@ pub struct QueryArgs {
     /// Exit 0 even when some endpoints did not answer (the output still names them).
     #[arg(long, global = true)]
     allow_partial: bool,
-    /// Output format (default: table on a terminal, JSON otherwise).
-    #[arg(long, short = 'o', global = true, value_enum)]
-    format: Option<Output>,
+    /// Output format (default: table on a terminal, JSON otherwise); `--format` is an alias.
+    #[arg(long, short = 'o', visible_alias = "format", global = true, value_enum)]
+    output: Option<Output>,
     /// Boxed so that the binary's `Command::Query` stays the size of its other subcommands.
     #[command(subcommand)]
     what: Box<What>,
@@ -102,8 +125,8 @@ struct Filters {
     /// Equality on a dim, by name: --where user=alice (repeatable).
     #[arg(long = "where", short = 'w', value_name = "DIM=VALUE")]
     wheres: Vec<String>,
-    /// Only events newer than this: 15m, 1h, 7d.
-    #[arg(long)]
+    /// Only events newer than this: 15m, 1h, 7d (not with --from: both set the lower bound).
+    #[arg(long, conflicts_with = "from")]
     since: Option<String>,
     /// From this time (RFC 3339 or nanoseconds), inclusive.
     #[arg(long)]
@@ -131,7 +154,8 @@ enum What {
         #[arg(long)]
         cursor: Option<String>,
     },
-    /// One event by id.
+    /// One event by id (exit 4 when no agent has it).
+    #[command(visible_alias = "event")]
     Get {
         /// The event id.
         id: String,
@@ -218,7 +242,9 @@ impl From<QueryError> for Failure {
 impl From<FleetError> for Failure {
     fn from(e: FleetError) -> Failure {
         match e {
-            FleetError::BadRequest { .. } | FleetError::BadEndpoint(_) => usage(e.to_string()),
+            FleetError::BadRequest { .. } | FleetError::BadEndpoint(_) | FleetError::CaFile(_) => {
+                usage(e.to_string())
+            }
             _ => runtime(e.to_string()),
         }
     }
@@ -247,12 +273,15 @@ impl Source {
         if endpoints.is_empty() {
             endpoints.push("http://127.0.0.1:8686".into());
         }
-        let fleet = Fleet::new(
+        let mut fleet = Fleet::new(
             endpoints,
             args.token.clone(),
             args.connect_timeout,
             args.timeout,
         )?;
+        if let Some(ca) = &args.ca_file {
+            fleet = fleet.trust_ca_file(ca)?;
+        }
         let fleet = match args.expect_members {
             Some(n) => fleet.expect_members(n, members_source(&args.endpoints_dns)),
             None => fleet,
@@ -355,7 +384,7 @@ type Printed = (String, Option<Completeness>);
 
 /// Runs the command and prints its answer; who answered, when endpoints were asked.
 fn execute(args: &QueryArgs) -> Result<Option<Completeness>, Failure> {
-    let format = args.format.unwrap_or(if std::io::stdout().is_terminal() {
+    let format = args.output.unwrap_or(if std::io::stdout().is_terminal() {
         Output::Table
     } else {
         Output::Json
@@ -466,7 +495,7 @@ fn flag_of(parameter: &str) -> String {
     }
 }
 
-/// No endpoint that answered has the event: exit 1, or [`EXIT_PARTIAL`] when some endpoint
+/// No endpoint that answered has the event: [`EXIT_NOT_FOUND`], or [`EXIT_PARTIAL`] when some endpoint
 /// that did not answer might have it (unless partial answers are allowed).
 fn not_found(id: &str, c: Option<Completeness>, allow_partial: bool) -> Failure {
     let partial = c.as_ref().is_some_and(|c| c.partial);
@@ -479,7 +508,7 @@ fn not_found(id: &str, c: Option<Completeness>, allow_partial: bool) -> Failure 
         code: if partial && !allow_partial {
             EXIT_PARTIAL
         } else {
-            1
+            EXIT_NOT_FOUND
         },
         message,
         completeness: c,

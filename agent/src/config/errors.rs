@@ -14,7 +14,10 @@ use super::{duration, err, ser_duration, ConfigError};
 #[serde(tag = "policy", rename_all = "lowercase")]
 pub enum ErrorPolicy {
     /// Produce it to a dead-letter topic, with headers naming the error and its origin.
-    Dlq { topic: String },
+    Dlq {
+        #[serde(rename = "dlq_topic")]
+        topic: String,
+    },
     /// Count it, log it, move on.
     Skip,
     /// Stop the agent (after committing what is durable before it).

@@ -25,7 +25,7 @@ pub struct FleetSettings {
     #[serde(serialize_with = "ser_duration")]
     pub timeout: Duration,
     /// Sent to every member as `Authorization: Bearer <token>`.
-    #[serde(serialize_with = "ser_secret")]
+    #[serde(serialize_with = "ser_secret", skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
     /// Members the fleet should have: finding fewer endpoints (a pod gone from the headless
     /// service's records) makes every answer partial, with a `not_resolved` entry in `missing`.

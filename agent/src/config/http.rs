@@ -17,7 +17,7 @@ use super::{
 pub struct HttpSettings {
     pub enabled: bool,
     pub listen: SocketAddr,
-    #[serde(serialize_with = "ser_secret")]
+    #[serde(serialize_with = "ser_secret", skip_serializing_if = "Option::is_none")]
     pub auth_token: Option<String>,
     pub max_limit: usize,
     #[serde(serialize_with = "ser_duration")]
@@ -31,7 +31,8 @@ pub struct HttpSettings {
     /// Buckets in one `/v1/rollups` answer; more is a 400.
     pub max_rollup_buckets: usize,
     /// The `[fleet]` section, kept with the HTTP settings because only the HTTP API's
-    /// `fleet=true` uses it (`check-config` prints it as `[http.fleet]`).
+    /// `fleet=true` uses it (`check-config` prints it as the file's `[fleet]`).
+    #[serde(skip)]
     pub fleet: Option<FleetSettings>,
 }
 

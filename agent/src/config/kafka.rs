@@ -33,6 +33,7 @@ pub struct KafkaConfig {
     pub brokers: Vec<String>,
     pub group_id: String,
     pub topics: Vec<String>,
+    #[serde(rename = "assignment_strategy")]
     pub assignment: Assignment,
     pub auto_offset_reset: OffsetReset,
     /// The ownership ledger topic (`kafka.ownership_topic`), for brokers that store offset

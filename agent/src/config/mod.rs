@@ -70,8 +70,10 @@ fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     }
 }
 
-/// The resolved configuration.
-#[derive(Debug, Clone, Serialize)]
+/// The resolved configuration. It serializes as the file it could have been read from: the
+/// file's sections and key names, every default filled in, secrets as `"<set>"` (see
+/// [`Config::to_toml`]).
+#[derive(Debug, Clone)]
 pub struct Config {
     pub kafka: KafkaConfig,
     pub format: Format,
@@ -80,9 +82,50 @@ pub struct Config {
     pub batch: BatchSettings,
     pub errors: ErrorSettings,
     pub http: HttpSettings,
-    #[serde(serialize_with = "ser_duration")]
     pub shutdown_grace: Duration,
     pub log: LogSettings,
+}
+
+/// [`Config`] laid out as the file: `[fleet]` beside `[http]`, `[shutdown] grace_period`.
+#[derive(Serialize)]
+struct AsWritten<'a> {
+    kafka: &'a KafkaConfig,
+    format: &'a Format,
+    schema: &'a SchemaMapping,
+    engine: &'a EngineSettings,
+    batch: &'a BatchSettings,
+    errors: &'a ErrorSettings,
+    http: &'a HttpSettings,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fleet: Option<&'a FleetSettings>,
+    shutdown: ShutdownAsWritten,
+    log: &'a LogSettings,
+}
+
+#[derive(Serialize)]
+struct ShutdownAsWritten {
+    #[serde(serialize_with = "ser_duration")]
+    grace_period: Duration,
+}
+
+impl Serialize for Config {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        AsWritten {
+            kafka: &self.kafka,
+            format: &self.format,
+            schema: &self.schema,
+            engine: &self.engine,
+            batch: &self.batch,
+            errors: &self.errors,
+            http: &self.http,
+            fleet: self.http.fleet.as_ref(),
+            shutdown: ShutdownAsWritten {
+                grace_period: self.shutdown_grace,
+            },
+            log: &self.log,
+        }
+        .serialize(s)
+    }
 }
 
 fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -109,8 +152,12 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| err("<file>", format!("cannot read {}: {e}", path.display())))?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        Self::from_toml(&text, env, base)
+        // Absolute, so that the paths resolved against it (and printed) mean the same wherever
+        // the configuration is read from next.
+        let base = path.parent().filter(|p| !p.as_os_str().is_empty());
+        let base = std::path::absolute(base.unwrap_or(Path::new(".")))
+            .map_err(|e| err("<file>", format!("{}: {e}", path.display())))?;
+        Self::from_toml(&text, env, &base)
     }
 
     /// Parses TOML text; relative file paths in it resolve against `base`.
@@ -155,7 +202,10 @@ impl Config {
         resolve(raw, base)
     }
 
-    /// The resolved configuration as TOML (secrets masked), for `check-config`.
+    /// The resolved configuration as TOML, for `check-config`: the file's own sections and key
+    /// names with every default filled in, so that it reads back as the same configuration.
+    /// Secrets (`auth_token`, passwords, tokens, `kafka.properties` named like one) are printed
+    /// as `"<set>"` instead; relative paths are joined to the file's directory.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
     }
@@ -255,7 +305,11 @@ fn resolve(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     let path_of = |p: &str| {
         let p = PathBuf::from(p);
         if p.is_relative() {
+            // Without `.` components: `./data` under `/etc/keplor` is `/etc/keplor/data`.
             base.join(p)
+                .components()
+                .filter(|c| *c != std::path::Component::CurDir)
+                .collect()
         } else {
             p
         }
@@ -312,5 +366,7 @@ fn check_with_engine(config: &Config) -> Result<(), ConfigError> {
     })
 }
 
+#[cfg(test)]
+mod printed_tests;
 #[cfg(test)]
 mod tests;

@@ -48,7 +48,7 @@ pub struct Tls {
     /// Client certificate and key (mutual TLS), both or neither.
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
-    #[serde(serialize_with = "ser_secret")]
+    #[serde(serialize_with = "ser_secret", skip_serializing_if = "Option::is_none")]
     pub key_password: Option<String>,
     /// Check that the broker's certificate names the host connected to (default true).
     pub verify_hostname: bool,
@@ -67,17 +67,27 @@ pub enum Sasl {
     /// OIDC client credentials: librdkafka fetches and refreshes the token itself.
     #[serde(rename = "OAUTHBEARER")]
     OAuthBearer {
+        #[serde(rename = "oauth_token_endpoint")]
         token_endpoint: String,
+        #[serde(rename = "oauth_client_id")]
         client_id: String,
-        #[serde(serialize_with = "ser_secret")]
+        #[serde(
+            rename = "oauth_client_secret",
+            serialize_with = "ser_secret",
+            skip_serializing_if = "Option::is_none"
+        )]
         client_secret: Option<String>,
+        #[serde(rename = "oauth_scope")]
         scope: Option<String>,
     },
     /// Kerberos; needs an agent built with the `gssapi` cargo feature.
     #[serde(rename = "GSSAPI")]
     Gssapi {
+        #[serde(rename = "kerberos_service_name")]
         service_name: String,
+        #[serde(rename = "kerberos_principal")]
         principal: Option<String>,
+        #[serde(rename = "kerberos_keytab")]
         keytab: Option<PathBuf>,
     },
 }
@@ -86,7 +96,7 @@ pub enum Sasl {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Credentials {
     pub username: String,
-    #[serde(serialize_with = "ser_secret")]
+    #[serde(serialize_with = "ser_secret", skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
 }
 

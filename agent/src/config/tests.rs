@@ -272,7 +272,7 @@ fn fleet_section_resolves_with_defaults_and_the_http_token() {
     );
     let printed = c.to_toml();
     assert!(
-        printed.contains("[http.fleet]") && printed.contains("keplor-agent.ns.svc:8686"),
+        printed.contains("\n[fleet]\n") && printed.contains("keplor-agent.ns.svc:8686"),
         "{printed}"
     );
     assert!(!printed.contains("own\""), "the token is masked\n{printed}");

@@ -2,9 +2,11 @@
 //! timeout, the answer by size), every endpoint at once in waves of [`MAX_PARALLEL`], each
 //! reply classified, and the answers gathered with who answered ([`Completeness`]).
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
+use ureq::tls::{RootCerts, TlsConfig, TlsProvider};
 
 use super::merge::{merge_aggregates, merge_pages, merge_rollups, pick_event};
 use super::{members_source, Answer, Completeness, FailureKind, FleetError, Missing};
@@ -51,7 +53,9 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// Endpoints are `http://host:port` (a trailing `/` is dropped, duplicates are asked once).
+    /// Endpoints are `http://host:port` or `https://host:port` (a trailing `/` is dropped,
+    /// duplicates are asked once); `https` trusts the system's CA roots (see
+    /// [`Fleet::trust_ca_file`]).
     /// `connect_timeout` bounds each connection; `timeout` bounds the wait for each answer once
     /// connected, so an endpoint takes at most their sum.
     pub fn new(
@@ -63,7 +67,10 @@ impl Fleet {
         let mut unique: Vec<String> = Vec::new();
         for e in endpoints {
             let e = e.trim().trim_end_matches('/').to_string();
-            if e.strip_prefix("http://").is_none_or(str::is_empty) {
+            let host = e
+                .strip_prefix("http://")
+                .or_else(|| e.strip_prefix("https://"));
+            if host.is_none_or(str::is_empty) {
                 return Err(FleetError::BadEndpoint(e));
             }
             if !unique.contains(&e) {
@@ -73,22 +80,23 @@ impl Fleet {
         if unique.is_empty() {
             return Err(FleetError::NoEndpoints);
         }
-        let http = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(connect_timeout))
-            .timeout_recv_response(Some(timeout))
-            .timeout_recv_body(Some(timeout))
-            .timeout_global(Some(connect_timeout + timeout))
-            .build()
-            .into();
         Ok(Fleet {
             endpoints: unique,
             token,
-            http,
+            http: http_agent(connect_timeout, timeout, RootCerts::PlatformVerifier),
             connect_timeout,
             timeout,
             expected: None,
         })
+    }
+
+    /// `https` endpoints are trusted when a CA of the PEM file `path` signed their certificate
+    /// (instead of the system's roots).
+    pub fn trust_ca_file(mut self, path: &Path) -> Result<Fleet, FleetError> {
+        let certs = crate::mapping::registry::pem_certificates(path).map_err(FleetError::CaFile)?;
+        let roots = RootCerts::new_with_certs(&certs);
+        self.http = http_agent(self.connect_timeout, self.timeout, roots);
+        Ok(self)
     }
 
     /// Expects `members` distinct endpoints (at least): with fewer, every answer is partial and
@@ -288,6 +296,24 @@ impl Fleet {
     }
 }
 
+/// The HTTP client of a fleet: a connect and a read timeout, TLS through OpenSSL (the
+/// library librdkafka links too) trusting `roots`.
+fn http_agent(connect_timeout: Duration, timeout: Duration, roots: RootCerts) -> ureq::Agent {
+    let tls = TlsConfig::builder()
+        .provider(TlsProvider::NativeTls)
+        .root_certs(roots)
+        .build();
+    ureq::Agent::config_builder()
+        .tls_config(tls)
+        .http_status_as_error(false)
+        .timeout_connect(Some(connect_timeout))
+        .timeout_recv_response(Some(timeout))
+        .timeout_recv_body(Some(timeout))
+        .timeout_global(Some(connect_timeout + timeout))
+        .build()
+        .into()
+}
+
 /// Names a transport failure.
 fn classify(e: &ureq::Error, connect: Duration, read: Duration) -> (FailureKind, String) {
     match e {
@@ -310,7 +336,18 @@ fn classify(e: &ureq::Error, connect: Duration, read: Duration) -> (FailureKind,
             FailureKind::BadResponse,
             format!("answer larger than {MAX_ANSWER_BYTES} bytes: ask for fewer events"),
         ),
+        ureq::Error::NativeTls(_) | ureq::Error::Tls(_) => (FailureKind::Network, tls_failure(e)),
         other => (FailureKind::Network, other.to_string()),
+    }
+}
+
+/// A TLS failure in plain words: a refused certificate names the way to trust it.
+fn tls_failure(e: &ureq::Error) -> String {
+    let detail = e.to_string();
+    if detail.contains("certificate verify failed") {
+        format!("TLS: the endpoint's certificate was refused (a CA not trusted, expired, or a name it does not hold; trust its CA with --ca-file): {detail}")
+    } else {
+        format!("TLS: {detail}")
     }
 }
 
@@ -395,18 +432,19 @@ mod tests {
                 "http://a:1/".to_string(),
                 "http://a:1".into(),
                 "http://b:2".into(),
+                "https://c:3/".into(),
             ],
             None,
             d,
             d,
         )
         .unwrap();
-        assert_eq!(f.endpoints(), ["http://a:1", "http://b:2"]);
+        assert_eq!(f.endpoints(), ["http://a:1", "http://b:2", "https://c:3"]);
         assert_eq!(
             Fleet::new(Vec::new(), None, d, d).unwrap_err(),
             FleetError::NoEndpoints
         );
-        for bad in ["localhost:8686", "https://a:1", "http://", ""] {
+        for bad in ["localhost:8686", "ftp://a:1", "http://", "https://", ""] {
             let e = Fleet::new([bad.to_string()], None, d, d).unwrap_err();
             assert!(matches!(e, FleetError::BadEndpoint(_)), "{bad}: {e}");
         }

@@ -100,8 +100,10 @@ pub struct Answer<T> {
 pub enum FleetError {
     /// The endpoint list is empty.
     NoEndpoints,
-    /// An endpoint is not `http://host:port`.
+    /// An endpoint is not `http://host:port` or `https://host:port`.
     BadEndpoint(String),
+    /// The CA file trusted for `https` endpoints cannot be used.
+    CaFile(String),
     /// A DNS name did not resolve to any address.
     Resolve { target: String, error: String },
     /// An endpoint rejected the query (HTTP 400): the query is wrong for the whole fleet.
@@ -120,8 +122,9 @@ impl fmt::Display for FleetError {
             FleetError::NoEndpoints => write!(f, "no endpoint to ask"),
             FleetError::BadEndpoint(e) => write!(
                 f,
-                "endpoint {e:?} is not like http://host:port (plain HTTP only)"
+                "endpoint {e:?} is not like http://host:port or https://host:port"
             ),
+            FleetError::CaFile(e) => write!(f, "--ca-file: {e}"),
             FleetError::Resolve { target, error } => {
                 write!(f, "cannot resolve {target} into endpoints: {error}")
             }

@@ -473,7 +473,7 @@ async fn readyz(State(s): State<AppState>) -> Response {
         error(
             StatusCode::SERVICE_UNAVAILABLE,
             None,
-            "not ready: no partitions assigned yet",
+            "not ready: no partitions assigned yet, a partition stuck (errors.stuck_after), or a fatal error",
         )
     }
 }

@@ -1,7 +1,7 @@
 //! From a Kafka message to an engine event: decode (JSON, Avro, Confluent-framed Avro), then
 //! read each column at its configured path.
 
-mod registry;
+pub(crate) mod registry;
 mod source;
 mod time;
 

@@ -388,32 +388,27 @@ fn parse(text: &str, named: &[String]) -> Result<Fetched, apache_avro::Error> {
     Ok(Fetched { schema, references })
 }
 
-/// The certificates of a PEM file (other PEM items, such as keys, are skipped).
+/// The certificates of `format.registry_ca_file`.
 fn read_ca_file(path: &Path) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
-    let pem = std::fs::read(path).map_err(|e| {
-        format!(
-            "format.registry_ca_file: cannot read {}: {e}",
-            path.display()
-        )
-    })?;
+    pem_certificates(path).map_err(|e| format!("format.registry_ca_file: {e}"))
+}
+
+/// The certificates of a PEM file (other PEM items, such as keys, are skipped); an error when
+/// it cannot be read, is not PEM or holds no certificate. Also the query CLI's `--ca-file`.
+pub(crate) fn pem_certificates(
+    path: &Path,
+) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut certs = Vec::new();
     for item in ureq::tls::parse_pem(&pem) {
         match item {
             Ok(PemItem::Certificate(c)) => certs.push(c),
             Ok(_) => {}
-            Err(e) => {
-                return Err(format!(
-                    "format.registry_ca_file: {} is not valid PEM: {e}",
-                    path.display()
-                ))
-            }
+            Err(e) => return Err(format!("{} is not valid PEM: {e}", path.display())),
         }
     }
     if certs.is_empty() {
-        return Err(format!(
-            "format.registry_ca_file: {} holds no PEM certificate",
-            path.display()
-        ));
+        return Err(format!("{} holds no PEM certificate", path.display()));
     }
     Ok(certs)
 }

@@ -108,7 +108,9 @@ impl AgentContext {
         if let Err(e) = r {
             tracing::error!(error = %e, "assign failed");
         }
-        shared.ready.store(true, Ordering::Release);
+        // Ready, unless a fatal error is already pending.
+        let fatal = shared.lock().fatal.is_some();
+        shared.ready.store(!fatal, Ordering::Release);
     }
 
     /// Gives up revoked (or lost) partitions, then unassigns them.

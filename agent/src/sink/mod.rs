@@ -261,9 +261,12 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Records the error that stops the agent; readiness turns false at once (the HTTP API
+    /// still answers until the agent has stopped).
     fn fatal(&self, why: String) {
         tracing::error!(error = %why, "stopping");
         self.lock().fatal.get_or_insert(why);
+        self.ready.store(false, Ordering::Release);
     }
 }
 

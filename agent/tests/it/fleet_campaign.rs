@@ -478,7 +478,7 @@ impl Fleet {
             let out = query_output(&eps, &["get", &format!("p{i}")]);
             c.eq(
                 format!("get p{i} (poison): exit code"),
-                Some(1),
+                Some(4),
                 out.status.code(),
             );
         }
@@ -791,7 +791,7 @@ fn fleet_query_with_a_stopped_agent_is_partial() {
         "an id the missing agent may hold: {out:?}"
     );
     let out = query_output(&eps, &["--allow-partial", "get", &only_there]);
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
 
     // Back: complete again.
     f.agents[gone].start();

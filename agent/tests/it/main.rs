@@ -2,9 +2,11 @@
 
 mod agent_kills;
 mod backpressure;
+mod cli_tls;
 mod common;
 mod delivery;
 mod errors;
+mod exposition;
 mod fleet_api;
 mod fleet_campaign;
 mod fleet_figures;
@@ -12,6 +14,7 @@ mod fuzz_seeds;
 mod http_cli;
 mod openapi;
 mod process;
+mod readiness;
 mod real_cluster;
 mod security;
 mod tansu;
