@@ -7,7 +7,7 @@
 
 #![forbid(unsafe_code)]
 
-use keplor_agent::{agent, config, demo, query, sink};
+use keplor_agent::{agent, config, demo, export, query, sink};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,6 +57,9 @@ enum Command {
     },
     /// Query a running agent (or several: results are merged) or a stopped agent's data.
     Query(query::QueryArgs),
+    /// Write a stopped agent's events as Parquet in Hive partitions (dt=YYYY-MM-DD/), for
+    /// DuckDB, Spark and Trino; the filters are those of `query`.
+    Export(export::ExportArgs),
     /// Validate a configuration file and print it resolved (with environment overrides).
     CheckConfig {
         /// The TOML configuration.
@@ -157,6 +160,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Query(args) => query::main(args),
+        Command::Export(args) => export::main(args),
     }
 }
 

@@ -5,6 +5,7 @@ mod backpressure;
 mod common;
 mod delivery;
 mod errors;
+mod export_cli;
 mod fleet_api;
 mod fleet_campaign;
 mod fleet_figures;
