@@ -11,6 +11,7 @@ pub mod api;
 pub mod config;
 pub mod connect;
 pub mod demo;
+pub mod export;
 pub mod fleet;
 pub mod http;
 pub mod mapping;

@@ -8,7 +8,7 @@
 
 #![forbid(unsafe_code)]
 
-use keplor_agent::{agent, config, demo, query, sink};
+use keplor_agent::{agent, config, demo, export, query, sink};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,6 +59,9 @@ enum Command {
     /// Query a running agent (or several: results are merged) or a stopped agent's data.
     #[command(after_help = query::EXIT_CODES)]
     Query(query::QueryArgs),
+    /// Write a stopped agent's events as Parquet in Hive partitions (dt=YYYY-MM-DD/), for
+    /// DuckDB, Spark and Trino; the filters are those of `query`.
+    Export(export::ExportArgs),
     /// Validate a configuration file and print it resolved (with environment overrides).
     CheckConfig {
         /// The TOML configuration.
@@ -159,6 +162,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Query(args) => query::main(args),
+        Command::Export(args) => export::main(args),
     }
 }
 

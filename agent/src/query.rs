@@ -121,7 +121,7 @@ enum Output {
 }
 
 #[derive(Args, Debug, Default, Clone)]
-struct Filters {
+pub(crate) struct Filters {
     /// Equality on a dim, by name: --where user=alice (repeatable).
     #[arg(long = "where", short = 'w', value_name = "DIM=VALUE")]
     wheres: Vec<String>,
@@ -479,6 +479,11 @@ fn rollups(
     Ok((render_rollups(&r, c.as_ref(), format), c))
 }
 
+/// The parameters of `f`, as `keplor-agent export` takes them; a bad one is named by its flag.
+pub(crate) fn filter_params(f: &Filters) -> Result<Params, String> {
+    parse(&pairs(f)?).map_err(|e| e.message)
+}
+
 /// Parses the request's parameters; a bad one is named by the flag that set it.
 fn parse(v: &[(String, String)]) -> Result<Params, Failure> {
     Params::parse(v.iter().map(|(a, b)| (a.as_str(), b.as_str())))
@@ -677,7 +682,7 @@ fn render_rollups(r: &RollupsResponse, c: Option<&Completeness>, format: Output)
         .buckets
         .iter()
         .map(|b| {
-            let mut row = vec![day_string(b.day)];
+            let mut row = vec![keplordb::date_of_day(b.day)];
             row.extend(
                 dims.iter()
                     .map(|d| b.dims.get(d).cloned().unwrap_or_default()),
@@ -694,30 +699,18 @@ fn render_rollups(r: &RollupsResponse, c: Option<&Completeness>, format: Output)
     render(header, rows, json_of(r, c), format)
 }
 
-/// `YYYY-MM-DD` of a day number.
-fn day_string(day: i64) -> String {
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = day + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + (m <= 2) as i64;
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn days_format() {
-        assert_eq!(day_string(0), "1970-01-01");
-        assert_eq!(day_string(20_782), "2026-11-25");
-        assert_eq!(api::parse_day("d", &day_string(11_016)).unwrap(), 11_016);
+        assert_eq!(keplordb::date_of_day(0), "1970-01-01");
+        assert_eq!(keplordb::date_of_day(20_782), "2026-11-25");
+        assert_eq!(
+            api::parse_day("d", &keplordb::date_of_day(11_016)).unwrap(),
+            11_016
+        );
     }
 
     #[test]

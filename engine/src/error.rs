@@ -71,6 +71,14 @@ pub enum DbError {
         reason: String,
     },
 
+    /// A Parquet export could not be written (cargo feature `parquet`); file-system failures
+    /// are [`DbError::Io`].
+    #[error("parquet export: {reason}")]
+    Export {
+        /// What failed.
+        reason: String,
+    },
+
     /// An event does not have the shape of the schema (runtime-schema API only; the typed API
     /// rules this out at compile time).
     #[error("event has {found} {column}, the schema has {expected}")]

@@ -64,6 +64,8 @@ mod derive;
 mod engine;
 mod error;
 mod event;
+#[cfg(feature = "parquet")]
+pub mod export;
 mod fsutil;
 mod hash;
 mod le;
@@ -92,7 +94,7 @@ pub use query::{
     Aggregate, Cursor, DynAggregate, DynFilter, EventRef, QueryFilter, RollupKey, RollupValue,
 };
 pub use schema::{SchemaDef, MAX_COUNTERS, MAX_DIMS, MAX_LABELS, MAX_ROLLUP_DIMS, SCHEMA_FILE};
-pub use time::{day_of, NANOS_PER_DAY};
+pub use time::{date_of_day, day_of, NANOS_PER_DAY};
 pub use typed::Engine;
 pub use wal::frame::{MAX_LABEL_LEN, MAX_SOURCE_KEY_LEN, MAX_VALUE_LEN};
 pub use wal::reader::DiscardedTail;

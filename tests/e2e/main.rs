@@ -6,4 +6,5 @@ mod child;
 mod crash;
 mod faults;
 mod model;
+mod parquet_export;
 mod shim;

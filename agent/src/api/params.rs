@@ -360,6 +360,13 @@ impl Params {
         v
     }
 
+    /// The engine filter of these parameters, or the first one the schema refutes, named by its
+    /// flag as the CLI spells it.
+    pub(crate) fn to_filter(&self, engine: &DynEngine) -> Result<DynFilter, String> {
+        self.filter(engine)
+            .map_err(|e| format!("{}: {}", e.parameter, e.error))
+    }
+
     pub(super) fn filter(&self, engine: &DynEngine) -> Result<DynFilter, ParamError> {
         let schema = engine.schema();
         let mut dims = vec![None; schema.dims.len()];

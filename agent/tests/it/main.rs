@@ -6,6 +6,7 @@ mod cli_tls;
 mod common;
 mod delivery;
 mod errors;
+mod export_cli;
 mod exposition;
 mod fleet_api;
 mod fleet_campaign;
