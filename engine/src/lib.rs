@@ -104,4 +104,11 @@ pub mod diagnostics {
     pub fn kernel_name() -> &'static str {
         crate::query::kernels::kernel_name()
     }
+
+    /// The bytes of the segment file at `path` by part: `"header"`, then each section by name
+    /// (its padding to the 64-byte alignment counted with it), from the header's section table.
+    /// The header is checked (magic, version, checksum); the sections are not.
+    pub fn segment_sections(path: &std::path::Path) -> crate::Result<Vec<(&'static str, u64)>> {
+        crate::segment::section_sizes(path)
+    }
 }

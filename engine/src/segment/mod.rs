@@ -292,3 +292,23 @@ impl SegmentCache {
         self.loaded_count.load(Ordering::Relaxed)
     }
 }
+
+/// The bytes of the segment at `path` by part: the header, then each section with the padding
+/// that follows it (so the parts sum to the file length). See `diagnostics::segment_sections`.
+pub(crate) fn section_sizes(path: &std::path::Path) -> Result<Vec<(&'static str, u64)>> {
+    let bytes =
+        std::fs::read(path).map_err(|e| crate::error::DbError::io("read segment", path, e))?;
+    let h = header::SegmentHeader::parse(&bytes)
+        .map_err(|e| crate::error::DbError::corrupt_segment(path, "header", 0, format!("{e:?}")))?;
+    let mut starts: Vec<(u64, &'static str)> = Section::ALL
+        .iter()
+        .map(|&s| (h.section(s).offset.get(), s.name()))
+        .collect();
+    starts.sort_unstable();
+    let mut out = vec![("header", header::HEADER_LEN as u64)];
+    for (i, &(start, name)) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).map_or(bytes.len() as u64, |n| n.0);
+        out.push((name, end.saturating_sub(start)));
+    }
+    Ok(out)
+}
