@@ -159,6 +159,8 @@ pub(crate) struct Segment {
     pub part_count: u16,
     pub bloom_dim: Option<usize>,
     pub bloom: Option<Bloom>,
+    /// The filter over the segment's ids (version 2), kept in memory like `bloom`.
+    pub id_filter: Option<Bloom>,
     /// Dims with posting lists.
     pub posting_dims: Vec<usize>,
     pub totals: Totals,
@@ -190,6 +192,7 @@ impl Segment {
             part_count: h.part_count.get(),
             bloom_dim: data.bloom_dim(),
             bloom: data.bloom.clone(),
+            id_filter: data.id_filter().cloned(),
             posting_dims: data.posting_dims(),
             totals: data.totals(),
             data: ArcSwapOption::from(Some(Arc::new(data))),
@@ -218,6 +221,12 @@ impl Segment {
         self.data.store(Some(d.clone()));
         cache.loaded_again(self);
         Ok(d)
+    }
+
+    /// False when the segment certainly holds no row with id `id` (its id filter says so);
+    /// version-1 segments have no filter and may hold any id.
+    pub(crate) fn may_hold_id(&self, id: &str) -> bool {
+        self.id_filter.as_ref().is_none_or(|f| f.may_contain(id))
     }
 
     fn is_loaded(&self) -> bool {
