@@ -155,6 +155,8 @@ pub(crate) struct Segment {
     pub min_ts: i64,
     pub max_ts: i64,
     pub generation: u64,
+    /// Format version of the file.
+    pub version: u16,
     pub part_index: u16,
     pub part_count: u16,
     pub bloom_dim: Option<usize>,
@@ -188,6 +190,7 @@ impl Segment {
             min_ts: h.min_ts.get(),
             max_ts: h.max_ts.get(),
             generation: h.generation.get(),
+            version: h.version.get(),
             part_index: h.part_index.get(),
             part_count: h.part_count.get(),
             bloom_dim: data.bloom_dim(),

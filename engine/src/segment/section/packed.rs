@@ -334,6 +334,17 @@ mod tests {
     }
 
     #[test]
+    fn format_md_example_decodes() {
+        let b = [DICTIONARY, 2, 0xC8, 0x01, 0xF7, 0x03, 0, 1, 0b010];
+        let mut c = Cursor::at(&b, 0);
+        assert_eq!(
+            decode_column(&mut c, 3, u16::MAX as u64).unwrap(),
+            [200, 503, 200]
+        );
+        assert_eq!(c.pos(), b.len());
+    }
+
+    #[test]
     fn faults_name_the_byte() {
         let fault =
             |b: &[u8], rows, max| decode_column(&mut Cursor::at(b, 0), rows, max).unwrap_err();
