@@ -2,7 +2,9 @@
 
 read <csv> <day_start_ns> <budget_s>: load the CSV into an on-disk DuckDB and time the read
 queries; write <dir> <rows> <budget_s>: time INSERT of <rows> rows + COMMIT (fsync) per batch.
-Prints "name<TAB>median_microseconds" lines.
+storage <csv>: load the CSV into an on-disk DuckDB and print its file size after CHECKPOINT and
+the sizes of Parquet files (zstd, snappy) written by COPY.
+Prints "name<TAB>median_microseconds" (read, write) or "name<TAB>bytes" (storage) lines.
 """
 import os
 import statistics
@@ -72,11 +74,28 @@ def write(d, rows, budget):
     print(f"insert+commit {rows} rows\t{timed(batch, budget):.1f}", flush=True)
 
 
+def storage(csv):
+    with tempfile.TemporaryDirectory() as d:
+        db = os.path.join(d, "storage.duckdb")
+        con = duckdb.connect(db)
+        con.execute(f"CREATE TABLE events AS SELECT * FROM read_csv_auto('{csv}')")
+        con.execute("CHECKPOINT")
+        for codec in ("zstd", "snappy"):
+            out = os.path.join(d, f"events.{codec}.parquet")
+            con.execute(f"COPY events TO '{out}' (FORMAT parquet, COMPRESSION {codec})")
+        con.close()
+        print(f"duckdb (after CHECKPOINT)\t{os.path.getsize(db)}")
+        for codec in ("zstd", "snappy"):
+            print(f"parquet {codec}\t{os.path.getsize(os.path.join(d, f'events.{codec}.parquet'))}")
+
+
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "read":
         read(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
     elif mode == "write":
         write(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
+    elif mode == "storage":
+        storage(sys.argv[2])
     else:
         sys.exit(f"unknown mode {mode}")

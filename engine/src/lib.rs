@@ -86,7 +86,9 @@ mod wal;
 
 pub use config::{EngineConfig, WalRecoveryMode, MAX_SHARDS, MAX_WAL_BYTES, MAX_WAL_EVENTS};
 pub use derive::{generate_id, Schema};
-pub use engine::{AppendTicket, DynEngine, EngineStats, GcStats, RecoveryReport, SourceCheckpoint};
+pub use engine::{
+    AppendTicket, CompactStats, DynEngine, EngineStats, GcStats, RecoveryReport, SourceCheckpoint,
+};
 pub use error::{DbError, Result, SchemaSummary};
 pub use event::{DynEvent, EventFlags, LogEvent, Row};
 pub use keplordb_macros::Schema;
@@ -105,5 +107,12 @@ pub mod diagnostics {
     /// Name of the aggregation kernel set in use (`"avx2"` or `"scalar"`).
     pub fn kernel_name() -> &'static str {
         crate::query::kernels::kernel_name()
+    }
+
+    /// The bytes of the segment file at `path` by part: `"header"`, then each section by name
+    /// (its padding to the 64-byte alignment counted with it), from the header's section table.
+    /// The header is checked (magic, version, checksum); the sections are not.
+    pub fn segment_sections(path: &std::path::Path) -> crate::Result<Vec<(&'static str, u64)>> {
+        crate::segment::section_sizes(path)
     }
 }

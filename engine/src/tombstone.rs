@@ -121,6 +121,49 @@ impl Tombstones {
         !self.is_empty() && self.read().contains(id)
     }
 
+    /// Drops the ids for which `keep` is false, from the set and from the log: the log is
+    /// rewritten with the kept ids (one frame) under a temporary name, fsynced, renamed over
+    /// the log and the directory fsynced, so a crash leaves the old log or the new one. Returns
+    /// how many ids were dropped.
+    pub(crate) fn retain(
+        &self,
+        dir: &Path,
+        schema: &SchemaDef,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<usize> {
+        let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(reason) = &log.failed {
+            return Err(DbError::TombstoneLogFailed {
+                reason: reason.clone(),
+            });
+        }
+        let kept: Vec<Box<str>> = self.read().iter().filter(|id| keep(id)).cloned().collect();
+        let dropped = self.len.load(Ordering::Acquire) - kept.len();
+        if dropped == 0 {
+            return Ok(0);
+        }
+        let path = dir.join(TOMBSTONE_FILE);
+        let tmp = dir.join(format!("{TOMBSTONE_FILE}.tmp"));
+        let mut w = WalWriter::create(&tmp, log_header(schema))?;
+        if !kept.is_empty() {
+            let ids: Vec<&str> = kept.iter().map(|b| &**b).collect();
+            let mut frame = FrameBuf::new(FrameKind::Tombstones);
+            encode_tombstones(&mut frame, &ids)?;
+            w.append(frame.finish()?).map_err(|e| match e {
+                AppendError::RolledBack(e) | AppendError::Poisoned(e) => e,
+            })?;
+        }
+        w.sync()?;
+        std::fs::rename(&tmp, &path).map_err(|e| DbError::io("install tombstone log", &path, e))?;
+        crate::fsutil::sync_dir(dir)?;
+        w.path = path;
+        log.writer = Some(w);
+        let mut set = self.set.write().unwrap_or_else(|p| p.into_inner());
+        *set = kept.into_iter().collect();
+        self.len.store(set.len(), Ordering::Release);
+        Ok(dropped)
+    }
+
     /// Durably records `ids` (one frame, fsynced), then adds them to the set.
     pub(crate) fn record(&self, dir: &Path, schema: &SchemaDef, ids: &[&str]) -> Result<()> {
         let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
@@ -133,13 +176,7 @@ impl Tombstones {
         let w = match log.writer.take() {
             Some(w) => w,
             None => {
-                let header = WalHeader {
-                    version: crate::wal::WAL_VERSION,
-                    shard: u16::MAX,
-                    generation: 0,
-                    schema_id: schema.schema_id,
-                    fingerprint: schema.fingerprint(),
-                };
+                let header = log_header(schema);
                 // Prepared under a temporary name: a crash never leaves a log whose header is
                 // cut short under the real name.
                 let tmp = dir.join(format!("{TOMBSTONE_FILE}.tmp"));
@@ -177,6 +214,17 @@ impl Tombstones {
     }
 }
 
+/// The header of the tombstone log (FORMAT.md 6).
+fn log_header(schema: &SchemaDef) -> WalHeader {
+    WalHeader {
+        version: crate::wal::WAL_VERSION,
+        shard: u16::MAX,
+        generation: 0,
+        schema_id: schema.schema_id,
+        fingerprint: schema.fingerprint(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,6 +257,27 @@ mod tests {
             .unwrap()
             .0
             .contains("d"));
+    }
+
+    #[test]
+    fn retain_rewrites_the_log_with_the_kept_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let (t, _) = load(dir.path(), WalRecoveryMode::default()).unwrap();
+        t.record(dir.path(), &schema(), &["a", "b", "c"]).unwrap();
+        assert_eq!(t.retain(dir.path(), &schema(), |id| id != "b").unwrap(), 1);
+        assert_eq!(t.retain(dir.path(), &schema(), |_| true).unwrap(), 0);
+        assert!(t.contains("a") && !t.contains("b"));
+        t.record(dir.path(), &schema(), &["d"]).unwrap();
+        drop(t);
+        let (t, _) = load(dir.path(), WalRecoveryMode::AbsoluteConsistency).unwrap();
+        let mut ids: Vec<String> = t.read().iter().map(|b| b.to_string()).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, ["a", "c", "d"]);
+        assert!(!dir.path().join(format!("{TOMBSTONE_FILE}.tmp")).exists());
+        assert_eq!(t.retain(dir.path(), &schema(), |_| false).unwrap(), 3);
+        drop(t);
+        let (t, _) = load(dir.path(), WalRecoveryMode::AbsoluteConsistency).unwrap();
+        assert!(t.is_empty());
     }
 
     #[test]

@@ -193,6 +193,12 @@ impl<const D: usize, const C: usize, const L: usize> Engine<D, C, L> {
         self.core.gc(cutoff_ns)
     }
 
+    /// Rewrites version-1 segments and segments with deleted rows as version-2 segments of
+    /// their live rows (see [`DynEngine::compact`]).
+    pub fn compact(&self) -> Result<crate::CompactStats> {
+        self.core.compact()
+    }
+
     /// Live events stored.
     pub fn total_events(&self) -> u64 {
         self.core.total_events()

@@ -47,7 +47,7 @@ impl DynEngine {
 
     /// True when a segment of `view` has a live event with id `id`.
     fn live_in_segments(&self, view: &View, id: &str) -> Result<bool> {
-        for s in &view.segments {
+        for s in view.segments.iter().filter(|s| s.seg.may_hold_id(id)) {
             let data = s.seg.data(&self.schema, &self.cache)?;
             if data
                 .rows_with_id(id)

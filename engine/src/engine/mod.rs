@@ -1,5 +1,6 @@
 //! `DynEngine`: the runtime-schema engine every other API is built on.
 
+mod compact;
 mod delete;
 mod open;
 mod query;
@@ -28,6 +29,7 @@ use crate::tombstone::Tombstones;
 use crate::view::View;
 use crate::wal::frame::{encode_events, FrameBuf, FrameKind, IdSource};
 
+pub use compact::CompactStats;
 pub use open::RecoveryReport;
 
 /// Identifies an append, to ask whether it has passed the fsync boundary.

@@ -251,7 +251,7 @@ impl DynEngine {
         let dead = self.tombstones.read();
         let mut rows = DeletedRows::default();
         if dead.len() < data.rows {
-            for id in dead.iter() {
+            for id in dead.iter().filter(|id| seg.may_hold_id(id)) {
                 for r in data.rows_with_id(id) {
                     rows.insert(r);
                 }

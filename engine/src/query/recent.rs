@@ -390,7 +390,7 @@ pub(crate) fn get_event<T: FromStored>(snap: &Snapshot<'_>, id: &str) -> Result<
             consider(T::from_mem(&data, r));
         }
     }
-    for s in &view.segments {
+    for s in view.segments.iter().filter(|s| s.seg.may_hold_id(id)) {
         let data = snap.data(s)?;
         for r in data.rows_with_id(id) {
             if s.deleted.as_ref().is_some_and(|d| d.contains(r)) {

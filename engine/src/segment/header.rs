@@ -35,8 +35,10 @@ use super::{Section, SECTION_ALIGN, SECTION_COUNT};
 
 /// Magic bytes at the start of every segment.
 pub(crate) const SEGMENT_MAGIC: [u8; 4] = *b"KSEG";
-/// Current segment format version.
-pub(crate) const SEGMENT_VERSION: u16 = 1;
+/// Segment format version of new segments.
+pub(crate) const SEGMENT_VERSION: u16 = 2;
+/// The first segment format version, still read.
+pub(crate) const SEGMENT_VERSION_1: u16 = 1;
 /// Size of the header.
 pub(crate) const HEADER_LEN: usize = 256;
 /// `bloom_dim` value meaning "no bloom filter".
@@ -123,7 +125,7 @@ impl SegmentHeader {
                 format!("bad magic {:?}, expected \"KSEG\"", h.magic),
             ));
         }
-        if h.version.get() != SEGMENT_VERSION {
+        if ![SEGMENT_VERSION_1, SEGMENT_VERSION].contains(&h.version.get()) {
             return Err(HeaderError::Version(h.version.get()));
         }
         if h.header_len.get() as usize != HEADER_LEN {
@@ -289,8 +291,8 @@ mod tests {
         };
         assert_corrupt(&edit(0, b'X'), 0, "bad magic");
         assert!(matches!(
-            SegmentHeader::parse(&edit(4, 2)),
-            Err(HeaderError::Version(2))
+            SegmentHeader::parse(&edit(4, 3)),
+            Err(HeaderError::Version(3))
         ));
         assert_corrupt(&edit(7, 0), 6, "header length 0");
         assert_corrupt(&edit(9, 11), 9, "11 sections");

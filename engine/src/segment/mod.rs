@@ -155,10 +155,14 @@ pub(crate) struct Segment {
     pub min_ts: i64,
     pub max_ts: i64,
     pub generation: u64,
+    /// Format version of the file.
+    pub version: u16,
     pub part_index: u16,
     pub part_count: u16,
     pub bloom_dim: Option<usize>,
     pub bloom: Option<Bloom>,
+    /// The filter over the segment's ids (version 2), kept in memory like `bloom`.
+    pub id_filter: Option<Bloom>,
     /// Dims with posting lists.
     pub posting_dims: Vec<usize>,
     pub totals: Totals,
@@ -186,10 +190,12 @@ impl Segment {
             min_ts: h.min_ts.get(),
             max_ts: h.max_ts.get(),
             generation: h.generation.get(),
+            version: h.version.get(),
             part_index: h.part_index.get(),
             part_count: h.part_count.get(),
             bloom_dim: data.bloom_dim(),
             bloom: data.bloom.clone(),
+            id_filter: data.id_filter().cloned(),
             posting_dims: data.posting_dims(),
             totals: data.totals(),
             data: ArcSwapOption::from(Some(Arc::new(data))),
@@ -218,6 +224,12 @@ impl Segment {
         self.data.store(Some(d.clone()));
         cache.loaded_again(self);
         Ok(d)
+    }
+
+    /// False when the segment certainly holds no row with id `id` (its id filter says so);
+    /// version-1 segments have no filter and may hold any id.
+    pub(crate) fn may_hold_id(&self, id: &str) -> bool {
+        self.id_filter.as_ref().is_none_or(|f| f.may_contain(id))
     }
 
     fn is_loaded(&self) -> bool {
@@ -291,4 +303,24 @@ impl SegmentCache {
     pub(crate) fn mapped(&self) -> usize {
         self.loaded_count.load(Ordering::Relaxed)
     }
+}
+
+/// The bytes of the segment at `path` by part: the header, then each section with the padding
+/// that follows it (so the parts sum to the file length). See `diagnostics::segment_sections`.
+pub(crate) fn section_sizes(path: &std::path::Path) -> Result<Vec<(&'static str, u64)>> {
+    let bytes =
+        std::fs::read(path).map_err(|e| crate::error::DbError::io("read segment", path, e))?;
+    let h = header::SegmentHeader::parse(&bytes)
+        .map_err(|e| crate::error::DbError::corrupt_segment(path, "header", 0, format!("{e:?}")))?;
+    let mut starts: Vec<(u64, &'static str)> = Section::ALL
+        .iter()
+        .map(|&s| (h.section(s).offset.get(), s.name()))
+        .collect();
+    starts.sort_unstable();
+    let mut out = vec![("header", header::HEADER_LEN as u64)];
+    for (i, &(start, name)) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).map_or(bytes.len() as u64, |n| n.0);
+        out.push((name, end.saturating_sub(start)));
+    }
+    Ok(out)
 }

@@ -13,14 +13,19 @@ use std::sync::OnceLock;
 
 use memmap2::Mmap;
 
-use super::header::{HeaderError, SectionTable, SegmentHeader, NO_BLOOM, SEGMENT_VERSION};
+use super::header::{
+    HeaderError, SectionTable, SegmentHeader, NO_BLOOM, SEGMENT_VERSION, SEGMENT_VERSION_1,
+};
 use super::section::bloom::Bloom;
 use super::section::chunks::{ChunkAggs, Zones};
 use super::section::columns::{MetricColumn, TsColumn, U16Cols, U32Cols};
+use super::section::id_blocks::{FrontCodedIds, IdStore};
 use super::section::ids::IdIndex;
 use super::section::intern::InternTables;
 pub(crate) use super::section::intern::SegDict;
 use super::section::labels::LabelColumns;
+use super::section::packed_cols::{PackedMetric, PackedU16Cols, PackedU32Cols};
+use super::section::posting_lists::{PostingDirectory, PostingLists};
 use super::section::postings::PostingIndex;
 pub(crate) use super::section::postings::Postings;
 use super::section::status::{StatusBitmaps, StatusIndex};
@@ -34,14 +39,24 @@ use crate::schema::SchemaDef;
 /// mapping (each placed at its section's file offset).
 #[derive(Debug)]
 struct Layout {
-    u32s: U32Cols,
-    u16s: U16Cols,
     zones: Zones,
     aggs: ChunkAggs,
     status: StatusIndex,
-    postings: PostingIndex,
-    ids: IdIndex,
     labels: LabelColumns,
+}
+
+/// What the reader decodes at open into memory: in version 2 these sections are packed or
+/// compressed; version-1 sections are copied into the same form.
+#[derive(Debug)]
+struct Decoded {
+    /// Latency, latency detail, counters.
+    u32s: Vec<Vec<u32>>,
+    /// Status, flags, dim codes.
+    u16s: Vec<Vec<u16>>,
+    postings: PostingLists,
+    ids: IdStore,
+    /// The filter over the ids (version 2).
+    id_filter: Option<Bloom>,
 }
 
 /// Every section parsed at open.
@@ -51,6 +66,7 @@ struct Parsed {
     metric: Vec<i64>,
     bloom: Option<Bloom>,
     layout: Layout,
+    decoded: Decoded,
 }
 
 /// A mapped, verified segment.
@@ -69,6 +85,7 @@ pub(crate) struct SegmentData {
     pub metric: Vec<i64>,
     pub bloom: Option<Bloom>,
     layout: Layout,
+    decoded: Decoded,
     intern: OnceLock<std::result::Result<Vec<SegDict>, SectionError>>,
     status: OnceLock<std::result::Result<StatusBitmaps, SectionError>>,
 }
@@ -104,6 +121,7 @@ impl SegmentData {
             metric: parsed.metric,
             bloom: parsed.bloom,
             layout: parsed.layout,
+            decoded: parsed.decoded,
             intern: OnceLock::new(),
             status: OnceLock::new(),
         })
@@ -131,29 +149,37 @@ impl SegmentData {
         e.clone().into_db(&self.path, self.table.start(e.section))
     }
 
-    /// `latency_ms` of every row (U32Cols, in place).
+    /// U32Cols column `i` (decoded at open).
+    fn u32s(&self, i: usize) -> &[u32] {
+        self.decoded.u32s.get(i).map_or(&[], |c| c)
+    }
+    /// U16Cols column `i` (decoded at open).
+    fn u16s(&self, i: usize) -> &[u16] {
+        self.decoded.u16s.get(i).map_or(&[], |c| c)
+    }
+    /// `latency_ms` of every row.
     pub(crate) fn latency(&self) -> &[u32] {
-        self.layout.u32s.latency(&self.mmap)
+        self.u32s(0)
     }
-    /// `latency_detail_ms` of every row (U32Cols, in place).
+    /// `latency_detail_ms` of every row.
     pub(crate) fn latency_detail(&self) -> &[u32] {
-        self.layout.u32s.latency_detail(&self.mmap)
+        self.u32s(1)
     }
-    /// Counter `c` of every row (U32Cols, in place).
+    /// Counter `c` of every row.
     pub(crate) fn counter(&self, c: usize) -> &[u32] {
-        self.layout.u32s.counter(&self.mmap, c)
+        self.u32s(2 + c)
     }
-    /// Status of every row (U16Cols, in place).
+    /// Status of every row.
     pub(crate) fn status(&self) -> &[u16] {
-        self.layout.u16s.status(&self.mmap)
+        self.u16s(0)
     }
-    /// Flags of every row (U16Cols, in place).
+    /// Flags of every row.
     pub(crate) fn flags(&self) -> &[u16] {
-        self.layout.u16s.flags(&self.mmap)
+        self.u16s(1)
     }
     /// Segment-local codes of dim `d`.
     pub(crate) fn dim(&self, d: usize) -> &[u16] {
-        self.layout.u16s.dim(&self.mmap, d)
+        self.u16s(2 + d)
     }
 
     /// Per chunk, the ts of its first row (Zones, in place).
@@ -227,22 +253,27 @@ impl SegmentData {
 
     /// Dims that have posting lists.
     pub(crate) fn posting_dims(&self) -> Vec<usize> {
-        self.layout.postings.dims()
+        self.decoded.postings.dims()
     }
 
     /// Posting lists of dim `d`, if the segment has them.
     pub(crate) fn postings(&self, d: usize) -> Option<Postings<'_>> {
-        self.layout.postings.lists(&self.mmap, d)
+        self.decoded.postings.lists(d)
+    }
+
+    /// The filter over the segment's ids, if it has one (version 2).
+    pub(crate) fn id_filter(&self) -> Option<&Bloom> {
+        self.decoded.id_filter.as_ref()
     }
 
     /// The id of `row`.
     pub(crate) fn id(&self, row: usize) -> &str {
-        self.layout.ids.id(&self.mmap, row)
+        self.decoded.ids.id(row)
     }
 
-    /// Rows whose id is `id`, via the hash index.
+    /// Rows whose id is `id`, via a hash index built on first use.
     pub(crate) fn rows_with_id(&self, id: &str) -> Vec<usize> {
-        self.layout.ids.rows_with(&self.mmap, id)
+        self.decoded.ids.rows_with(id)
     }
 
     /// Label `l` of `row`.
@@ -270,7 +301,7 @@ impl SegmentData {
                     self.dim(d)[row]
                 )));
             }
-            if let Some(lists) = self.layout.postings.codes_of(d).filter(|&p| p != n) {
+            if let Some(lists) = self.decoded.postings.codes_of(d).filter(|&p| p != n) {
                 return Err(fault(format!(
                     "dim {d} has {n} values but {lists} posting lists"
                 )));
@@ -376,32 +407,33 @@ fn parse_sections(
     header: &SegmentHeader,
     shape: &Shape,
 ) -> std::result::Result<Parsed, SectionError> {
-    let bytes = |s| table.bytes(file, s);
+    let bytes = |s: Section| table.bytes(file, s);
     let at = |s| table.start(s);
     let rows = shape.rows;
     let ts = TsColumn::parse(bytes(Section::Ts), rows)?;
     TsColumn::check_bounds(&ts, header.min_ts.get(), header.max_ts.get())?;
-    let metric = MetricColumn::parse(bytes(Section::Metric), rows)?;
-    let u32s = U32Cols::parse(bytes(Section::U32Cols), shape)?;
-    let u16s = U16Cols::parse(bytes(Section::U16Cols), shape)?;
+    let v1 = header.version.get() == SEGMENT_VERSION_1;
+    let metric = if v1 {
+        MetricColumn::parse(bytes(Section::Metric), rows)?
+    } else {
+        PackedMetric::parse(bytes(Section::Metric), rows)?
+    };
     let zones = Zones::parse(bytes(Section::Zones), shape)?;
     let aggs = ChunkAggs::parse(bytes(Section::ChunkAggs), shape)?;
     let bloom = Bloom::parse(bytes(Section::Bloom))?;
     check_bloom_dim(header.bloom_dim.get(), bloom.is_some(), shape.dims)?;
     let status = StatusIndex::parse(bytes(Section::Status), rows)?;
-    let postings = PostingIndex::parse(bytes(Section::Postings), rows, shape.dims)?;
-    let ids = IdIndex::parse(bytes(Section::Ids), rows)?;
-    ids.check_order(bytes(Section::Ids), &ts)?;
+    let decoded = if v1 {
+        decode_v1(&bytes, shape, &ts)?
+    } else {
+        decode_v2(&bytes, shape, &ts)?
+    };
     let labels = LabelColumns::parse(bytes(Section::Labels), rows, shape.labels)?;
     // The reader views them in the whole mapping: one bounds check per column view.
     let layout = Layout {
-        u32s: u32s.placed_at(at(Section::U32Cols)),
-        u16s: u16s.placed_at(at(Section::U16Cols)),
         zones: zones.placed_at(at(Section::Zones)),
         aggs: aggs.placed_at(at(Section::ChunkAggs)),
         status: status.placed_at(at(Section::Status)),
-        postings: postings.placed_at(at(Section::Postings)),
-        ids: ids.placed_at(at(Section::Ids)),
         labels: labels.placed_at(at(Section::Labels)),
     };
     Ok(Parsed {
@@ -409,6 +441,61 @@ fn parse_sections(
         metric,
         bloom,
         layout,
+        decoded,
+    })
+}
+
+/// Copies the version-1 sections U32Cols, U16Cols, Postings and Ids (`bytes` gives a section's
+/// bytes) into memory, after checking them and the id order of rows of one time (`ts`).
+fn decode_v1<'a>(
+    bytes: &impl Fn(Section) -> &'a [u8],
+    shape: &Shape,
+    ts: &[i64],
+) -> std::result::Result<Decoded, SectionError> {
+    let (u32b, u16b) = (bytes(Section::U32Cols), bytes(Section::U16Cols));
+    let u32c = U32Cols::parse(u32b, shape)?;
+    let u16c = U16Cols::parse(u16b, shape)?;
+    let mut u32s = vec![
+        u32c.latency(u32b).to_vec(),
+        u32c.latency_detail(u32b).to_vec(),
+    ];
+    u32s.extend((0..shape.counters).map(|c| u32c.counter(u32b, c).to_vec()));
+    let mut u16s = vec![u16c.status(u16b).to_vec(), u16c.flags(u16b).to_vec()];
+    u16s.extend((0..shape.dims).map(|d| u16c.dim(u16b, d).to_vec()));
+    let pb = bytes(Section::Postings);
+    let postings = PostingIndex::parse(pb, shape.rows, shape.dims)?;
+    let ib = bytes(Section::Ids);
+    let ids = IdIndex::parse(ib, shape.rows)?;
+    ids.check_order(ib, ts)?;
+    Ok(Decoded {
+        u32s,
+        u16s,
+        postings: PostingLists::from_v1(&postings, pb),
+        ids: ids.copy_to_store(ib),
+        id_filter: None,
+    })
+}
+
+/// Decodes the version-2 sections U32Cols, U16Cols, Postings (lists rebuilt from the codes) and
+/// Ids, and checks the id order of rows of one time (`ts`).
+fn decode_v2<'a>(
+    bytes: &impl Fn(Section) -> &'a [u8],
+    shape: &Shape,
+    ts: &[i64],
+) -> std::result::Result<Decoded, SectionError> {
+    let u32s = PackedU32Cols::parse(bytes(Section::U32Cols), shape)?;
+    let u16s = PackedU16Cols::parse(bytes(Section::U16Cols), shape)?;
+    let directory = PostingDirectory::parse(bytes(Section::Postings), shape.dims)?;
+    let postings =
+        PostingLists::from_codes(&directory, |d| u16s.get(2 + d).map_or(&[][..], |c| c))?;
+    let (id_filter, ids, stream_at) = FrontCodedIds::parse(bytes(Section::Ids), shape.rows)?;
+    ids.check_order(ts, stream_at)?;
+    Ok(Decoded {
+        u32s,
+        u16s,
+        postings,
+        ids,
+        id_filter,
     })
 }
 

@@ -212,14 +212,20 @@ fn damage_behind_a_valid_checksum_is_found_by_each_sections_parse() {
         f.reseal(s, len);
         (f, len)
     };
-    // Compressed columns cut by one byte: the zstd frame is incomplete.
-    for s in [Section::Ts, Section::Metric] {
-        case.refused(&shortened(s, 1).0, s, 0);
+    // Ts cut by one byte: the zstd frame is incomplete.
+    case.refused(&shortened(Section::Ts, 1).0, Section::Ts, 0);
+    // Metric (kind 3, a 2-byte length, then zstd) cut by one byte: the frame is named.
+    case.refused(&shortened(Section::Metric, 1).0, Section::Metric, 3);
+    // Packed columns cut by one byte: the last chunk of the last column is named.
+    for s in [Section::U32Cols, Section::U16Cols] {
+        let e = case
+            .open(&shortened(s, 1).0)
+            .expect_err("the damaged segment must be refused");
+        let e = e.to_string();
+        assert!(e.contains("packed chunk") && e.contains(s.name()), "{e}");
     }
     // Fixed-size sections one value short: the first missing byte is named.
     for (s, by) in [
-        (Section::U32Cols, 4),
-        (Section::U16Cols, 2),
         (Section::Bloom, 8),
         (Section::Zones, 2),
         (Section::ChunkAggs, 8),
@@ -233,12 +239,16 @@ fn damage_behind_a_valid_checksum_is_found_by_each_sections_parse() {
     f.put_in(Section::Status, 20, &first.to_le_bytes());
     f.reseal_same(Section::Status);
     case.refused(&f, Section::Status, 20);
-    // Postings: the first offset of dim 0's list is not 0.
+    // Postings: entry 0 names a dim the schema does not have.
     let mut f = case.file();
-    let offsets_at = f.u32_in(Section::Postings, 12) as usize;
-    f.put_in(Section::Postings, offsets_at, &1u32.to_le_bytes());
+    f.put_in(Section::Postings, 4, &99u16.to_le_bytes());
     f.reseal_same(Section::Postings);
-    case.refused(&f, Section::Postings, offsets_at);
+    case.refused(&f, Section::Postings, 4);
+    // Postings: dim 0 has fewer codes than its column uses.
+    let mut f = case.file();
+    f.put_in(Section::Postings, 8, &1u32.to_le_bytes());
+    f.reseal_same(Section::Postings);
+    case.refused(&f, Section::Postings, 4);
     // Ids: one row more than the segment has.
     let mut f = case.file();
     f.put_in(Section::Ids, 0, &(ROWS + 1).to_le_bytes());
@@ -265,11 +275,11 @@ fn lazily_decoded_sections_name_their_byte_on_first_use() {
     assert_corrupt(data.intern().unwrap_err(), "intern tables", start);
     // The fault is cached: a second call reports it again.
     assert_corrupt(data.intern().unwrap_err(), "intern tables", start);
-    // Intern tables that decode but disagree with the dim codes are named at the table.
+    // Intern tables that decode but disagree with the posting lists are named at the table.
     let mut f = case.file();
-    let codes = f.range(Section::U16Cols).0 + 2 * 2 * ROWS as usize;
-    f.bytes[codes..codes + 2].copy_from_slice(&999u16.to_le_bytes());
-    f.reseal_same(Section::U16Cols);
+    let lists = f.u32_in(Section::Postings, 8);
+    f.put_in(Section::Postings, 8, &(lists + 1).to_le_bytes());
+    f.reseal_same(Section::Postings);
     let data = case.open(&f).unwrap();
     assert_corrupt(
         data.intern().unwrap_err(),

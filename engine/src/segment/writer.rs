@@ -9,11 +9,13 @@ use super::header::{
 };
 use super::section::bloom::Bloom;
 use super::section::chunks::{ChunkAggs, Zones};
-use super::section::columns::{MetricColumn, TsColumn, U16Cols, U32Cols};
-use super::section::ids::IdIndex;
+use super::section::columns::TsColumn;
+use super::section::id_blocks::FrontCodedIds;
 use super::section::intern::InternTables;
 use super::section::labels::LabelColumns;
-use super::section::postings::{PostingDim, PostingIndex};
+use super::section::packed_cols::{PackedMetric, PackedU16Cols, PackedU32Cols};
+use super::section::posting_lists::PostingDirectory;
+use super::section::postings::PostingDim;
 use super::section::status::StatusIndex;
 use super::{
     segment_name, Section, MAX_DIM_VALUES, MAX_SEGMENT_ROWS, MAX_SEGMENT_STRING_BYTES,
@@ -271,13 +273,13 @@ pub(crate) fn encode_segment(
         TsColumn::encode(&seg.ts, out)
     })?;
     asm.try_add(Section::Metric, "compress metric", |out| {
-        MetricColumn::encode(&seg.metric, out)
+        PackedMetric::encode(&seg.metric, out)
     })?;
-    asm.add(Section::U32Cols, |out| {
-        U32Cols::encode(seg.u32_columns(), out)
+    asm.try_add(Section::U32Cols, "pack u32 columns", |out| {
+        PackedU32Cols::encode(seg.u32_columns(), out)
     })?;
-    asm.add(Section::U16Cols, |out| {
-        U16Cols::encode(seg.u16_columns(), out)
+    asm.try_add(Section::U16Cols, "pack u16 columns", |out| {
+        PackedU16Cols::encode(seg.u16_columns(), out)
     })?;
     asm.add(Section::Bloom, |out| {
         if let Some(b) = input.schema.bloom_dim {
@@ -297,9 +299,12 @@ pub(crate) fn encode_segment(
         InternTables::encode(&seg.dicts.values, out)
     })?;
     asm.add(Section::Postings, |out| {
-        PostingIndex::encode(&seg.posting_dims(&input.posting_dims), out)
+        PostingDirectory::encode(&seg.posting_dims(&input.posting_dims), out)
     })?;
-    asm.add(Section::Ids, |out| IdIndex::encode(seg.ids(), out))?;
+    let ids: Vec<&str> = seg.ids().collect();
+    asm.try_add(Section::Ids, "compress ids", |out| {
+        FrontCodedIds::encode(ids.iter().copied(), out)
+    })?;
     asm.add(Section::Labels, |out| {
         LabelColumns::encode(seg.label_columns(), out)
     })?;

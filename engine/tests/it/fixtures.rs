@@ -2,8 +2,10 @@
 //! `engine/tests/fixtures/v1/`, must still open and read back the same events, and its bytes
 //! must match the layout FORMAT.md documents. Corrupt variants must be handled as documented.
 //!
-//! Regenerate (only when the format version changes) with
-//! `KEPLORDB_WRITE_FIXTURES=1 cargo test -p keplordb --test it fixtures`.
+//! This build writes segment version 2, so `v1/` can no longer be regenerated: it stays as
+//! committed. `fixtures_v2.rs` has the version-2 fixtures (and regenerates them with
+//! `KEPLORDB_WRITE_FIXTURES=1 cargo test -p keplordb --test it fixtures_v2`) and the upgrade of
+//! a version-1 directory.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -12,16 +14,22 @@ use keplordb::{DbError, DynEngine, Engine, EngineConfig, EventFlags, LogEvent, Q
 
 use crate::common::crc32;
 
-type FxEngine = Engine<2, 2, 1>;
-type FxEvent = LogEvent<2, 2, 1>;
+pub(crate) type FxEngine = Engine<2, 2, 1>;
+pub(crate) type FxEvent = LogEvent<2, 2, 1>;
 
 fn fixture_dir(name: &str) -> PathBuf {
+    fixture_dir_in("v1", name)
+}
+
+/// Fixture directory `name` of format `version` (`"v1"`, `"v2"`).
+pub(crate) fn fixture_dir_in(version: &str, name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/v1")
+        .join("tests/fixtures")
+        .join(version)
         .join(name)
 }
 
-fn fx_config(dir: &Path) -> EngineConfig {
+pub(crate) fn fx_config(dir: &Path) -> EngineConfig {
     let mut c =
         EngineConfig::new(dir).with_columns(["service", "region"], ["bytes", "calls"], ["message"]);
     c.schema_id = 42;
@@ -31,7 +39,7 @@ fn fx_config(dir: &Path) -> EngineConfig {
     c
 }
 
-fn fx_event(i: u32) -> FxEvent {
+pub(crate) fn fx_event(i: u32) -> FxEvent {
     let mut e = FxEvent::new(1_750_000_000_000_000_000 + i as i64 * 60_000_000_000);
     e.id = format!("fx-{i:03}");
     e.metric = i as i64 * 1_000 - 7_000;
@@ -49,11 +57,11 @@ fn fx_event(i: u32) -> FxEvent {
 }
 
 /// Events 0..20 in a segment, 20..25 in the WAL, fx-007 deleted.
-fn expected() -> Vec<FxEvent> {
+pub(crate) fn expected() -> Vec<FxEvent> {
     (0..25).filter(|&i| i != 7).map(fx_event).collect()
 }
 
-fn copy_dir(from: &Path) -> tempfile::TempDir {
+pub(crate) fn copy_dir(from: &Path) -> tempfile::TempDir {
     let to = tempfile::tempdir().unwrap();
     for e in fs::read_dir(from).unwrap() {
         let e = e.unwrap();
@@ -62,15 +70,18 @@ fn copy_dir(from: &Path) -> tempfile::TempDir {
     to
 }
 
-fn sorted(engine: &FxEngine) -> Vec<FxEvent> {
+pub(crate) fn sorted(engine: &FxEngine) -> Vec<FxEvent> {
     let mut v = Vec::new();
     engine.scan_events(|e| v.push(e)).unwrap();
     v.sort_by(|a, b| a.id.cmp(&b.id));
     v
 }
 
-fn write_fixtures() {
-    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1");
+/// Writes the fixture directories of the current format into `tests/fixtures/<version>/`.
+pub(crate) fn write_fixtures(version: &str) {
+    let base = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(version);
     let _ = fs::remove_dir_all(&base);
     let basic = base.join("basic");
     {
@@ -92,7 +103,7 @@ fn write_fixtures() {
     for (name, edit) in [
         (
             "corrupt-segment",
-            "flip a byte in the middle of the segment",
+            "flip a byte in the middle of the Ids section (section table entry 10)",
         ),
         ("torn-wal", "cut the WAL inside its last frame"),
     ] {
@@ -106,7 +117,8 @@ fn write_fixtures() {
         if name == "corrupt-segment" {
             let seg = dir.join("seg-0000000000000001.kseg");
             let mut b = fs::read(&seg).unwrap();
-            let mid = b.len() / 2;
+            let ids = 64 + 16 * 10;
+            let mid = u64_at(&b, ids) as usize + u32_at(&b, ids + 8) as usize / 2;
             b[mid] ^= 0x01;
             fs::write(seg, b).unwrap();
         } else {
@@ -119,9 +131,6 @@ fn write_fixtures() {
 
 #[test]
 fn v1_data_directory_still_reads() {
-    if std::env::var_os("KEPLORDB_WRITE_FIXTURES").is_some() {
-        write_fixtures();
-    }
     let dir = copy_dir(&fixture_dir("basic"));
     let engine = FxEngine::open(fx_config(dir.path())).unwrap();
     assert_eq!(sorted(&engine), expected());
@@ -149,13 +158,13 @@ fn v1_data_directory_still_reads() {
     assert_eq!(ro.total_events(), 24);
 }
 
-fn u16_at(b: &[u8], at: usize) -> u16 {
+pub(crate) fn u16_at(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])
 }
-fn u32_at(b: &[u8], at: usize) -> u32 {
+pub(crate) fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
 }
-fn u64_at(b: &[u8], at: usize) -> u64 {
+pub(crate) fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
 }
 

@@ -149,29 +149,39 @@ fn rows_of_one_time_out_of_id_order_make_a_corrupt_segment() {
     }
     let seg = dir.path().join("seg-0000000000000001.kseg");
     let mut b = fs::read(&seg).unwrap();
-    // Ids section (table entry 10): N, T, ends[N], slots[T], then the id bytes in row order.
+    // Ids section (table entry 10), version 2: N, filter length F, the filter, stream length R,
+    // then a zstd frame of the front-coded ids: per row, shared prefix length, suffix length,
+    // suffix (one-byte varints here).
     let start = u64::from_le_bytes(b[64 + 160..64 + 168].try_into().unwrap()) as usize;
-    let u32_at = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
-    let (n, t) = (u32_at(&b, start) as usize, u32_at(&b, start + 4) as usize);
-    let bytes_at = start + 8 + 4 * n + 4 * t;
-    let id_len = event(0).id.len();
-    assert_eq!(&b[bytes_at..bytes_at + id_len], event(0).id.as_bytes());
+    let len = u32::from_le_bytes(b[64 + 168..64 + 172].try_into().unwrap()) as usize;
+    let f = u32::from_le_bytes(b[start + 4..start + 8].try_into().unwrap()) as usize;
+    let z_at = start + 16 + f;
+    let raw = zstd::bulk::decompress(&b[z_at..start + len], 1 << 20).unwrap();
+    let (id0, id1) = (event(0).id, event(1).id);
+    let front = |first: &str, second: &str| {
+        let mut s = vec![0, first.len() as u8];
+        s.extend_from_slice(first.as_bytes());
+        s.extend_from_slice(&[10, 1, second.as_bytes()[10]]);
+        s
+    };
+    let original = front(&id0, &id1);
+    assert_eq!(&raw[..original.len()], &original[..]);
+    let mut swapped = front(&id1, &id0);
+    swapped.extend_from_slice(&raw[original.len()..]);
+    let z = zstd::bulk::compress(&swapped, 1).unwrap();
     assert_eq!(
-        &b[bytes_at + id_len..bytes_at + 2 * id_len],
-        event(1).id.as_bytes()
+        z.len(),
+        start + len - z_at,
+        "the same length, so the section keeps its place"
     );
-    b[bytes_at..bytes_at + id_len].copy_from_slice(event(1).id.as_bytes());
-    b[bytes_at + id_len..bytes_at + 2 * id_len].copy_from_slice(event(0).id.as_bytes());
+    b[z_at..start + len].copy_from_slice(&z);
     reseal_segment(&mut b, 10);
     fs::write(&seg, &b).unwrap();
 
     let ro = DynEngine::open(read_only(dir.path())).unwrap();
     let report = &ro.recovery_report().corrupt_segments;
     assert_eq!(report.len(), 1, "{report:?}");
-    let want = format!(
-        "ids: at byte {}: row 1 has the time of row 0",
-        start + 8 + 4
-    );
+    let want = format!("ids: at byte {z_at}: row 1 has the time of row 0");
     assert!(
         report[0].1.contains(&want),
         "{} should say {want:?}",

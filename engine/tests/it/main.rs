@@ -3,6 +3,7 @@
 mod common;
 mod derive;
 mod fixtures;
+mod fixtures_v2;
 mod fuzz_found;
 mod fuzz_seeds;
 mod model;

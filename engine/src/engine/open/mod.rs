@@ -18,7 +18,10 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 
 use self::recover::{Recovered, Recovery};
-use self::scan::{load_segments, newest_generation, read_wals, validate_wals, DirFiles, WalFiles};
+use self::scan::{
+    load_segments, newest_generation, read_wals, split_superseded, validate_wals, DirFiles,
+    WalFiles,
+};
 use super::{Counters, DynEngine, IdGen};
 use crate::config::{EngineConfig, WalRecoveryMode};
 use crate::error::{DbError, Result};
@@ -44,6 +47,10 @@ pub struct RecoveryReport {
     pub events_replayed: u64,
     /// WAL tails dropped under `WalRecoveryMode::TolerateCorruptTail`.
     pub discarded: Vec<DiscardedTail>,
+    /// Segments replaced by a newer segment of the same generation and part (a compaction
+    /// that crashed before unlinking them): kept out of queries, and deleted by a writable
+    /// open.
+    pub superseded_segments: Vec<PathBuf>,
     /// Segment files that failed verification; they are left on disk and kept out of queries.
     pub corrupt_segments: Vec<(PathBuf, String)>,
     /// WAL files whose header was unreadable, renamed to `*.corrupt` and skipped.
@@ -78,6 +85,8 @@ pub(super) fn open(config: EngineConfig) -> Result<DynEngine> {
     let cache = SegmentCache::new(config.mmap_cache_capacity);
     let mut report = RecoveryReport::default();
     let segments = load_segments(files.segments, &schema, &cache, &mut report)?;
+    let (segments, superseded) = split_superseded(segments);
+    report.superseded_segments = superseded.iter().map(|s| s.path.clone()).collect();
     let wals = read_wals(&files.wals, &schema, mode)?;
     if mode == WalRecoveryMode::AbsoluteConsistency {
         validate_wals(&wals, &schema)?;
@@ -98,6 +107,12 @@ pub(super) fn open(config: EngineConfig) -> Result<DynEngine> {
     // From here on the directory is modified (unless read-only).
     if writable {
         prepare_dir(&engine, schema_file.is_none(), &files.tmp, &files.wals)?;
+        for s in &superseded {
+            remove_if_exists(&s.path)?;
+        }
+        if !superseded.is_empty() {
+            crate::fsutil::sync_dir(&dir)?;
+        }
     }
     let recovered = Recovery::new(&engine, segments, report).run(wals)?;
     install(&mut engine, recovered)?;

@@ -148,3 +148,21 @@ pub(super) fn newest_generation(
     let wal = wals.values().flat_map(ShardWals::images);
     wal.map(|img| img.header.generation).fold(seg, u64::max)
 }
+
+/// Splits off segments superseded by a newer one of the same generation, part index and part
+/// count (the larger id wins): a compaction writes its segment before it unlinks the one it
+/// replaces, so a crash in between leaves both (FORMAT.md 8.3). Returns (kept, superseded).
+pub(super) fn split_superseded(
+    segments: Vec<Arc<Segment>>,
+) -> (Vec<Arc<Segment>>, Vec<Arc<Segment>>) {
+    let mut newest: std::collections::HashMap<(u64, u16, u16), u64> = Default::default();
+    for s in &segments {
+        let id = newest
+            .entry((s.generation, s.part_index, s.part_count))
+            .or_insert(s.id);
+        *id = (*id).max(s.id);
+    }
+    segments
+        .into_iter()
+        .partition(|s| newest[&(s.generation, s.part_index, s.part_count)] == s.id)
+}

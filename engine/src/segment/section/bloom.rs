@@ -54,11 +54,17 @@ impl Bloom {
 
     /// Parses the section; `None` for an empty section (no bloom dim).
     pub(crate) fn parse(bytes: &[u8]) -> Result<Option<Bloom>, SectionError> {
+        Self::parse_in(Section::Bloom, bytes)
+    }
+
+    /// Parses a filter in this format held by `section` (the id filter of Ids, version 2);
+    /// fault offsets are from the filter's first byte.
+    pub(crate) fn parse_in(section: Section, bytes: &[u8]) -> Result<Option<Bloom>, SectionError> {
         if bytes.is_empty() {
             return Ok(None);
         }
-        let err = |at, reason: String| SectionError::new(Section::Bloom, at, reason);
-        let short = |e| SectionError::read(Section::Bloom, "8-byte header", e);
+        let err = |at, reason: String| SectionError::new(section, at, reason);
+        let short = |e| SectionError::read(section, "8-byte header", e);
         let mut head = LeReader::new(bytes);
         let bits = head.read::<u32>().map_err(short)? as usize;
         let probes = head.read::<u32>().map_err(short)?;

@@ -50,6 +50,7 @@ impl TsColumn {
 pub(crate) struct MetricColumn;
 
 impl MetricColumn {
+    #[cfg(test)]
     /// Appends the compressed column.
     pub(crate) fn encode(metric: &[i64], out: &mut Vec<u8>) -> io::Result<()> {
         out.extend_from_slice(&encode_i64(metric)?);
@@ -86,6 +87,7 @@ impl U32Cols {
         (2 + shape.counters) * shape.rows * 4
     }
 
+    #[cfg(test)]
     /// Appends the columns in order: latency, latency detail, counters. Each has every row.
     pub(crate) fn encode<C: IntoIterator<Item = u32>>(
         columns: impl IntoIterator<Item = C>,
@@ -105,6 +107,7 @@ impl U32Cols {
         })
     }
 
+    #[cfg(test)]
     /// This layout for the section placed at byte `start` of the bytes given to the accessors
     /// (the file, in the reader).
     pub(crate) fn placed_at(self, start: usize) -> Self {
@@ -141,6 +144,7 @@ impl U16Cols {
         (2 + shape.dims) * shape.rows * 2
     }
 
+    #[cfg(test)]
     /// Appends the columns in order: status, flags, dim codes. Each has every row.
     pub(crate) fn encode<C: IntoIterator<Item = u16>>(
         columns: impl IntoIterator<Item = C>,
@@ -158,15 +162,6 @@ impl U16Cols {
             base: 0,
             rows: shape.rows,
         })
-    }
-
-    /// This layout for the section placed at byte `start` of the bytes given to the accessors
-    /// (the file, in the reader).
-    pub(crate) fn placed_at(self, start: usize) -> Self {
-        Self {
-            base: start,
-            ..self
-        }
     }
 
     /// Status of every row.

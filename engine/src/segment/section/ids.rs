@@ -9,7 +9,9 @@
 //! 8 + 4N + 4T ...       id bytes, in row order
 //! ```
 
+use super::id_blocks::IdStore;
 use super::{first_bad, SectionError};
+#[cfg(test)]
 use crate::hash::hash64;
 use crate::le;
 use crate::segment::Section;
@@ -36,15 +38,7 @@ impl IdIndex {
         self.table_at() + 4 * self.table_size
     }
 
-    /// This layout for the section placed at byte `start` of the bytes given to the accessors
-    /// (the file, in the reader).
-    pub(crate) fn placed_at(self, start: usize) -> Self {
-        Self {
-            base: start,
-            ..self
-        }
-    }
-
+    #[cfg(test)]
     /// Appends the ids (one per row, in row order) and their hash index.
     pub(crate) fn encode<'a>(ids: impl ExactSizeIterator<Item = &'a str>, out: &mut Vec<u8>) {
         let n = ids.len();
@@ -138,6 +132,17 @@ impl IdIndex {
         }
     }
 
+    /// A copy of the ids of the section `bytes` (as for `id`), for the reader's [`IdStore`].
+    pub(crate) fn copy_to_store(&self, bytes: &[u8]) -> IdStore {
+        let ends: &[u32] = le::view(bytes, self.ends_at(), self.rows).unwrap_or(&[]);
+        let len = ends.last().copied().unwrap_or(0) as usize;
+        let at = self.bytes_at();
+        IdStore::new(
+            ends.to_vec(),
+            bytes.get(at..at + len).unwrap_or(&[]).to_vec(),
+        )
+    }
+
     /// The id of `row` in the section `bytes`; "" if it is not UTF-8.
     pub(crate) fn id<'a>(&self, bytes: &'a [u8], row: usize) -> &'a str {
         let ends: &[u32] = le::view(bytes, self.ends_at(), self.rows).unwrap_or(&[]);
@@ -151,6 +156,7 @@ impl IdIndex {
         std::str::from_utf8(id).unwrap_or("")
     }
 
+    #[cfg(test)]
     /// Rows whose id is `id`, via the hash index.
     pub(crate) fn rows_with(&self, bytes: &[u8], id: &str) -> Vec<usize> {
         let table: &[u32] = le::view(bytes, self.table_at(), self.table_size).unwrap_or(&[]);

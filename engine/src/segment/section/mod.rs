@@ -18,9 +18,13 @@
 pub(crate) mod bloom;
 pub(crate) mod chunks;
 pub(crate) mod columns;
+pub(crate) mod id_blocks;
 pub(crate) mod ids;
 pub(crate) mod intern;
 pub(crate) mod labels;
+pub(crate) mod packed;
+pub(crate) mod packed_cols;
+pub(crate) mod posting_lists;
 pub(crate) mod postings;
 pub(crate) mod status;
 

@@ -41,6 +41,21 @@ pub(crate) struct Postings<'a> {
 }
 
 impl<'a> Postings<'a> {
+    /// Lists given by their offsets (`n + 1`) and the rows of every list.
+    pub(crate) fn new(offsets: &'a [u32], rows: &'a [u32]) -> Self {
+        Postings { offsets, rows }
+    }
+
+    /// The offsets of every list in [`Postings::all_rows`].
+    pub(crate) fn offsets(&self) -> &'a [u32] {
+        self.offsets
+    }
+
+    /// The rows of every list, list after list.
+    pub(crate) fn all_rows(&self) -> &'a [u32] {
+        self.rows
+    }
+
     /// Rows (ascending, so also in (ts, id) order) whose code is `code`.
     pub(crate) fn rows(&self, code: u16) -> &'a [u32] {
         let c = code as usize;
@@ -60,15 +75,7 @@ pub(crate) struct PostingIndex {
 }
 
 impl PostingIndex {
-    /// This layout for the section placed at byte `start` of the bytes given to the accessors
-    /// (the file, in the reader).
-    pub(crate) fn placed_at(self, start: usize) -> Self {
-        Self {
-            base: start,
-            ..self
-        }
-    }
-
+    #[cfg(test)]
     /// Appends the directory and the lists of `dims` (ascending dim order), all of `rows` rows.
     pub(crate) fn encode(dims: &[PostingDim<'_>], out: &mut Vec<u8>) {
         let dir_len = 4 + ENTRY_LEN * dims.len();
@@ -143,7 +150,7 @@ impl PostingIndex {
 
 /// Per code, the offset of its first row in the list, and the list: rows ordered by code, then
 /// by row.
-fn lists(p: &PostingDim<'_>) -> (Vec<u32>, Vec<u32>) {
+pub(crate) fn lists(p: &PostingDim<'_>) -> (Vec<u32>, Vec<u32>) {
     let mut offsets = vec![0u32; p.values + 1];
     for &c in p.codes {
         offsets[c as usize + 1] += 1;
