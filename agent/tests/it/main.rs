@@ -14,4 +14,5 @@ mod openapi;
 mod process;
 mod real_cluster;
 mod security;
+mod soak;
 mod tansu;
