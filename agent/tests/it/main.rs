@@ -18,5 +18,6 @@ mod process;
 mod readiness;
 mod real_cluster;
 mod security;
+mod soak;
 mod tansu;
 mod undecodable;

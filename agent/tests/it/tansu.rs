@@ -663,6 +663,11 @@ impl AgentProc {
         self.child.is_some()
     }
 
+    /// The running process's id (for `/proc/<pid>`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Panics (with the log) if the process exited without being asked to.
     pub fn check_alive(&mut self) {
         if let Some(c) = &mut self.child {

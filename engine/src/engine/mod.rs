@@ -25,6 +25,7 @@ use crate::query::QueryPool;
 use crate::schema::SchemaDef;
 use crate::segment::SegmentCache;
 use crate::shard::{Limits, Shard};
+use crate::staged::StagedSet;
 use crate::tombstone::Tombstones;
 use crate::view::View;
 use crate::wal::frame::{encode_events, FrameBuf, FrameKind, IdSource};
@@ -141,6 +142,8 @@ pub struct DynEngine {
     pub(crate) cache: SegmentCache,
     tombstones: Tombstones,
     durable_checkpoints: Mutex<BTreeMap<String, u64>>,
+    /// A read-only open's pending staged batches (it has no shards to hold them).
+    staged_read_only: StagedSet,
     posting_dims: Vec<usize>,
     ids: IdGen,
     counters: Counters,

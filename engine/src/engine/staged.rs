@@ -123,9 +123,11 @@ impl DynEngine {
         Ok(total)
     }
 
-    /// The positions of the staged batches still pending, per source, ascending.
+    /// The positions of the staged batches still pending, per source, ascending (also after a
+    /// read-only open, which decides nothing).
     pub fn staged_positions(&self) -> BTreeMap<String, Vec<u64>> {
         let mut out = BTreeMap::new();
+        self.staged_read_only.positions_into(&mut out);
         for s in &self.shards {
             s.state().staged.positions_into(&mut out);
         }

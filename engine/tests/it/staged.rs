@@ -155,3 +155,30 @@ fn read_only_open_hides_pending_batches() {
     assert_eq!(ro.total_events(), 10);
     assert!(ro.publish_staged("t/0", 19).is_err());
 }
+
+/// A read-only open listed no pending batch (it builds no shards, and the batches were
+/// dropped with them): the agent's kill campaign, which compares Kafka's committed offsets with
+/// what a killed agent's store holds published or staged, then saw a batch staged just before
+/// its commit was accepted as missing.
+#[test]
+fn read_only_open_lists_pending_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = TestEngine::open(config(dir.path())).unwrap();
+        stage(&engine, 0, "t/0", 0..10);
+        stage(&engine, 0, "t/0", 10..20);
+        stage(&engine, 1, "t/1", 100..105);
+        stage(&engine, 1, "t/1", 105..110);
+        engine.publish_staged("t/0", 9).unwrap();
+        engine.retract_staged("t/1", 109).unwrap();
+        engine.sync().unwrap();
+    }
+    let ro = keplordb::DynEngine::open_read_only(dir.path()).unwrap();
+    assert_eq!(ro.durable_checkpoint("t/0"), Some(9));
+    assert_eq!(ro.durable_checkpoint("t/1"), None);
+    let pending = ro.staged_positions();
+    assert_eq!(pending.len(), 2, "{pending:?}");
+    assert_eq!(pending["t/0"], vec![19]);
+    assert_eq!(pending["t/1"], vec![104]);
+    assert_eq!(ro.total_events(), 10);
+}

@@ -32,6 +32,7 @@ use crate::rollups::RollupStore;
 use crate::schema::{SchemaDef, SCHEMA_FILE};
 use crate::segment::{Segment, SegmentCache};
 use crate::shard::Limits;
+use crate::staged::StagedSet;
 use crate::time::day_of;
 use crate::tombstone::Tombstones;
 use crate::view::{SegRef, View};
@@ -178,6 +179,7 @@ fn new_engine(config: EngineConfig, parts: Parts) -> DynEngine {
         cache: parts.cache,
         tombstones: parts.tombstones,
         durable_checkpoints: Mutex::new(BTreeMap::new()),
+        staged_read_only: StagedSet::default(),
         posting_dims: posting_dims(&parts.schema),
         ids: IdGen::new(),
         counters: Counters::default(),
@@ -229,6 +231,7 @@ fn install(engine: &mut DynEngine, recovered: Recovered) -> Result<()> {
         .durable_checkpoints
         .lock()
         .unwrap_or_else(|p| p.into_inner()) = recovered.checkpoints;
+    engine.staged_read_only = recovered.staged_read_only;
     let report = recovered.report;
     for d in &report.discarded {
         tracing::warn!(path = %d.path.display(), offset = d.offset, bytes = d.bytes, reason = %d.reason, "WAL tail discarded during recovery");

@@ -33,6 +33,8 @@ pub(super) struct Recovered {
     pub shards: Vec<Shard>,
     /// The largest position of every source key, over all WALs.
     pub checkpoints: BTreeMap<String, u64>,
+    /// Read-only: the pending staged batches, which no shard holds (none when writable).
+    pub staged_read_only: StagedSet,
     pub report: RecoveryReport,
 }
 
@@ -49,6 +51,8 @@ pub(super) struct Recovery<'e> {
     /// Checkpoints and staged batches of removed shards, waiting for shard 0.
     inherited: BTreeMap<String, u64>,
     inherited_staged: StagedSet,
+    /// Read-only: every shard's pending staged batches.
+    staged_read_only: StagedSet,
     shards: Vec<Option<Shard>>,
     /// WALs whose contents live on elsewhere, removed once every shard is recovered.
     to_unlink: Vec<PathBuf>,
@@ -84,6 +88,7 @@ impl<'e> Recovery<'e> {
             all_checkpoints: BTreeMap::new(),
             inherited: BTreeMap::new(),
             inherited_staged: StagedSet::default(),
+            staged_read_only: StagedSet::default(),
             shards: (0..shard_count).map(|_| None).collect(),
             to_unlink: Vec::new(),
         }
@@ -105,12 +110,18 @@ impl<'e> Recovery<'e> {
             });
             self.recover_shard(i, found)?;
         }
+        if !self.writable {
+            // Removed shards' batches: shard 0 would take them over.
+            let inherited = std::mem::take(&mut self.inherited_staged);
+            self.staged_read_only.absorb(inherited);
+        }
         self.unlink_replaced()?;
         Ok(Recovered {
             segments: self.segments,
             memtables: self.memtables,
             shards: self.shards.into_iter().flatten().collect(),
             checkpoints: self.all_checkpoints,
+            staged_read_only: self.staged_read_only,
             report: self.report,
         })
     }
@@ -133,6 +144,8 @@ impl<'e> Recovery<'e> {
             return Ok(());
         }
         if !self.writable {
+            // No shard to hold them, but `staged_positions` still reports them.
+            self.staged_read_only.absorb(log.staged);
             return Ok(());
         }
         if i == 0 {
