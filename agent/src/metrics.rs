@@ -18,6 +18,7 @@ pub const DLQ_PRODUCED: &str = "keplor_dlq_produced_total";
 pub const APPEND_ERRORS: &str = "keplor_append_errors_total";
 pub const COMMITS: &str = "keplor_offset_commits_total";
 pub const OFFSETS_SKIPPED: &str = "keplor_offsets_skipped_total";
+pub const GAP_REWINDS: &str = "keplor_gap_rewinds_total";
 pub const HANDOVER_DECISIONS: &str = "keplor_staged_decisions_total";
 pub const PARTITIONS_DEFERRED: &str = "keplor_partitions_deferred";
 pub const BYTES_CONSUMED: &str = "keplor_bytes_consumed_total";
@@ -140,6 +141,8 @@ pub struct Metrics {
     pub append_errors: AtomicU64,
     pub commits: AtomicU64,
     pub offsets_skipped: AtomicU64,
+    /// Rewinds to check a gap right after a seek (`sink::seek_check`).
+    pub gap_rewinds: AtomicU64,
     /// Payload bytes of the messages read.
     pub bytes_consumed: AtomicU64,
     /// Offset commits Kafka refused or that timed out.
@@ -210,6 +213,7 @@ impl Default for Metrics {
             append_errors: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             offsets_skipped: AtomicU64::new(0),
+            gap_rewinds: AtomicU64::new(0),
             bytes_consumed: AtomicU64::new(0),
             commit_failures: AtomicU64::new(0),
             rebalances_assigned: AtomicU64::new(0),
@@ -371,6 +375,11 @@ impl Metrics {
                 OFFSETS_SKIPPED,
                 "Offsets between two consumed messages that the broker did not deliver (retention, compaction).",
                 &self.offsets_skipped,
+            ),
+            (
+                GAP_REWINDS,
+                "Partitions read again from an earlier offset to check a gap right after a seek (a broker answering from the next batch).",
+                &self.gap_rewinds,
             ),
             (
                 BYTES_CONSUMED,

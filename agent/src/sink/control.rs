@@ -47,16 +47,9 @@ impl Sink {
             .store(healthy && !stuck_any, Ordering::Release);
     }
 
-    /// Pauses partitions whose append failed; resumes (and rewinds) those whose retry succeeded.
-    pub(super) fn pause_resume(&self, failed: &[Key]) {
-        self.pause(failed);
-        for ((t, p), from) in self.resumable() {
-            self.resume(&t, p, from);
-        }
-    }
-
-    /// Pauses `keys` in the consumer.
-    fn pause(&self, keys: &[Key]) {
+    /// Pauses `keys` in the consumer: partitions whose append failed, that met a registry
+    /// outage, or that read again from an earlier offset to check a gap.
+    pub(super) fn pause(&self, keys: &[Key]) {
         if keys.is_empty() {
             return;
         }
@@ -80,29 +73,39 @@ impl Sink {
         }
     }
 
-    /// Paused partitions whose retry is due (durable again, or the registry to be asked
-    /// again), with the offset to resume at.
-    fn resumable(&self) -> Vec<(Key, i64)> {
+    /// Paused partitions whose retry is due (durable again, the registry to be asked again,
+    /// or a gap to check), with the offset to resume at and whether it is a rewind.
+    pub(super) fn resumable(&self) -> Vec<(Key, i64, bool)> {
         let now = Instant::now();
         self.shared
             .lock()
             .parts
             .iter()
             .filter(|(_, p)| p.paused && p.retry_at.is_none_or(|r| now >= r))
-            .map(|(k, p)| (k.clone(), p.durable.map_or(p.start, |d| d + 1)))
+            .map(|(k, p)| match p.rewind_to {
+                Some(to) => (k.clone(), to, true),
+                None => (k.clone(), p.durable.map_or(p.start, |d| d + 1), false),
+            })
             .collect()
     }
 
-    /// Resumes a partition at `from`.
-    fn resume(&self, t: &str, p: i32, from: i64) {
+    /// Resumes a partition at `from` (a rewind: no lower than the log's start).
+    pub(super) fn resume(&self, t: &str, p: i32, from: i64, rewind: bool) {
         let mut tpl = TopicPartitionList::new();
         let _ = tpl.add_partition(t, p);
         if self.consumer.resume(&tpl).is_err() {
             return;
         }
+        let (from, floor) = if rewind {
+            self.rewind_floor(t, p, from)
+        } else {
+            (from, 0)
+        };
         if let Some(part) = self.shared.lock().parts.get_mut(&(t.to_string(), p)) {
             part.retry_at = None;
             part.paused = false;
+            part.rewind_to = None;
+            part.seek.sought(from, floor);
         }
         // Messages fetched while paused were dropped: read them again (what was taken
         // already is skipped by offset).
@@ -114,5 +117,18 @@ impl Sink {
         }
         self.shared.metrics.partition(t, p, |g| g.paused = false);
         tracing::info!(topic = t, partition = p, "partition resumed");
+    }
+
+    /// A rewind's target no lower than the log's start, and that start. Seeking below it would
+    /// hand the partition to `auto.offset.reset`; when the start cannot be read, the rewind
+    /// goes no lower than `to`, and a gap after it is believed.
+    fn rewind_floor(&self, t: &str, p: i32, to: i64) -> (i64, i64) {
+        match self.consumer.fetch_watermarks(t, p, Duration::from_secs(5)) {
+            Ok((low, _)) => (to.max(low), low),
+            Err(e) => {
+                tracing::warn!(topic = t, partition = p, error = %e, "cannot read the log's start to check a gap; believing it");
+                (to, to)
+            }
+        }
     }
 }

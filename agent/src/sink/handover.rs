@@ -411,6 +411,7 @@ impl Shared {
         let shard = shard_of(&self.engine, &key.0, key.1);
         let mut part = Part::new(shard, (start > 0).then_some(start - 1));
         part.start = start;
+        part.seek.sought(start, 0);
         part.chain = c.chain.taken_by(&self.store, owned_from);
         if let Some(ledger) = &self.ledger {
             if c.chain.last_owner() != Some(self.store.0.as_str()) {

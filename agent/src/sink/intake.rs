@@ -9,6 +9,7 @@ use keplordb::DynEvent;
 use rdkafka::message::{BorrowedMessage, Header, Message};
 use rdkafka::producer::BaseRecord;
 
+use super::seek_check::FirstMessage;
 use super::{Part, Shared, State};
 use crate::config::ErrorPolicy;
 use crate::mapping::{MapError, Meta};
@@ -61,9 +62,28 @@ impl Shared {
             // Not (or no longer) assigned: it will be consumed again by its owner.
             return None;
         };
-        if part.retry_at.is_some() || part.last.is_some_and(|l| offset <= l) {
-            // Paused (fetched before the pause took effect: read again after resume), or a
-            // replay of something already taken.
+        if part.retry_at.is_some() || part.rewind_to.is_some() {
+            // Paused: fetched before the pause took effect, read again after the resume.
+            return None;
+        }
+        if let FirstMessage::Rewind(to) = part.seek.check(offset, part.next()) {
+            // A gap right after a seek: read again from before it (see `seek_check`).
+            tracing::info!(
+                topic,
+                partition = p,
+                from = part.next(),
+                got = offset,
+                rewind_to = to,
+                "gap right after a seek; reading again from an earlier offset to check it"
+            );
+            self.metrics.gap_rewinds.fetch_add(1, Ordering::Relaxed);
+            part.rewind_to = Some(to);
+            part.retry_at = Some(Instant::now());
+            st.to_pause.push((topic.to_string(), p));
+            return None;
+        }
+        if part.last.is_some_and(|l| offset <= l) {
+            // A replay of something already taken.
             return None;
         }
         self.note_gap(part.last, msg);

@@ -33,6 +33,7 @@ use crate::config::Config;
 use crate::mapping::Mapper;
 use crate::metrics::Metrics;
 use crate::ownership::{Chain, Held, StoreId};
+use seek_check::SeekCheck;
 
 mod build;
 mod context;
@@ -43,6 +44,7 @@ mod handover;
 mod intake;
 pub mod ledger;
 mod pipeline;
+mod seek_check;
 
 pub use context::AgentContext;
 
@@ -124,6 +126,10 @@ struct Part {
     start: i64,
     /// When a message was last taken (stored, skipped or sent to the DLQ).
     progress_at: Instant,
+    /// The first message after the last seek, checked before a gap in front of it is believed.
+    seek: SeekCheck,
+    /// Where to read again once resumed, when a gap after a seek is being checked.
+    rewind_to: Option<i64>,
 }
 
 impl Part {
@@ -144,6 +150,8 @@ impl Part {
             chain: Chain::default(),
             start: durable.map_or(0, |d| d + 1),
             progress_at: Instant::now(),
+            seek: SeekCheck::default(),
+            rewind_to: None,
         }
     }
 

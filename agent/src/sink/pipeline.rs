@@ -108,7 +108,15 @@ impl Sink {
         }
         self.stop_if_fatal()?;
         let failed = self.flush_due()?;
-        self.pause_resume(&failed);
+        self.pause(&failed);
+        let due = self.resumable();
+        if !due.is_empty() {
+            // Everything polled before the resume's seek is taken (or dropped) first.
+            self.take_in_flight(p)?;
+            for ((t, partition), from, rewind) in due {
+                self.resume(&t, partition, from, rewind);
+            }
+        }
         self.update_readiness();
         self.commit_due(p)?;
         if polled_nothing {

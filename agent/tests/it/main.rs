@@ -13,6 +13,7 @@ mod fleet_campaign;
 mod fleet_figures;
 mod fuzz_seeds;
 mod http_cli;
+mod mid_batch;
 mod openapi;
 mod process;
 mod readiness;

@@ -109,27 +109,10 @@ fn assert_figures(agent: &mut AgentProc, want: &Figures, what: &str) {
     );
 }
 
-/// The sum of the `/metrics` series `series` (a name, or a name with its labels).
-fn metric(agent: &AgentProc, series: &str) -> f64 {
-    let text = ureq::get(&format!("{}/metrics", agent.endpoint()))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(series)
-                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// Nothing rejected, no consumer error.
 fn assert_clean(agent: &AgentProc) {
-    let rejected = metric(agent, "keplor_messages_rejected_total");
-    let errors = metric(agent, "keplor_consumer_errors_total");
+    let rejected = agent.metric("keplor_messages_rejected_total");
+    let errors = agent.metric("keplor_consumer_errors_total");
     assert_eq!(
         (rejected, errors),
         (0.0, 0.0),
@@ -998,7 +981,7 @@ fn real_cluster_formats_end_to_end() {
     bad.start();
     let paused = wait_until(Duration::from_secs(30), || {
         bad.check_alive();
-        metric(&bad, "keplor_consumer_errors_total{kind=\"registry\"}") >= 1.0
+        bad.metric("keplor_consumer_errors_total{kind=\"registry\"}") >= 1.0
     });
     assert!(paused, "no registry error counted:\n{}", bad.log_tail(30));
     assert!(
@@ -1007,7 +990,7 @@ fn real_cluster_formats_end_to_end() {
         registry.requests()
     );
     assert_eq!(answered(&bad.endpoint()), Figures::default());
-    assert_eq!(metric(&bad, "keplor_messages_rejected_total"), 0.0);
+    assert_eq!(bad.metric("keplor_messages_rejected_total"), 0.0);
     let [json, avro, confluent] = &mut agents;
     stop_all(vec![json, avro, confluent, &mut bad]);
     eprintln!("real_cluster_formats_end_to_end: {:?}", started.elapsed());

@@ -652,6 +652,35 @@ impl AgentProc {
         );
     }
 
+    /// The sum of the `/metrics` series `name` (a name, or a name with its labels), and its
+    /// series lines.
+    pub fn metric_series(&self, name: &str) -> (f64, Vec<String>) {
+        let text = ureq::get(&format!("{}/metrics", self.endpoint()))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|r| r.starts_with(' ') || r.starts_with('{'))
+            })
+            .map(str::to_string)
+            .collect();
+        let sum = lines
+            .iter()
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        (sum, lines)
+    }
+
+    /// The sum of the `/metrics` series `name` (any labels).
+    pub fn metric(&self, name: &str) -> f64 {
+        self.metric_series(name).0
+    }
+
     /// `/readyz` answers 200: the agent has partitions assigned.
     pub fn ready(&self) -> bool {
         ureq::get(&format!("{}/readyz", self.endpoint()))

@@ -30,29 +30,6 @@ fn stored(agent: &AgentProc) -> u64 {
         .unwrap()
 }
 
-/// The sum of the `/metrics` series `name` (any labels), and its series lines.
-fn series(agent: &AgentProc, name: &str) -> (f64, Vec<String>) {
-    let text = ureq::get(&format!("{}/metrics", agent.endpoint()))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
-    let lines: Vec<String> = text
-        .lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|r| r.starts_with(' ') || r.starts_with('{'))
-        })
-        .map(str::to_string)
-        .collect();
-    let sum = lines
-        .iter()
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
-    (sum, lines)
-}
-
 #[test]
 fn an_undecodable_batch_is_counted_logged_and_turns_readiness_false() {
     let started = Instant::now();
@@ -81,7 +58,7 @@ fn an_undecodable_batch_is_counted_logged_and_turns_readiness_false() {
     good([on(0, 0..40), on(1, 40..80)].concat());
     assert!(wait_until(Duration::from_secs(60), || stored(&agent) == 80));
     assert!(wait_until(Duration::from_secs(30), || agent.ready()));
-    assert_eq!(series(&agent, "keplor_consumer_errors_total").0, 0.0);
+    assert_eq!(agent.metric_series("keplor_consumer_errors_total").0, 0.0);
 
     // One undecodable zstd batch of 5 messages on partition 0, then good messages on both.
     let broken = ProduceOpts {
@@ -105,11 +82,10 @@ fn an_undecodable_batch_is_counted_logged_and_turns_readiness_false() {
     );
     // Counted, by kind.
     assert!(
-        wait_until(Duration::from_secs(30), || series(
-            &agent,
-            "keplor_consumer_errors_total"
-        )
-        .0 >= 1.0),
+        wait_until(Duration::from_secs(30), || agent
+            .metric_series("keplor_consumer_errors_total")
+            .0
+            >= 1.0),
         "{}",
         agent.log_tail(40)
     );
@@ -119,7 +95,7 @@ fn an_undecodable_batch_is_counted_logged_and_turns_readiness_false() {
         "{}",
         agent.log_tail(40)
     );
-    let stuck = series(&agent, "keplor_partition_stuck").1;
+    let stuck = agent.metric_series("keplor_partition_stuck").1;
     assert!(
         stuck
             .iter()
@@ -136,7 +112,7 @@ fn an_undecodable_batch_is_counted_logged_and_turns_readiness_false() {
     std::thread::sleep(Duration::from_secs(12));
     agent.check_alive();
     assert!(!agent.ready());
-    let (errors, by_kind) = series(&agent, "keplor_consumer_errors_total");
+    let (errors, by_kind) = agent.metric_series("keplor_consumer_errors_total");
     assert_eq!(
         stored(&agent),
         120,
