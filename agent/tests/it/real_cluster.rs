@@ -41,7 +41,6 @@ use crate::tansu::{
     free_port, query, tail, tansu_bin, AgentOpts, AgentProc, ProduceOpts, Tansu, TestDir,
 };
 
-const AGENT: &str = env!("CARGO_BIN_EXE_keplor-agent");
 const REGISTRY: &str = include_str!("schema_registry.py");
 const MEMORY: [&str; 2] = ["--storage-engine", "memory://tansu/"];
 
@@ -160,7 +159,7 @@ fn check_connect(agents: &[&AgentProc]) -> Vec<(i32, String)> {
     let children: Vec<Child> = agents
         .iter()
         .map(|a| {
-            let mut cmd = Command::new(AGENT);
+            let mut cmd = Command::new(crate::tansu::agent_bin());
             for (k, _) in std::env::vars_os() {
                 let k = k.to_string_lossy();
                 if k.starts_with("KEPLOR_") && !k.contains("__") {

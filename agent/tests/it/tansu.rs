@@ -36,7 +36,12 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use crate::common::{wait_until, SCHEMA};
 
 const KAFKA_TOOL: &str = include_str!("kafka_tool.py");
-const AGENT: &str = env!("CARGO_BIN_EXE_keplor-agent");
+/// The agent binary: cargo's, or `KEPLOR_TEST_AGENT_BIN` (a long campaign runs copies of the
+/// test and agent binaries, so that builds meanwhile do not replace them under it).
+pub fn agent_bin() -> std::ffi::OsString {
+    std::env::var_os("KEPLOR_TEST_AGENT_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_keplor-agent").into())
+}
 
 /// A free loopback TCP port (bound, then released for the child to take).
 pub fn free_port() -> u16 {
@@ -618,7 +623,7 @@ impl AgentProc {
             .open(&self.log)
             .unwrap();
         writeln!(log, "===== start #{} =====", self.starts).unwrap();
-        let mut cmd = Command::new(AGENT);
+        let mut cmd = Command::new(agent_bin());
         // The agent refuses KEPLOR_* variables that are not overrides (KEPLOR_<SECTION>__<KEY>,
         // which pass through): the tests' own settings (KEPLOR_FLEET_KILLS...) stay here.
         for (k, _) in std::env::vars_os() {
@@ -755,7 +760,7 @@ impl Drop for AgentProc {
 
 /// `keplor-agent query -e <each endpoint> -o json <args>`, whatever its exit status.
 pub fn query_output(endpoints: &[String], args: &[&str]) -> Output {
-    let mut cmd = Command::new(AGENT);
+    let mut cmd = Command::new(agent_bin());
     cmd.arg("query");
     for e in endpoints {
         cmd.args(["-e", e]);
