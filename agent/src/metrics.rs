@@ -42,6 +42,7 @@ pub const QUERIES_CANCELLED: &str = "keplor_queries_cancelled_total";
 pub const ENGINE_EVENTS: &str = "keplor_engine_events";
 pub const ENGINE_BYTES: &str = "keplor_engine_bytes";
 pub const ENGINE_SEGMENTS: &str = "keplor_engine_segments";
+pub const ENGINE_SEGMENT_CACHE_BYTES: &str = "keplor_engine_segment_cache_bytes";
 
 /// A histogram with fixed buckets.
 #[derive(Debug)]
@@ -555,6 +556,11 @@ fn render_engine(out: &mut String, engine: &keplordb::DynEngine) {
             ENGINE_SEGMENTS,
             "Segments in the engine.",
             stats.segments as u64,
+        ),
+        (
+            ENGINE_SEGMENT_CACHE_BYTES,
+            "Bytes of decoded segment columns in memory (bounded by engine.segment_cache).",
+            stats.segment_cache_bytes,
         ),
     ] {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");

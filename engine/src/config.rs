@@ -62,6 +62,14 @@ pub struct EngineConfig {
     /// Most segments whose columns are mapped and decoded at once; the rest keep only their
     /// header, bloom filter and totals in memory. Default 1,024.
     pub mmap_cache_capacity: usize,
+    /// Most bytes of memory the mapped segments' decoded columns and indexes hold at once
+    /// (their decoded `ts`, metric, u32 and u16 columns, posting lists, ids, and the intern
+    /// tables and status bitmaps once used). Past it the least recently used segments are
+    /// dropped, as past `mmap_cache_capacity`, and decoded again when a query needs them; the
+    /// segment just loaded is always kept, so one segment larger than the budget still
+    /// answers. The mapped files themselves are not counted: their pages belong to the kernel's
+    /// page cache. Default 512 MiB.
+    pub segment_cache_bytes: u64,
     /// Days of data (counted back from the newest event) whose rollups are kept in memory;
     /// older days are answered by scanning segments. Default 7.
     pub rollup_replay_days: u32,
@@ -101,6 +109,7 @@ impl EngineConfig {
             wal_max_events: 65_536,
             wal_max_bytes: 256 << 20,
             mmap_cache_capacity: 1024,
+            segment_cache_bytes: 512 << 20,
             rollup_replay_days: 7,
             wal_recovery: WalRecoveryMode::default(),
             read_only: false,
@@ -183,6 +192,13 @@ impl EngineConfig {
     #[must_use]
     pub fn with_mmap_cache_capacity(mut self, mmap_cache_capacity: usize) -> Self {
         self.mmap_cache_capacity = mmap_cache_capacity;
+        self
+    }
+
+    /// Most bytes of decoded segment columns in memory at once. See the field.
+    #[must_use]
+    pub fn with_segment_cache_bytes(mut self, segment_cache_bytes: u64) -> Self {
+        self.segment_cache_bytes = segment_cache_bytes;
         self
     }
 
@@ -274,6 +290,9 @@ impl EngineConfig {
         }
         if self.mmap_cache_capacity == 0 {
             return Err(DbError::config("mmap_cache_capacity", "must be at least 1"));
+        }
+        if self.segment_cache_bytes == 0 {
+            return Err(DbError::config("segment_cache_bytes", "must be at least 1"));
         }
         Ok(())
     }

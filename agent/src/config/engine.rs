@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::raw::{Quantity, RawEngine};
-use super::{duration, err, ser_opt_duration, ConfigError};
+use super::{duration, err, ser_opt_duration, size, ConfigError};
 
 /// Storage settings.
 #[derive(Debug, Clone, Serialize)]
@@ -17,6 +17,8 @@ pub struct EngineSettings {
     pub max_segment_events: u64,
     #[serde(serialize_with = "ser_opt_duration")]
     pub retention: Option<Duration>,
+    /// Bytes of decoded segment columns kept in memory (`segment_cache_bytes`).
+    pub segment_cache: u64,
 }
 
 /// Resolves `[engine]`; relative paths resolve with `path_of`.
@@ -35,7 +37,14 @@ pub(super) fn resolve(
             Some(Quantity::Text(t)) if t == "none" => None,
             q => Some(duration("engine.retention", q, Duration::ZERO)?),
         },
+        segment_cache: size("engine.segment_cache", e.segment_cache, 512 << 20)?,
     };
+    if engine.segment_cache < 1 << 20 {
+        return Err(err(
+            "engine.segment_cache",
+            format!("{} bytes is below the least, 1MiB", engine.segment_cache),
+        ));
+    }
     if engine.shards == 0 || engine.shards > keplordb::MAX_SHARDS {
         return Err(err(
             "engine.shards",

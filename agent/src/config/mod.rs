@@ -230,6 +230,7 @@ impl Config {
         c.wal_shard_count = self.engine.shards;
         c.wal_sync_every_events = self.engine.sync_interval;
         c.wal_max_events = self.engine.max_segment_events;
+        c.segment_cache_bytes = self.engine.segment_cache;
         c
     }
 }
@@ -354,6 +355,7 @@ fn check_with_engine(config: &Config) -> Result<(), ConfigError> {
             keplordb::DbError::InvalidConfig { field, .. } => match *field {
                 "wal_sync_every_events" => "engine.sync_interval",
                 "wal_max_events" => "engine.max_segment_events",
+                "segment_cache_bytes" => "engine.segment_cache",
                 "wal_shard_count" => "engine.shards",
                 "bloom_dim" | "rollup_dims" | "dim_names" | "counter_names" | "label_names" => {
                     "schema.dims"

@@ -150,6 +150,7 @@ pub struct RawEngine {
     #[serde(default, deserialize_with = "lenient::opt_u64")]
     pub max_segment_events: Option<u64>,
     pub retention: Option<Quantity>,
+    pub segment_cache: Option<Quantity>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -163,6 +163,16 @@ fn errors_name_their_keys() {
             "batch.max_bytes (8388608)",
         ),
         (
+            "[engine]\nsegment_cache = \"64kB\"",
+            "engine.segment_cache",
+            "below the least, 1MiB",
+        ),
+        (
+            "[engine]\nsegment_cache = \"lots\"",
+            "engine.segment_cache",
+            "",
+        ),
+        (
             "[errors]\npolicy = \"dlq\"",
             "errors.dlq_topic",
             "needs errors.dlq_topic",

@@ -605,15 +605,12 @@ fn check_queries(log: &QueryLog, windows: &[Window], secs: u64) {
     );
 }
 
-/// Sets `engine.max_segment_events` in the agent's configuration.
-fn set_segment_events(agent: &AgentProc, n: u64) {
+/// Adds `settings` (lines of `[engine]`) to the agent's configuration.
+fn set_engine(agent: &AgentProc, settings: &str) {
     let path = agent.dir.join("agent.toml");
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains("\nshards = 2\n"), "agent.toml changed shape");
-    let text = text.replace(
-        "\nshards = 2\n",
-        &format!("\nshards = 2\nmax_segment_events = {n}\n"),
-    );
+    let text = text.replace("\nshards = 2\n", &format!("\nshards = 2\n{settings}\n"));
     std::fs::write(path, text).unwrap();
 }
 
@@ -667,10 +664,13 @@ fn soak_a_steady_rate_with_queries_keeps_memory_fds_and_latency_flat() {
         assignment: "range".into(),
     };
     let mut agent = AgentProc::new(dir.path(), "agent", &tansu.brokers, &opts);
+    // The decoded columns of segments are held up to `engine.segment_cache`: a budget the
+    // long run's data passes within minutes, so that memory must level off once it is full.
+    set_engine(&agent, "segment_cache = \"32MiB\"");
     // Short runs rotate every few seconds so that the second quarter already holds whole
     // memtable cycles; long runs keep the agent's default (262,144 events per shard).
     if !long {
-        set_segment_events(&agent, 8192);
+        set_engine(&agent, "max_segment_events = 8192");
     }
     agent.start();
     let (sent, stop, log) = (

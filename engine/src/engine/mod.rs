@@ -82,6 +82,9 @@ pub struct EngineStats {
     pub segments: usize,
     /// Segments whose columns are mapped.
     pub mapped_segments: usize,
+    /// Bytes of memory the mapped segments' decoded columns and indexes hold (bounded by
+    /// `segment_cache_bytes`, as of the last load).
+    pub segment_cache_bytes: u64,
     /// Events held in memtables (not yet in segments).
     pub memtable_events: u64,
 }
@@ -518,6 +521,7 @@ impl DynEngine {
             rotation_failures: c.rotation_failures.load(Ordering::Relaxed),
             segments: view.segments.len(),
             mapped_segments: self.cache.mapped(),
+            segment_cache_bytes: self.cache.mapped_bytes(),
             memtable_events: view.memtables.iter().map(|m| m.read().len() as u64).sum(),
         }
     }

@@ -232,32 +232,34 @@ impl Segment {
         self.id_filter.as_ref().is_none_or(|f| f.may_contain(id))
     }
 
-    fn is_loaded(&self) -> bool {
-        self.data.load().is_some()
-    }
-
     fn evict(&self) {
         self.data.store(None);
     }
 }
 
-/// Bounds how many segments have their columns mapped at once. Eviction picks the least
-/// recently used segment; readers that hold its columns keep them alive until they finish.
+/// Bounds how many segments have their columns mapped at once, and the bytes of memory their
+/// decoded columns hold. Eviction picks the least recently used segment; readers that hold its
+/// columns keep them alive until they finish.
 #[derive(Debug)]
 pub(crate) struct SegmentCache {
     capacity: usize,
+    budget_bytes: u64,
     clock: AtomicU64,
     loaded: Mutex<Vec<Weak<Segment>>>,
     loaded_count: AtomicUsize,
+    loaded_bytes: AtomicU64,
 }
 
 impl SegmentCache {
-    pub(crate) fn new(capacity: usize) -> Self {
+    /// A cache of at most `capacity` segments and `budget_bytes` of decoded columns.
+    pub(crate) fn new(capacity: usize, budget_bytes: u64) -> Self {
         SegmentCache {
             capacity,
+            budget_bytes,
             clock: AtomicU64::new(1),
             loaded: Mutex::new(Vec::new()),
             loaded_count: AtomicUsize::new(0),
+            loaded_bytes: AtomicU64::new(0),
         }
     }
 
@@ -285,23 +287,36 @@ impl SegmentCache {
             }
             None => false,
         });
-        let mut mapped: Vec<&Arc<Segment>> = live.iter().filter(|s| s.is_loaded()).collect();
-        if mapped.len() > self.capacity {
-            mapped.sort_by_key(|s| s.last_used.load(Ordering::Relaxed));
-            let excess = mapped.len() - self.capacity;
-            for s in mapped.iter().filter(|s| Some(s.id) != keep).take(excess) {
+        // Least recently used first, with the bytes each holds.
+        let mut mapped: Vec<(&Arc<Segment>, u64)> = live
+            .iter()
+            .filter_map(|s| Some((s, s.data.load().as_ref()?.heap_bytes() as u64)))
+            .collect();
+        mapped.sort_by_key(|(s, _)| s.last_used.load(Ordering::Relaxed));
+        let mut count = mapped.len();
+        let mut bytes: u64 = mapped.iter().map(|(_, b)| b).sum();
+        for (s, b) in mapped {
+            if count <= self.capacity && bytes <= self.budget_bytes {
+                break;
+            }
+            if Some(s.id) != keep {
                 s.evict();
+                count -= 1;
+                bytes -= b;
             }
         }
-        self.loaded_count.store(
-            live.iter().filter(|s| s.is_loaded()).count(),
-            Ordering::Relaxed,
-        );
+        self.loaded_count.store(count, Ordering::Relaxed);
+        self.loaded_bytes.store(bytes, Ordering::Relaxed);
     }
 
     /// Segments whose columns are currently mapped.
     pub(crate) fn mapped(&self) -> usize {
         self.loaded_count.load(Ordering::Relaxed)
+    }
+
+    /// Bytes the mapped segments' decoded columns held at the last load.
+    pub(crate) fn mapped_bytes(&self) -> u64 {
+        self.loaded_bytes.load(Ordering::Relaxed)
     }
 }
 

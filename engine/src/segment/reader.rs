@@ -282,6 +282,37 @@ impl SegmentData {
     }
 
     /// Intern tables, decompressed on first use and cached.
+    /// Bytes of memory the decoded columns and indexes hold (the cache's byte budget counts
+    /// them; the mapped file is not counted: its pages are the kernel's to drop).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        fn cols<T>(cols: &[Vec<T>]) -> usize {
+            cols.iter()
+                .map(|c| c.capacity() * std::mem::size_of::<T>())
+                .sum()
+        }
+        let d = &self.decoded;
+        let intern = match self.intern.get() {
+            // Each value twice (the list and the map's key), and a slot of the map.
+            Some(Ok(dicts)) => dicts
+                .iter()
+                .flat_map(|dict| &dict.values)
+                .map(|v| 2 * v.len() + 48)
+                .sum(),
+            _ => 0,
+        };
+        let status = match self.status.get() {
+            Some(Ok(bitmaps)) => bitmaps.iter().map(|(_, bits)| bits.capacity() * 8).sum(),
+            _ => 0,
+        };
+        (self.ts.capacity() + self.metric.capacity()) * 8
+            + cols(&d.u32s)
+            + cols(&d.u16s)
+            + d.postings.heap_bytes()
+            + d.ids.heap_bytes()
+            + intern
+            + status
+    }
+
     pub(crate) fn intern(&self) -> Result<&[SegDict]> {
         let r = self.intern.get_or_init(|| self.decode_intern());
         r.as_deref().map_err(|e| self.fault(e))

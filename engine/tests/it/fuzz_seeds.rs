@@ -127,7 +127,10 @@ fn edges_events() -> Vec<DynEvent> {
 
 /// Segment seeds of format v1, written before format v2 and kept as they are (the engine
 /// writes v2 only): they keep the fuzzer on the v1 decoders, which still open old data.
-const V1_SEEDS: [(&str, fn() -> Vec<DynEvent>); 2] = [
+/// The events a seed holds.
+type Events = fn() -> Vec<DynEvent>;
+
+const V1_SEEDS: [(&str, Events); 2] = [
     ("segment/v1-small.kseg", || (0..12).map(dyn_event).collect()),
     ("segment/v1-edges.kseg", edges_events),
 ];

@@ -290,6 +290,51 @@ fn segment_cache_maps_at_most_its_capacity() {
 }
 
 #[test]
+fn the_segment_cache_holds_at_most_its_byte_budget_of_decoded_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.wal_shard_count = 1;
+    let engine = TestEngine::open(c.clone()).unwrap();
+    for s in 0..8u64 {
+        engine
+            .append_batch(&(s * 500..s * 500 + 500).map(event).collect::<Vec<_>>())
+            .unwrap();
+        engine.flush().unwrap();
+    }
+    // With the default budget every segment stays decoded: that is one segment's share.
+    let all = engine.stats();
+    assert_eq!((all.segments, all.mapped_segments), (8, 8), "{all:?}");
+    let per_segment = all.segment_cache_bytes / 8;
+    assert!(per_segment > 500 * 16, "{all:?}");
+    drop(engine);
+
+    // A budget of three segments' columns: open and every query keep within it.
+    c.segment_cache_bytes = 3 * per_segment + per_segment / 2;
+    let engine = TestEngine::open(c.clone()).unwrap();
+    let within = |e: &TestEngine| {
+        let s = e.stats();
+        assert!(s.segment_cache_bytes <= c.segment_cache_bytes, "{s:?}");
+        assert!((1..=3).contains(&s.mapped_segments), "{s:?}");
+    };
+    within(&engine);
+    assert_eq!(all_events(&engine).len(), 4000);
+    within(&engine);
+    let totals = engine.aggregate(&keplordb::QueryFilter::new()).unwrap();
+    assert_eq!(totals.event_count, 4000);
+    for i in [0u64, 1999, 3999] {
+        assert!(engine.get_event(&event(i).id).unwrap().is_some());
+    }
+    within(&engine);
+    drop(engine);
+
+    // A budget smaller than one segment still answers: the segment in use is kept.
+    c.segment_cache_bytes = 1;
+    let engine = TestEngine::open(c).unwrap();
+    assert_eq!(all_events(&engine).len(), 4000);
+    assert_eq!(engine.stats().mapped_segments, 1, "{:?}", engine.stats());
+}
+
+#[test]
 fn invalid_configs_name_the_field() {
     let dir = tempfile::tempdir().unwrap();
     type Edit = Box<dyn Fn(&mut keplordb::EngineConfig)>;
@@ -307,6 +352,10 @@ fn invalid_configs_name_the_field() {
             "dim_names",
         ),
         (Box::new(|c| c.wal_max_events = 0), "wal_max_events"),
+        (
+            Box::new(|c| c.segment_cache_bytes = 0),
+            "segment_cache_bytes",
+        ),
     ];
     for (edit, field) in cases {
         let mut c = config(dir.path());

@@ -83,7 +83,7 @@ pub(super) fn open(config: EngineConfig) -> Result<DynEngine> {
     let files = DirFiles::list(&dir)?;
 
     // Everything is read and verified before anything is written.
-    let cache = SegmentCache::new(config.mmap_cache_capacity);
+    let cache = SegmentCache::new(config.mmap_cache_capacity, config.segment_cache_bytes);
     let mut report = RecoveryReport::default();
     let segments = load_segments(files.segments, &schema, &cache, &mut report)?;
     let (segments, superseded) = split_superseded(segments);

@@ -31,6 +31,12 @@ pub(crate) struct IdStore {
 }
 
 impl IdStore {
+    /// Bytes of memory the ids hold (with the hash table, once built).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        let table = self.table.get().map_or(0, Vec::capacity);
+        (self.ends.capacity() + table) * 4 + self.bytes.capacity()
+    }
+
     /// The store of ids whose row `r` ends at `ends[r]` in `bytes`; `ends` is non-decreasing
     /// and its last value is `bytes.len()` (checked by the caller).
     pub(crate) fn new(ends: Vec<u32>, bytes: Vec<u8>) -> IdStore {

@@ -34,6 +34,14 @@ pub(crate) struct PostingLists {
 }
 
 impl PostingLists {
+    /// Bytes of memory the lists hold.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.dims
+            .iter()
+            .map(|l| (l.offsets.capacity() + l.rows.capacity()) * 4)
+            .sum()
+    }
+
     /// A copy of the lists of a version-1 section (`bytes`, as parsed into `index`).
     pub(crate) fn from_v1(index: &PostingIndex, bytes: &[u8]) -> PostingLists {
         let dims = index
