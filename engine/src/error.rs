@@ -79,6 +79,14 @@ pub enum DbError {
         reason: String,
     },
 
+    /// A query asked for something the schema or the engine does not have (a dim, a counter,
+    /// a bucket width out of range).
+    #[error("invalid query: {reason}")]
+    InvalidQuery {
+        /// What is wrong and what would be accepted.
+        reason: String,
+    },
+
     /// An event does not have the shape of the schema (runtime-schema API only; the typed API
     /// rules this out at compile time).
     #[error("event has {found} {column}, the schema has {expected}")]

@@ -89,11 +89,13 @@ pub use derive::{generate_id, Schema};
 pub use engine::{
     AppendTicket, CompactStats, DynEngine, EngineStats, GcStats, RecoveryReport, SourceCheckpoint,
 };
+pub use engine::{MAX_BUCKET_NS, MIN_BUCKET_NS};
 pub use error::{DbError, Result, SchemaSummary};
 pub use event::{DynEvent, EventFlags, LogEvent, Row};
 pub use keplordb_macros::Schema;
 pub use query::{
-    Aggregate, Cursor, DynAggregate, DynFilter, EventRef, QueryFilter, RollupKey, RollupValue,
+    Aggregate, Bucket, Cursor, DynAggregate, DynFilter, EventRef, Group, GroupBy, GroupOrder,
+    Groups, QueryFilter, RollupKey, RollupValue, Series, SplitSeries,
 };
 pub use schema::{SchemaDef, MAX_COUNTERS, MAX_DIMS, MAX_LABELS, MAX_ROLLUP_DIMS, SCHEMA_FILE};
 pub use time::{date_of_day, day_of, NANOS_PER_DAY};

@@ -254,7 +254,10 @@ pub(crate) fn to_typed<const D: usize, const C: usize, const L: usize>(
     }
 }
 
-use crate::query::{self, Aggregate, EventRef, QueryFilter, RollupKey, RollupValue};
+use crate::query::{
+    self, Aggregate, Bucket, EventRef, GroupBy, Groups, QueryFilter, RollupKey, RollupValue,
+    SplitSeries,
+};
 
 impl<const D: usize, const C: usize, const L: usize> Engine<D, C, L> {
     /// Exact sums over the events matching `filter`.
@@ -276,6 +279,28 @@ impl<const D: usize, const C: usize, const L: usize> Engine<D, C, L> {
     /// The event with id `id` (the newest, if several share it).
     pub fn get_event(&self, id: &str) -> Result<Option<EventRef<D, C, L>>> {
         query::get_event(&self.core.snapshot(), id)
+    }
+
+    /// The aggregate per value of `by.dims` over the events matching `filter`, the largest
+    /// `by.limit` groups by `by.order` and the rest in `others`. See [`DynEngine::group_by`].
+    pub fn group_by(&self, filter: &QueryFilter<D>, by: &GroupBy) -> Result<Groups> {
+        self.core.group_by_ref(&filter.as_ref(), by)
+    }
+
+    /// The aggregate per UTC-aligned bucket of `every_ns`. See [`DynEngine::time_series`].
+    pub fn time_series(&self, filter: &QueryFilter<D>, every_ns: i64) -> Result<Vec<Bucket>> {
+        self.core.time_series_ref(&filter.as_ref(), every_ns)
+    }
+
+    /// A time series per largest group of `by.dims`, and the rest summed. See
+    /// [`DynEngine::time_series_by`].
+    pub fn time_series_by(
+        &self,
+        filter: &QueryFilter<D>,
+        every_ns: i64,
+        by: &GroupBy,
+    ) -> Result<SplitSeries> {
+        self.core.time_series_by_ref(&filter.as_ref(), every_ns, by)
     }
 
     /// Deletes every event with id `id`; false when none was live.

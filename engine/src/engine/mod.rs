@@ -2,6 +2,7 @@
 
 mod compact;
 mod delete;
+pub(crate) mod group;
 mod open;
 mod query;
 mod rotate;
@@ -31,6 +32,7 @@ use crate::view::View;
 use crate::wal::frame::{encode_events, FrameBuf, FrameKind, IdSource};
 
 pub use compact::CompactStats;
+pub use group::{MAX_BUCKET_NS, MIN_BUCKET_NS};
 pub use open::RecoveryReport;
 
 /// Identifies an append, to ask whether it has passed the fsync boundary.

@@ -16,7 +16,7 @@ impl DynEngine {
         }
     }
 
-    fn check_filter(&self, f: &DynFilter) -> Result<()> {
+    pub(super) fn check_filter(&self, f: &DynFilter) -> Result<()> {
         if f.dims.len() > self.schema.dims.len() {
             return Err(DbError::ArityMismatch {
                 column: "filter dims",

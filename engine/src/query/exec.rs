@@ -17,9 +17,9 @@ use crate::view::{DeletedRows, SegRef};
 /// hand-off costs more than it saves.
 const PARALLEL_MIN_ROWS: usize = 1 << 17;
 
-/// Adds one row to `t`.
+/// Adds one segment row to `t`.
 #[inline]
-fn add_seg_row(p: &SegPlan<'_>, r: usize, t: &mut Totals) {
+pub(crate) fn add_seg_row(p: &SegPlan<'_>, r: usize, t: &mut Totals) {
     let d = p.data;
     let ts = d.ts[r];
     t.count += 1;
@@ -169,6 +169,16 @@ pub(crate) fn aggregate_plan(p: &SegPlan<'_>, t: &mut Totals) {
 
 /// Aggregates a memtable into `t`.
 pub(crate) fn aggregate_mem(m: &MemData, plan: &MemPlan, f: &FilterRef<'_>, t: &mut Totals) {
+    for_each_mem_row(m, plan, f, |r| add_mem_row(m, r, t));
+}
+
+/// Calls `g` with every memtable row matching the plan.
+pub(crate) fn for_each_mem_row(
+    m: &MemData,
+    plan: &MemPlan,
+    f: &FilterRef<'_>,
+    mut g: impl FnMut(usize),
+) {
     for c in 0..m.chunk_min_ts.len() {
         if MemPlan::chunk_excluded(m, f, c) {
             continue;
@@ -176,19 +186,25 @@ pub(crate) fn aggregate_mem(m: &MemData, plan: &MemPlan, f: &FilterRef<'_>, t: &
         let end = ((c + 1) * CHUNK_ROWS).min(m.len());
         for r in c * CHUNK_ROWS..end {
             if plan.row_ok(m, f, r) {
-                let ts = m.ts[r];
-                t.count += 1;
-                t.metric += m.metric[r] as i128;
-                t.latency += m.latency[r] as u64;
-                t.latency_detail += m.latency_detail[r] as u64;
-                for (col, s) in m.counters.iter().zip(t.counters.iter_mut()) {
-                    *s += col[r] as u64;
-                }
-                t.min_ts = t.min_ts.min(ts);
-                t.max_ts = t.max_ts.max(ts);
+                g(r);
             }
         }
     }
+}
+
+/// Adds one memtable row to `t`.
+#[inline]
+pub(crate) fn add_mem_row(m: &MemData, r: usize, t: &mut Totals) {
+    let ts = m.ts[r];
+    t.count += 1;
+    t.metric += m.metric[r] as i128;
+    t.latency += m.latency[r] as u64;
+    t.latency_detail += m.latency_detail[r] as u64;
+    for (col, s) in m.counters.iter().zip(t.counters.iter_mut()) {
+        *s += col[r] as u64;
+    }
+    t.min_ts = t.min_ts.min(ts);
+    t.max_ts = t.max_ts.max(ts);
 }
 
 /// True when the segment cannot match, judged without mapping its columns.

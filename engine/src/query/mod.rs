@@ -4,6 +4,7 @@
 //! their public-in-crate accessors; nothing in `wal/` or `segment/` depends on it.
 
 pub(crate) mod exec;
+pub(crate) mod group;
 pub(crate) mod kernels;
 pub(crate) mod plan;
 pub(crate) mod read;
@@ -256,6 +257,93 @@ impl DynAggregate {
             max_ts_ns: self.max_ts_ns,
         }
     }
+}
+
+/// How the groups of a group-by are ranked: by the largest sum first, ties by their values.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GroupOrder {
+    /// Matching events.
+    #[default]
+    Count,
+    /// Sum of `metric`.
+    Metric,
+    /// Sum of the counter at this index (schema order).
+    Counter(usize),
+    /// Sum of `latency_ms`.
+    Latency,
+}
+
+/// A group-by: the aggregate per value of one dim (or per pair of values of two dims), the
+/// `limit` largest by `order`, and the rest summed in one "others" row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupBy {
+    /// One or two dims (schema indices).
+    pub dims: Vec<usize>,
+    /// What ranks the groups.
+    pub order: GroupOrder,
+    /// Most groups returned; `usize::MAX` returns every group (exact merging across stores).
+    pub limit: usize,
+}
+
+impl GroupBy {
+    /// The `limit` largest values of `dim` by `order`.
+    pub fn new(dim: usize, order: GroupOrder, limit: usize) -> Self {
+        GroupBy {
+            dims: vec![dim],
+            order,
+            limit,
+        }
+    }
+}
+
+/// One group: its dim values (in `GroupBy::dims` order) and their exact sums.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Group {
+    /// The values of the grouped dims.
+    pub values: Vec<String>,
+    /// Their exact sums.
+    pub aggregate: DynAggregate,
+}
+
+/// The answer of a group-by.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Groups {
+    /// The largest groups, largest first (ties by values, ascending).
+    pub groups: Vec<Group>,
+    /// Every other group summed (exact), when there are more than `limit`.
+    pub others: Option<DynAggregate>,
+    /// How many groups matched in all.
+    pub total_groups: usize,
+}
+
+/// One bucket of a time series: its start (UTC-aligned, a multiple of the width since the
+/// epoch) and the exact sums of its events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bucket {
+    /// Start of the bucket, nanoseconds since the epoch.
+    pub start_ns: i64,
+    /// Exact sums of the bucket's matching events.
+    pub aggregate: DynAggregate,
+}
+
+/// One series of a split time series: the values of its group, and its buckets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Series {
+    /// The values of the grouped dims.
+    pub values: Vec<String>,
+    /// Buckets with events, in time order.
+    pub buckets: Vec<Bucket>,
+}
+
+/// A time series split by the largest groups of a dim.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SplitSeries {
+    /// One series per group, largest group first (ranked over the whole range).
+    pub series: Vec<Series>,
+    /// Every other group summed per bucket, when there are more groups than the limit.
+    pub others: Option<Vec<Bucket>>,
+    /// How many groups matched in all.
+    pub total_groups: usize,
 }
 
 /// An event read back by a query. Same fields as [`LogEvent`].

@@ -7,6 +7,7 @@ mod fixtures_v2;
 mod fuzz_found;
 mod fuzz_seeds;
 mod model;
+mod model_group;
 mod query_pool;
 mod recovery;
 mod segment_damage;

@@ -3,7 +3,11 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use keplordb::{day_of, Cursor, Engine, EngineConfig, LogEvent, QueryFilter, NANOS_PER_DAY};
+use keplordb::{
+    day_of, Cursor, Engine, EngineConfig, GroupBy, GroupOrder, LogEvent, QueryFilter, NANOS_PER_DAY,
+};
+
+use crate::model_group;
 use proptest::prelude::*;
 
 type E = Engine<3, 2, 1>;
@@ -34,7 +38,9 @@ fn proto() -> impl Strategy<Value = Proto> {
         prop_oneof![
             0i64..6,
             (0i64..3).prop_map(|d| d * NANOS_PER_DAY + 5),
-            0i64..(3 * NANOS_PER_DAY)
+            0i64..(3 * NANOS_PER_DAY),
+            // On a time-series bucket's edge, and just before it.
+            (0i64..72, 0i64..2).prop_map(|(h, before)| h * 3_600_000_000_000 - before),
         ],
         0..USERS.len(),
         0..MODELS.len(),
@@ -109,7 +115,38 @@ enum Op {
     Page(Filt, usize),
     Get(usize),
     Rollups(i64, i64, Option<usize>),
+    /// Group by a choice of dims (`GROUPINGS`), ranked by an order (`ORDERS`), with a limit.
+    GroupBy(Filt, usize, usize, usize),
+    /// A time series of a width (`WIDTHS`), optionally split like a group-by.
+    Series(Filt, usize, Option<(usize, usize, usize)>),
     Reopen,
+}
+
+/// The dims a group-by groups by.
+const GROUPINGS: [&[usize]; 5] = [&[0], &[1], &[2], &[0, 1], &[2, 0]];
+/// The orders of a group-by.
+const ORDERS: [GroupOrder; 5] = [
+    GroupOrder::Count,
+    GroupOrder::Metric,
+    GroupOrder::Counter(0),
+    GroupOrder::Counter(1),
+    GroupOrder::Latency,
+];
+/// Time-series widths: a second, a minute, an hour, a day, and 7 s (not a divisor of a minute).
+const WIDTHS: [i64; 5] = [
+    1_000_000_000,
+    60_000_000_000,
+    3_600_000_000_000,
+    NANOS_PER_DAY,
+    7_000_000_000,
+];
+
+fn group_by(grouping: usize, order: usize, limit: usize) -> GroupBy {
+    GroupBy {
+        dims: GROUPINGS[grouping].to_vec(),
+        order: ORDERS[order],
+        limit,
+    }
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -125,6 +162,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (filt(), 1usize..7).prop_map(|(f, l)| Op::Page(f, l)),
         1 => (0usize..400).prop_map(Op::Get),
         2 => (0i64..3, 0i64..3, prop_oneof![Just(None), (0..USERS.len() + 1).prop_map(Some)]).prop_map(|(a, b, u)| Op::Rollups(a, b, u)),
+        2 => (filt(), 0..GROUPINGS.len(), 0..ORDERS.len(), prop_oneof![0usize..4, Just(usize::MAX)]).prop_map(|(f, g, o, l)| Op::GroupBy(f, g, o, l)),
+        2 => (filt(), 0..WIDTHS.len(), prop_oneof![Just(None), (0..GROUPINGS.len(), 0..ORDERS.len(), 0usize..4).prop_map(Some)]).prop_map(|(f, w, s)| Op::Series(f, w, s)),
         1 => Just(Op::Reopen),
     ]
 }
@@ -319,6 +358,38 @@ fn run(ops: Vec<Op>, sync: u32) -> Result<(), TestCaseError> {
                 );
                 prop_assert_eq!(got.min_ts_ns, hits.iter().map(|e| e.ts_ns).min());
                 prop_assert_eq!(got.max_ts_ns, hits.iter().map(|e| e.ts_ns).max());
+            }
+            Op::GroupBy(f, grouping, order, limit) => {
+                let q = to_filter(&f, &model);
+                let by = group_by(grouping, order, limit);
+                let hits: Vec<&Ev> = model.live().filter(|e| matches(&q, e)).collect();
+                let got = eng.group_by(&q, &by).unwrap();
+                prop_assert_eq!(got, model_group::groups(&hits, &by), "{:?} {:?}", q, by);
+            }
+            Op::Series(f, width, split) => {
+                let q = to_filter(&f, &model);
+                let every = WIDTHS[width];
+                let hits: Vec<&Ev> = model.live().filter(|e| matches(&q, e)).collect();
+                match split {
+                    None => prop_assert_eq!(
+                        eng.time_series(&q, every).unwrap(),
+                        model_group::series(&hits, every),
+                        "{:?} every {}",
+                        q,
+                        every
+                    ),
+                    Some((grouping, order, limit)) => {
+                        let by = group_by(grouping, order, limit);
+                        prop_assert_eq!(
+                            eng.time_series_by(&q, every, &by).unwrap(),
+                            model_group::split_series(&hits, every, &by),
+                            "{:?} every {} {:?}",
+                            q,
+                            every,
+                            by
+                        );
+                    }
+                }
             }
             Op::Recent(f, limit) => {
                 let q = to_filter(&f, &model);

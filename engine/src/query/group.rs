@@ -1,0 +1,274 @@
+//! Group-by and time series: exact sums per value of a dim (or a pair of dims), per UTC-aligned
+//! time bucket, or per bucket and value, under any filter.
+//!
+//! Each segment is planned as an aggregate plans it: the time range becomes a row range, values
+//! become codes, and the row source is a posting list, the status bitmaps or a chunked scan. A
+//! group-by then adds each matching row to its group's sums, keyed by the segment's dim codes
+//! (a dense array for one dim), and names the groups through the segment's intern tables once
+//! per segment. A time series cuts a scan's time-sorted rows into buckets and aggregates each
+//! bucket's row range with the aggregate's own kernels, so whole chunks come from their
+//! pre-aggregates. Segments run in parallel on the query pool; memtables row by row.
+
+use std::collections::BTreeMap;
+
+use rayon::prelude::*;
+
+use super::exec::{
+    add_mem_row, add_seg_row, aggregate_plan, for_each_mem_row, for_each_row, segment_excluded,
+};
+use super::plan::{plan_mem, plan_segment, MemPlan, Rows, SegPlan};
+use super::snapshot::Snapshot;
+use super::FilterRef;
+use crate::error::Result;
+use crate::hash::FastMap;
+use crate::memtable::MemData;
+use crate::segment::Totals;
+use crate::view::SegRef;
+
+/// Sums keyed by (bucket start, the group's dim values); the bucket is 0 without a time series.
+pub(crate) type GroupMap = FastMap<(i64, Vec<String>), Totals>;
+
+/// The named groups of one segment.
+type SegmentGroups = Vec<((i64, Vec<String>), Totals)>;
+
+/// The start of the UTC-aligned bucket of width `every` that holds `ts` (clamped to the `i64`
+/// range for the few buckets that straddle its ends).
+#[inline]
+pub(crate) fn bucket_of(ts: i64, every: i64) -> i64 {
+    bucket_start(ts, every).clamp(i64::MIN as i128, i64::MAX as i128) as i64
+}
+
+/// The exact start of the bucket of `ts`.
+#[inline]
+fn bucket_start(ts: i64, every: i64) -> i128 {
+    ts.div_euclid(every) as i128 * every as i128
+}
+
+/// Sums of the events matching `f` per group of `dims` (one or two dims), and per bucket of
+/// `every` nanoseconds when given.
+pub(crate) fn group_totals(
+    snap: &Snapshot<'_>,
+    f: &FilterRef<'_>,
+    dims: &[usize],
+    every: Option<i64>,
+) -> Result<GroupMap> {
+    let nc = snap.schema.counters.len();
+    let parts = per_segment(snap, f, |p| group_segment(p, dims, every, nc))?;
+    let mut groups = GroupMap::default();
+    for (key, t) in parts.into_iter().flatten() {
+        merge_into(&mut groups, key, &t, nc);
+    }
+    for m in &snap.view.memtables {
+        let data = m.read();
+        if let Some(plan) = plan_mem(&data, f) {
+            group_mem(&data, &plan, f, dims, every, &mut groups);
+        }
+    }
+    Ok(groups)
+}
+
+/// Sums of the events matching `f` per bucket of `every` nanoseconds, buckets in time order
+/// (only those with events).
+pub(crate) fn series_totals(
+    snap: &Snapshot<'_>,
+    f: &FilterRef<'_>,
+    every: i64,
+) -> Result<BTreeMap<i64, Totals>> {
+    let nc = snap.schema.counters.len();
+    let parts = per_segment(snap, f, |p| Ok(series_segment(p, every, nc)))?;
+    let mut buckets = BTreeMap::new();
+    for (start, t) in parts.into_iter().flatten() {
+        buckets
+            .entry(start)
+            .or_insert_with(|| Totals::new(nc))
+            .merge(&t);
+    }
+    for m in &snap.view.memtables {
+        let data = m.read();
+        if let Some(plan) = plan_mem(&data, f) {
+            for_each_mem_row(&data, &plan, f, |r| {
+                let b = buckets
+                    .entry(bucket_of(data.ts[r], every))
+                    .or_insert_with(|| Totals::new(nc));
+                add_mem_row(&data, r, b);
+            });
+        }
+    }
+    Ok(buckets)
+}
+
+/// Runs `run` over the plan of every segment that may match `f`, in parallel when there are
+/// several.
+fn per_segment<T: Send>(
+    snap: &Snapshot<'_>,
+    f: &FilterRef<'_>,
+    run: impl Fn(&SegPlan<'_>) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let work: Vec<&SegRef> = snap
+        .view
+        .segments
+        .iter()
+        .filter(|s| !segment_excluded(s, f))
+        .collect();
+    let one = |s: &&SegRef| -> Result<Option<T>> {
+        let data = snap.data(s)?;
+        let plan =
+            plan_segment(&data, s.deleted.as_deref(), f).map_err(|e| e.with_path(&s.seg.path))?;
+        plan.map(|p| run(&p).map_err(|e| e.with_path(&s.seg.path)))
+            .transpose()
+    };
+    let parts: Vec<Option<T>> = if work.len() > 1 {
+        snap.pool
+            .install(|| work.par_iter().map(one).collect::<Result<_>>())??
+    } else {
+        work.iter().map(one).collect::<Result<_>>()?
+    };
+    Ok(parts.into_iter().flatten().collect())
+}
+
+/// Adds `t` to the group `key`.
+fn merge_into(groups: &mut GroupMap, key: (i64, Vec<String>), t: &Totals, nc: usize) {
+    groups
+        .entry(key)
+        .or_insert_with(|| Totals::new(nc))
+        .merge(t);
+}
+
+/// The groups of one planned segment, named.
+fn group_segment(
+    p: &SegPlan<'_>,
+    dims: &[usize],
+    every: Option<i64>,
+    nc: usize,
+) -> Result<SegmentGroups> {
+    let intern = p.data.intern()?;
+    let name = |d: usize, code: u16| -> String {
+        intern
+            .get(d)
+            .and_then(|dict| dict.value(code))
+            .unwrap_or_default()
+            .to_string()
+    };
+    if let ([d], None) = (dims, every) {
+        // One dim, no buckets: a dense array over the dim's codes.
+        let codes = p.data.dim(*d);
+        let len = intern.get(*d).map_or(0, |dict| dict.values.len());
+        let mut acc: Vec<Option<Totals>> = vec![None; len];
+        for_each_row(p, |r| {
+            if let Some(slot) = acc.get_mut(codes[r] as usize) {
+                add_seg_row(p, r, slot.get_or_insert_with(|| Totals::new(nc)));
+            }
+        });
+        return Ok(acc
+            .into_iter()
+            .enumerate()
+            .filter_map(|(code, t)| Some(((0, vec![name(*d, code as u16)]), t?)))
+            .collect());
+    }
+    let cols: Vec<&[u16]> = dims.iter().map(|&d| p.data.dim(d)).collect();
+    let ts = &p.data.ts;
+    let mut acc: FastMap<(i64, u16, u16), Totals> = FastMap::default();
+    for_each_row(p, |r| {
+        let bucket = every.map_or(0, |e| bucket_of(ts[r], e));
+        let key = (bucket, cols[0][r], cols.get(1).map_or(0, |c| c[r]));
+        add_seg_row(p, r, acc.entry(key).or_insert_with(|| Totals::new(nc)));
+    });
+    Ok(acc
+        .into_iter()
+        .map(|((bucket, a, b), t)| {
+            let mut values = vec![name(dims[0], a)];
+            if let Some(&d) = dims.get(1) {
+                values.push(name(d, b));
+            }
+            ((bucket, values), t)
+        })
+        .collect())
+}
+
+/// The buckets of one planned segment.
+fn series_segment(p: &SegPlan<'_>, every: i64, nc: usize) -> Vec<(i64, Totals)> {
+    let ts = &p.data.ts;
+    if !matches!(p.rows, Rows::Scan) {
+        let mut acc: BTreeMap<i64, Totals> = BTreeMap::new();
+        for_each_row(p, |r| {
+            let b = acc
+                .entry(bucket_of(ts[r], every))
+                .or_insert_with(|| Totals::new(nc));
+            add_seg_row(p, r, b);
+        });
+        return acc.into_iter().collect();
+    }
+    // Rows are sorted by time: each bucket is a row range, aggregated like any range.
+    let mut out = Vec::new();
+    let mut a = p.lo;
+    while a < p.hi {
+        let end = bucket_start(ts[a], every) + every as i128;
+        let z = a + ts[a..p.hi].partition_point(|&t| (t as i128) < end);
+        let range = SegPlan {
+            data: p.data,
+            deleted: p.deleted,
+            lo: a,
+            hi: z,
+            dims: p.dims.clone(),
+            status: p.status,
+            rows: Rows::Scan,
+        };
+        let mut t = Totals::new(nc);
+        aggregate_plan(&range, &mut t);
+        if t.count > 0 {
+            out.push((bucket_of(ts[a], every), t));
+        }
+        a = z;
+    }
+    out
+}
+
+/// Adds a memtable's matching rows to `groups`.
+fn group_mem(
+    m: &MemData,
+    plan: &MemPlan,
+    f: &FilterRef<'_>,
+    dims: &[usize],
+    every: Option<i64>,
+    groups: &mut GroupMap,
+) {
+    let nc = m.counters.len();
+    let mut acc: FastMap<(i64, u32, u32), Totals> = FastMap::default();
+    for_each_mem_row(m, plan, f, |r| {
+        let bucket = every.map_or(0, |e| bucket_of(m.ts[r], e));
+        let key = (
+            bucket,
+            m.dims[dims[0]][r],
+            dims.get(1).map_or(0, |&d| m.dims[d][r]),
+        );
+        add_mem_row(m, r, acc.entry(key).or_insert_with(|| Totals::new(nc)));
+    });
+    for ((bucket, a, b), t) in acc {
+        let mut values = vec![m.dicts[dims[0]].value(a).to_string()];
+        if let Some(&d) = dims.get(1) {
+            values.push(m.dicts[d].value(b).to_string());
+        }
+        merge_into(groups, (bucket, values), &t, nc);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bucket_of;
+
+    #[test]
+    fn buckets_are_utc_aligned_and_floor_negative_times() {
+        let min = 60_000_000_000;
+        assert_eq!(bucket_of(0, min), 0);
+        assert_eq!(bucket_of(min - 1, min), 0);
+        assert_eq!(bucket_of(min, min), min);
+        assert_eq!(bucket_of(-1, min), -min);
+        let day = 86_400_000_000_000;
+        // 2025-11-25 13:00 UTC falls in the bucket of that day's midnight.
+        let midnight = 1_764_028_800_000_000_000;
+        assert_eq!(bucket_of(midnight + 13 * 3_600_000_000_000, day), midnight);
+        // The ends of the range clamp instead of overflowing.
+        assert_eq!(bucket_of(i64::MIN, min), i64::MIN);
+        assert_eq!(bucket_of(i64::MAX, min), i64::MAX / min * min);
+    }
+}
