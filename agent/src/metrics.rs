@@ -250,7 +250,7 @@ impl Metrics {
             .or_default() += 1;
     }
 
-    /// Staged batches of a partition were decided at a handover (`published`, `retracted`,
+    /// Staged batches of a partition were decided at a handover (`published`, `retracted`, `waiting`,
     /// `unknown`).
     pub fn add_handover(&self, kind: &'static str) {
         *self

@@ -207,8 +207,14 @@ pub enum Decision {
     /// Not accepted yet, and this store owns the partition and the newest range: keep it and
     /// commit it.
     Keep,
-    /// Another owner's range covers it, or nobody accepted it and this store no longer owns
-    /// the partition (the next owner reads it again): drop it.
+    /// Not accepted yet, this store owns the newest range but not the partition now: keep it
+    /// invisible and decide later. This store's own last commit may still land: a broker that
+    /// takes a dead member's late commit (Tansu 0.6) makes it count after the group moved on.
+    /// Once another store records its range, or this store owns the partition again, the
+    /// batch is retracted, published or kept.
+    Wait,
+    /// Another owner's range covers it, or nobody accepted it and another store took the
+    /// partition on from the committed offset (it reads the batch again): drop it.
     Retract,
     /// The entries that could tell were trimmed from the chain: keep it invisible and say so.
     Unknown,
@@ -233,8 +239,12 @@ pub fn decide(
             let p = p as i64;
             if ranges.iter().any(|&(s, e)| s <= p && p < e) {
                 Decision::Publish
-            } else if p >= committed && owned_now && newest_is_mine {
-                Decision::Keep
+            } else if p >= committed && newest_is_mine {
+                if owned_now {
+                    Decision::Keep
+                } else {
+                    Decision::Wait
+                }
             } else if chain.trimmed && p < oldest_start {
                 Decision::Unknown
             } else {
@@ -295,8 +305,9 @@ mod tests {
         let chain = Chain::default().taken_by(&a, 0).taken_by(&b, 100);
         let d = decide(&[49, 99, 149], Some(250), &chain, &a, false);
         assert_eq!(d, [Decision::Publish, Decision::Publish, Decision::Retract]);
+        // b's tail past the commit waits: b's own late commit may still cover it.
         let d = decide(&[149, 249, 260], Some(250), &chain, &b, false);
-        assert_eq!(d, [Decision::Publish, Decision::Publish, Decision::Retract]);
+        assert_eq!(d, [Decision::Publish, Decision::Publish, Decision::Wait]);
     }
 
     #[test]
@@ -307,14 +318,44 @@ mod tests {
             decide(&[99, 120], Some(100), &chain, &a, true),
             [Decision::Publish, Decision::Keep]
         );
+        // Not owned now: its commit may still land, so nothing is decided yet.
         assert_eq!(
             decide(&[120], Some(100), &chain, &a, false),
-            [Decision::Retract]
+            [Decision::Wait]
         );
         // Nothing committed yet at all.
         assert_eq!(
             decide(&[5], None, &Chain::default(), &a, true),
             [Decision::Retract]
+        );
+    }
+
+    #[test]
+    fn a_late_commit_of_a_dead_member_publishes_the_batch_that_waited() {
+        // The kill campaign's failure: this store staged 77,934..=78,355 and sent the commit
+        // of 78,356; it died before the answer, and its next run read 77,934 while the commit
+        // was still on its way. Retracting then lost the batch once the commit landed.
+        let (a, b) = (id('a'), id('b'));
+        let chain = Chain::default().taken_by(&a, 0);
+        assert_eq!(
+            decide(&[78_355], Some(77_934), &chain, &a, false),
+            [Decision::Wait]
+        );
+        // The commit landed: published, owned or not.
+        assert_eq!(
+            decide(&[78_355], Some(78_356), &chain, &a, false),
+            [Decision::Publish]
+        );
+        // It never landed and another store took the partition on from 77,934: retracted.
+        let taken = chain.taken_by(&b, 77_934);
+        assert_eq!(
+            decide(&[78_355], Some(77_934), &taken, &a, false),
+            [Decision::Retract]
+        );
+        // It never landed and this store has the partition again: kept and committed.
+        assert_eq!(
+            decide(&[78_355], Some(77_934), &chain, &a, true),
+            [Decision::Keep]
         );
     }
 

@@ -156,6 +156,14 @@ impl Shared {
                 Err(e) => self.fatal(format!("retracting {source} from {from}: {e}")),
             }
         }
+        if let Some(p) = at(Decision::Wait).min() {
+            self.metrics.add_handover("waiting");
+            tracing::info!(
+                source,
+                from = p,
+                "staged batches left invisible: this store's last commit may still land; decided once the partition is taken again"
+            );
+        }
         if let Some(p) = first_unknown {
             self.metrics.add_handover("unknown");
             tracing::error!(source, position = p, "the ownership chain no longer reaches this staged batch; it stays invisible until an operator decides");
