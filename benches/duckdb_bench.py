@@ -43,6 +43,9 @@ def read(csv, day_start, budget):
             "query_recent 100, user": "SELECT * FROM events WHERE user = 'user-0042' ORDER BY ts DESC, id DESC LIMIT 100",
             "rollup, single user, day": f"SELECT user, count(*), sum(metric), sum(tokens) FROM events WHERE ts >= {day_start} AND ts < {day_start + day} AND user = 'user-0042' GROUP BY user",
             "rollup, all buckets, day": f"SELECT user, count(*), sum(metric), sum(tokens) FROM events WHERE ts >= {day_start} AND ts < {day_start + day} GROUP BY user",
+            "top 10 users by metric": "SELECT user, count(*), sum(metric), sum(tokens) FROM events GROUP BY user ORDER BY sum(metric) DESC, user LIMIT 10",
+            "top 10 users by metric, 10% time range": f"SELECT user, count(*), sum(metric), sum(tokens) FROM events WHERE ts >= {lo} AND ts < {hi} GROUP BY user ORDER BY sum(metric) DESC, user LIMIT 10",
+            "time series, 24 hourly buckets": "SELECT time_bucket(INTERVAL 1 hour, make_timestamp(ts // 1000)) AS b, count(*), sum(metric), sum(tokens) FROM events GROUP BY b ORDER BY b",
             "get_event by id": "SELECT * FROM events WHERE id = 'evt-00500000'",
         }
         for name, q in queries.items():

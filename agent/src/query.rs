@@ -30,6 +30,9 @@ use crate::api::{
 use crate::config::units::parse_duration;
 use crate::fleet::{members_source, Completeness, DnsTarget, FailureKind, Fleet, FleetError};
 
+#[path = "query_groups.rs"]
+mod groups;
+
 /// Exit code of a query that some endpoints did not answer (without `--allow-partial`).
 pub const EXIT_PARTIAL: u8 = 3;
 
@@ -159,6 +162,40 @@ enum What {
     Get {
         /// The event id.
         id: String,
+    },
+    /// The largest groups of one dim (or a pair), with exact sums and an "(others)" row:
+    /// `query top --by model --order metric`.
+    Top {
+        #[command(flatten)]
+        filters: Filters,
+        /// The dim to group by; give it twice to group by a pair (--by user --by model).
+        #[arg(long, required = true, value_name = "DIM")]
+        by: Vec<String>,
+        /// What ranks the groups: count, metric, latency or a counter's name.
+        #[arg(long, default_value = "count")]
+        order: String,
+        /// How many groups.
+        #[arg(long, short = 'n', default_value_t = 10)]
+        limit: usize,
+    },
+    /// The matching events per UTC-aligned time bucket, optionally one series per largest
+    /// group of a dim: `query series --every 1h --by status`.
+    Series {
+        #[command(flatten)]
+        filters: Filters,
+        /// Bucket width: 1 to 999 and a unit s, m, h or d (30s, 15m, 1h, 7d). Buckets start at
+        /// multiples of the width since the epoch (UTC).
+        #[arg(long)]
+        every: String,
+        /// Split by this dim's largest groups (give it twice for a pair).
+        #[arg(long, value_name = "DIM")]
+        by: Vec<String>,
+        /// What ranks the groups: count, metric, latency or a counter's name.
+        #[arg(long, default_value = "count")]
+        order: String,
+        /// How many groups get their own series (the rest are summed as "(others)").
+        #[arg(long, short = 'n', default_value_t = 5)]
+        limit: usize,
     },
     /// Daily rollups.
     Rollups {
@@ -398,6 +435,19 @@ fn execute(args: &QueryArgs) -> Result<Option<Completeness>, Failure> {
             cursor,
         } => recent(&source, filters, *limit, cursor.as_deref(), format)?,
         What::Get { id } => get(&source, id, args.allow_partial, format)?,
+        What::Top {
+            filters,
+            by,
+            order,
+            limit,
+        } => groups::top(&source, filters, by, order, *limit, format)?,
+        What::Series {
+            filters,
+            every,
+            by,
+            order,
+            limit,
+        } => groups::series(&source, filters, every, by, order, *limit, format)?,
         What::Rollups {
             wheres,
             from_day,

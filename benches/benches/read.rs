@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use keplor_benches::*;
-use keplordb::{QueryFilter, NANOS_PER_DAY};
+use keplordb::{GroupBy, GroupOrder, QueryFilter, NANOS_PER_DAY};
 
-type Query<'a> = (&'static str, Box<dyn Fn() + 'a>, Box<dyn Fn() + 'a>);
+/// A query: its name, ours, and SQLite's (`None`: too slow for criterion's samples; DuckDB
+/// still answers it).
+type Query<'a> = (&'static str, Box<dyn Fn() + 'a>, Option<Box<dyn Fn() + 'a>>);
 
 fn read(c: &mut Criterion) {
     let n: u64 = std::env::var("KEPLOR_BENCH_EVENTS")
@@ -76,59 +78,88 @@ fn read(c: &mut Criterion) {
             black_box(rows);
         }) as Box<dyn Fn()>
     };
+    let sql_buckets = |sql: String| {
+        let sqlite = &sqlite;
+        Box::new(move || {
+            let mut st = sqlite.prepare_cached(&sql).unwrap();
+            let rows: Vec<(i64, i64)> = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            black_box(rows);
+        }) as Box<dyn Fn()>
+    };
+    let top_users = GroupBy::new(0, GroupOrder::Metric, 10);
+    let hour = 3_600 * 1_000_000_000i64;
     let e = &engine;
     let queries: Vec<Query> = vec![
-        ("aggregate, no filter", Box::new(|| { black_box(e.aggregate(&f_all).unwrap()); }), sql_agg(agg.into())),
+        ("aggregate, no filter", Box::new(|| { black_box(e.aggregate(&f_all).unwrap()); }), Some(sql_agg(agg.into()))),
         (
             "aggregate, user",
             Box::new(|| { black_box(e.aggregate(&f_user).unwrap()); }),
-            sql_agg(format!("{agg} WHERE user = '{user}'")),
+            Some(sql_agg(format!("{agg} WHERE user = '{user}'"))),
         ),
         (
             "aggregate, 10% time range",
             Box::new(|| { black_box(e.aggregate(&f_time).unwrap()); }),
-            sql_agg(format!("{agg} WHERE ts >= {lo} AND ts < {hi}")),
+            Some(sql_agg(format!("{agg} WHERE ts >= {lo} AND ts < {hi}"))),
         ),
         (
             "aggregate, user + time",
             Box::new(|| { black_box(e.aggregate(&f_user_time).unwrap()); }),
-            sql_agg(format!("{agg} WHERE user = '{user}' AND ts >= {lo} AND ts < {hi}")),
+            Some(sql_agg(format!("{agg} WHERE user = '{user}' AND ts >= {lo} AND ts < {hi}"))),
         ),
         (
             "query_recent 100",
             Box::new(|| { black_box(e.query_recent(&f_all, 100).unwrap()); }),
-            sql_rows("SELECT * FROM events ORDER BY ts DESC, id DESC LIMIT 100".into()),
+            Some(sql_rows("SELECT * FROM events ORDER BY ts DESC, id DESC LIMIT 100".into())),
         ),
         (
             "query_recent 1000",
             Box::new(|| { black_box(e.query_recent(&f_all, 1000).unwrap()); }),
-            sql_rows("SELECT * FROM events ORDER BY ts DESC, id DESC LIMIT 1000".into()),
+            Some(sql_rows("SELECT * FROM events ORDER BY ts DESC, id DESC LIMIT 1000".into())),
         ),
         (
             "query_recent 100, user",
             Box::new(|| { black_box(e.query_recent(&f_user, 100).unwrap()); }),
-            sql_rows(format!("SELECT * FROM events WHERE user = '{user}' ORDER BY ts DESC, id DESC LIMIT 100")),
+            Some(sql_rows(format!("SELECT * FROM events WHERE user = '{user}' ORDER BY ts DESC, id DESC LIMIT 100"))),
         ),
         (
             "rollup, single user, day",
             Box::new(|| { black_box(e.query_rollups(day, day, &[Some(user)]).unwrap()); }),
-            sql_group(format!(
+            Some(sql_group(format!(
                 "SELECT user, count(*), sum(metric), sum(tokens) FROM events WHERE ts >= {DAY_START} AND ts < {} AND user = '{user}' GROUP BY user",
                 DAY_START + NANOS_PER_DAY
-            )),
+            ))),
         ),
         (
             "rollup, all buckets, day",
             Box::new(|| { black_box(e.query_rollups(day, day, &[None]).unwrap()); }),
-            sql_group(format!(
+            Some(sql_group(format!(
                 "SELECT user, count(*), sum(metric), sum(tokens) FROM events WHERE ts >= {DAY_START} AND ts < {} GROUP BY user",
                 DAY_START + NANOS_PER_DAY
-            )),
+            ))),
+        ),
+        (
+            "top 10 users by metric",
+            Box::new(|| { black_box(e.group_by(&f_all, &top_users).unwrap()); }),
+            None,
+        ),
+        (
+            "top 10 users by metric, 10% time range",
+            Box::new(|| { black_box(e.group_by(&f_time, &top_users).unwrap()); }),
+            None,
+        ),
+        (
+            "time series, 24 hourly buckets",
+            Box::new(|| { black_box(e.time_series(&f_all, hour).unwrap()); }),
+            Some(sql_buckets(format!("SELECT ts / {hour} AS b, count(*), sum(metric), sum(tokens) FROM events GROUP BY b ORDER BY b"))),
         ),
         (
             "get_event by id",
             Box::new(|| { black_box(e.get_event(&id).unwrap()); }),
-            sql_rows(format!("SELECT * FROM events WHERE id = '{id}'")),
+            Some(sql_rows(format!("SELECT * FROM events WHERE id = '{id}'"))),
         ),
     ];
 
@@ -139,7 +170,9 @@ fn read(c: &mut Criterion) {
         .sample_size(30);
     for (name, ours, theirs) in &queries {
         group.bench_function(format!("keplordb/{name}"), |b| b.iter(ours));
-        group.bench_function(format!("sqlite/{name}"), |b| b.iter(theirs));
+        if let Some(theirs) = theirs {
+            group.bench_function(format!("sqlite/{name}"), |b| b.iter(theirs));
+        }
     }
     group.finish();
 
@@ -154,9 +187,11 @@ fn read(c: &mut Criterion) {
         .iter()
         .map(|(name, ours, theirs)| {
             let k = median(budget, ours).as_secs_f64() * 1e6;
-            let s = median(budget, theirs).as_secs_f64() * 1e6;
+            let s = theirs
+                .as_ref()
+                .map(|t| median(budget, t).as_secs_f64() * 1e6);
             let d = duck.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
-            (name.to_string(), k, Some(s), d)
+            (name.to_string(), k, s, d)
         })
         .collect();
     print_table(

@@ -2,13 +2,14 @@
 //! `cargo run --release -p keplor-benches --example profile -- <query> [seconds]`, e.g. under
 //! `perf record -g` or `valgrind --tool=callgrind` (with `seconds` = 0: ten iterations, for
 //! repeatable instruction counts). Queries: agg, agg_user, agg_time, recent100, recent1000,
-//! recent_user, rollup_all, get.
+//! recent_user, rollup_all, get, top (top 10 users by metric), top_time (the same over 10% of
+//! the day), series (24 hourly buckets).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use keplor_benches::*;
-use keplordb::{QueryFilter, NANOS_PER_DAY};
+use keplordb::{GroupBy, GroupOrder, QueryFilter, NANOS_PER_DAY};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -23,7 +24,7 @@ fn main() {
     let mut f = QueryFilter::<2>::new();
     match query {
         "agg_user" | "recent_user" => f.dims[0] = Some("user-0042".into()),
-        "agg_time" => {
+        "agg_time" | "top_time" => {
             f.from_ts_ns = Some(DAY_START + NANOS_PER_DAY * 45 / 100);
             f.to_ts_ns = Some(DAY_START + NANOS_PER_DAY * 55 / 100);
         }
@@ -42,6 +43,16 @@ fn main() {
         }
         "rollup_all" => {
             black_box(engine.query_rollups(day, day, &[None]).unwrap());
+        }
+        "top" | "top_time" => {
+            black_box(
+                engine
+                    .group_by(&f, &GroupBy::new(0, GroupOrder::Metric, 10))
+                    .unwrap(),
+            );
+        }
+        "series" => {
+            black_box(engine.time_series(&f, 3_600_000_000_000).unwrap());
         }
         "get" => {
             black_box(engine.get_event("evt-00500000").unwrap());

@@ -4,6 +4,7 @@
 //! merged by `crate::fleet`.
 
 mod bounds;
+mod groups;
 mod params;
 
 use std::collections::BTreeMap;
@@ -12,6 +13,9 @@ use keplordb::{Cursor, DynEngine, DynEvent, NANOS_PER_DAY};
 use serde::{Deserialize, Serialize};
 
 pub use bounds::{json_len, Cancel, Caps};
+pub use groups::{
+    series, top, BucketJson, GroupJson, SeriesJson, SeriesResponse, TopResponse, DEFAULT_TOP,
+};
 pub use params::{
     format_cursor, parse_day, parse_since, parse_time, ParamError, Params, MAX_DAY, MIN_DAY,
 };
@@ -148,16 +152,7 @@ impl std::fmt::Display for QueryError {
 
 pub fn aggregate(engine: &DynEngine, p: &Params) -> Result<AggregateResponse, QueryError> {
     let a = engine.aggregate(&p.filter(engine)?)?;
-    let names = &engine.schema().counters;
-    Ok(AggregateResponse {
-        event_count: a.event_count,
-        metric: a.metric,
-        counters: names.iter().cloned().zip(a.counters).collect(),
-        latency_ms_sum: a.latency_ms_sum,
-        latency_detail_ms_sum: a.latency_detail_ms_sum,
-        min_ts_ns: a.min_ts_ns,
-        max_ts_ns: a.max_ts_ns,
-    })
+    Ok(AggregateResponse::of(a, &engine.schema().counters))
 }
 
 /// The page size of `p`: its `limit`, else 100 (capped at `max_limit`); above `max_limit` is an

@@ -64,6 +64,12 @@ pub struct Params {
     pub cursor: Option<Cursor>,
     pub from_day: Option<i64>,
     pub to_day: Option<i64>,
+    /// `by=<dim>[,<dim>]`: the dims a `top` or a split `series` groups by.
+    pub by: Vec<String>,
+    /// `order`: what ranks groups (`count`, `metric`, `latency` or a counter's name).
+    pub order: Option<String>,
+    /// `every`: a `series`'s bucket width, in nanoseconds.
+    pub every_ns: Option<i64>,
 }
 
 pub(super) fn now_ns() -> i64 {
@@ -257,6 +263,60 @@ pub fn parse_since(name: &str, v: &str) -> Result<Duration, ParamError> {
     parse_duration(v).map_err(|e| perr(name, e))
 }
 
+/// `by`: one or two dim names, comma-separated.
+fn parse_by(name: &str, v: &str) -> Result<Vec<String>, ParamError> {
+    let dims: Vec<String> = v.split(',').map(str::to_string).collect();
+    if dims.len() > 2 || dims.iter().any(String::is_empty) {
+        return Err(perr(
+            name,
+            format!("{v:?}: one or two dim names, comma-separated (by=model or by=user,model)"),
+        ));
+    }
+    Ok(dims)
+}
+
+/// `every`: a bucket width, 1 to 999 seconds, minutes, hours or days (`[1-9][0-9]{0,2}` and
+/// `s`, `m`, `h` or `d`: `30s`, `5m`, `1h`, `7d`).
+fn parse_every(name: &str, v: &str) -> Result<i64, ParamError> {
+    let unit_ns = match v.as_bytes().last() {
+        Some(b's') => 1_000_000_000,
+        Some(b'm') => 60_000_000_000,
+        Some(b'h') => 3_600_000_000_000,
+        Some(b'd') => NANOS_PER_DAY,
+        _ => 0,
+    };
+    let digits = &v[..v.len().saturating_sub(1)];
+    let number = (unit_ns > 0
+        && (1..=3).contains(&digits.len())
+        && !digits.starts_with('0')
+        && digits.bytes().all(|b| b.is_ascii_digit()))
+    .then(|| digits.parse::<i64>().ok())
+    .flatten();
+    number.map(|n| n * unit_ns).ok_or_else(|| {
+        perr(
+            name,
+            format!(
+                "{v:?} is not a bucket width: 1 to 999 and a unit s, m, h or d (30s, 5m, 1h, 7d)"
+            ),
+        )
+    })
+}
+
+/// A bucket width as `every` takes it (the widths it parses to print back as they were).
+pub fn format_every(ns: i64) -> String {
+    for (unit, unit_ns) in [
+        ("d", NANOS_PER_DAY),
+        ("h", 3_600_000_000_000),
+        ("m", 60_000_000_000),
+        ("s", 1_000_000_000),
+    ] {
+        if ns % unit_ns == 0 && (1..=999).contains(&(ns / unit_ns)) {
+            return format!("{}{unit}", ns / unit_ns);
+        }
+    }
+    format!("{}s", ns / 1_000_000_000)
+}
+
 /// The lower bound `since` names: now minus `d`, or an error when it does not fit.
 fn since_bound(name: &str, d: Duration) -> Result<i64, ParamError> {
     i64::try_from(d.as_nanos())
@@ -324,13 +384,16 @@ impl Params {
                     })
                 }
                 "cursor" => p.cursor = parse_cursor(k, v)?,
+                "by" => p.by = parse_by(k, v)?,
+                "order" => p.order = Some(v.to_string()),
+                "every" => p.every_ns = Some(parse_every(k, v)?),
                 "from_day" => p.from_day = Some(parse_day(k, v)?),
                 "to_day" => p.to_day = Some(parse_day(k, v)?),
                 _ => match k.strip_prefix("dim.") {
                     Some(name) if !name.is_empty() => {
                         p.dims.insert(name.to_string(), v.to_string());
                     }
-                    _ => return Err(perr(k, "unknown parameter: use dim.<name>, from, to, since, status_min, status_max, limit, cursor, from_day, to_day (and, over HTTP, fleet)")),
+                    _ => return Err(perr(k, "unknown parameter: use dim.<name>, from, to, since, status_min, status_max, limit, cursor, from_day, to_day, by, order, every (and, over HTTP, fleet)")),
                 },
             }
         }
@@ -357,6 +420,9 @@ impl Params {
         push("cursor", self.cursor.as_ref().map(format_cursor));
         push("from_day", self.from_day.map(|x| x.to_string()));
         push("to_day", self.to_day.map(|x| x.to_string()));
+        push("by", (!self.by.is_empty()).then(|| self.by.join(",")));
+        push("order", self.order.clone());
+        push("every", self.every_ns.map(format_every));
         v
     }
 

@@ -177,3 +177,109 @@ fn a_cancelled_query_stops_at_its_next_check() {
         Err(QueryError::Cancelled)
     ));
 }
+
+fn params(pairs: &[(&str, &str)]) -> Params {
+    Params::parse(pairs.iter().copied()).unwrap()
+}
+
+#[test]
+fn top_ranks_groups_exactly_with_an_others_row_and_names_bad_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    // 40 events: u0 has 14, u1 and u2 13 each.
+    let engine = engine(dir.path(), 40, |_| 1);
+    let caps = caps(usize::MAX, 1000);
+    let t = top(&engine, &params(&[("limit", "1")]), &caps).unwrap();
+    assert_eq!(t.by, ["user"], "the first dim by default");
+    assert_eq!(t.order, "count");
+    assert_eq!(t.groups.len(), 1);
+    assert_eq!(t.groups[0].values["user"], "u0");
+    assert_eq!(t.groups[0].aggregate.event_count, 14);
+    assert_eq!(t.groups[0].aggregate.counters["tokens"], 14);
+    let others = t.others.unwrap();
+    assert_eq!((others.event_count, t.total_groups, t.exact), (26, 3, true));
+    // Ties (13 and 13) by value; every group when the limit allows.
+    let t = top(
+        &engine,
+        &params(&[("by", "user"), ("order", "tokens")]),
+        &caps,
+    )
+    .unwrap();
+    let users: Vec<&str> = t.groups.iter().map(|g| g.values["user"].as_str()).collect();
+    assert_eq!(users, ["u0", "u1", "u2"]);
+    assert!(t.others.is_none());
+    // Under a filter.
+    let p = params(&[
+        ("by", "user"),
+        ("to", &(20_010 * NANOS_PER_DAY).to_string()),
+    ]);
+    let t = top(&engine, &p, &caps).unwrap();
+    let counts: Vec<u64> = t.groups.iter().map(|g| g.aggregate.event_count).collect();
+    assert_eq!(counts, [4, 3, 3]);
+
+    for (pairs, parameter) in [
+        (&[("by", "nobody")][..], "by"),
+        (&[("by", "user,user")][..], "by"),
+        (&[("order", "speed")][..], "order"),
+        (&[("limit", "1001")][..], "limit"),
+    ] {
+        match top(&engine, &params(pairs), &caps) {
+            Err(QueryError::Param(e)) => assert_eq!(e.parameter, parameter, "{pairs:?}"),
+            other => panic!("{pairs:?}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn series_buckets_split_by_group_and_keep_to_the_bucket_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    // One event a day for 40 days.
+    let engine = engine(dir.path(), 40, |_| 1);
+    let caps = caps(usize::MAX, 1000);
+    let s = series(
+        &engine,
+        &params(&[("every", "10d")]),
+        &caps,
+        &Cancel::default(),
+    )
+    .unwrap();
+    assert_eq!(s.every_ns, 10 * NANOS_PER_DAY);
+    let counts: Vec<u64> = s.buckets.iter().map(|b| b.aggregate.event_count).collect();
+    assert_eq!(counts, [10, 10, 10, 10]);
+    assert_eq!(s.buckets[0].start_ns, 20_000 * NANOS_PER_DAY);
+    assert!(s.series.is_empty() && s.by.is_empty());
+
+    let p = params(&[("every", "20d"), ("by", "user"), ("limit", "1")]);
+    let s = series(&engine, &p, &caps, &Cancel::default()).unwrap();
+    assert_eq!(s.series.len(), 1);
+    assert_eq!(s.series[0].values["user"], "u0");
+    let per_bucket = |b: &[BucketJson]| {
+        b.iter()
+            .map(|b| b.aggregate.event_count)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(per_bucket(&s.series[0].buckets), [7, 7]);
+    assert_eq!(per_bucket(s.others.as_ref().unwrap()), [13, 13]);
+    assert_eq!(s.total_groups, 3);
+
+    // Daily buckets: 40 of them, past a cap of 39.
+    let tight = super::tests::caps(usize::MAX, 39);
+    let e = series(
+        &engine,
+        &params(&[("every", "1d")]),
+        &tight,
+        &Cancel::default(),
+    );
+    assert!(matches!(e, Err(QueryError::TooLarge(m)) if m.contains("http.max_rollup_buckets")));
+    for bad in ["0m", "1000s", "1.5h", "90", "1w", "01h", ""] {
+        let e = Params::parse([("every", bad)]).unwrap_err();
+        assert_eq!(e.parameter, "every", "{bad:?}");
+    }
+    for (good, ns) in [("1s", 1_000_000_000), ("999d", 999 * NANOS_PER_DAY)] {
+        let p = Params::parse([("every", good)]).unwrap();
+        assert_eq!(p.every_ns, Some(ns));
+        assert_eq!(
+            Params::parse(p.to_pairs().iter().map(|(a, b)| (a.as_str(), b.as_str()))).unwrap(),
+            p
+        );
+    }
+}

@@ -9,8 +9,12 @@ use serde::de::DeserializeOwned;
 use ureq::tls::{RootCerts, TlsConfig, TlsProvider};
 
 use super::merge::{merge_aggregates, merge_pages, merge_rollups, pick_event};
+use super::merge_groups::{merge_series, merge_top};
 use super::{members_source, Answer, Completeness, FailureKind, FleetError, Missing};
-use crate::api::{AggregateResponse, EventJson, EventsResponse, Params, RollupsResponse};
+use crate::api::{
+    AggregateResponse, EventJson, EventsResponse, Params, RollupsResponse, SeriesResponse,
+    TopResponse,
+};
 use crate::config::units::fmt_duration;
 use crate::config::FleetSettings;
 
@@ -193,6 +197,34 @@ impl Fleet {
         let (parts, completeness) = self.ask("/v1/rollups", &p.to_pairs(), false)?;
         Ok(Answer {
             value: merge_rollups(parts),
+            completeness,
+        })
+    }
+
+    /// `GET /v1/top` on every member, asking each for `ask` groups (at least `limit`) so that
+    /// small group sets merge complete and exact; the `limit` largest of the sums.
+    pub fn top(
+        &self,
+        p: &Params,
+        limit: usize,
+        ask: usize,
+    ) -> Result<Answer<TopResponse>, FleetError> {
+        let mut q = p.clone();
+        q.limit = Some(ask.max(limit));
+        let (parts, completeness) = self.ask("/v1/top", &q.to_pairs(), false)?;
+        Ok(Answer {
+            value: merge_top(parts, limit),
+            completeness,
+        })
+    }
+
+    /// `GET /v1/series` on every member, buckets summed and groups ranked again. Members are
+    /// asked for `limit` groups only (each group's series counts against their bucket cap), so
+    /// a split series is exact when no member has more groups than that.
+    pub fn series(&self, p: &Params, limit: usize) -> Result<Answer<SeriesResponse>, FleetError> {
+        let (parts, completeness) = self.ask("/v1/series", &p.to_pairs(), false)?;
+        Ok(Answer {
+            value: merge_series(parts, limit),
             completeness,
         })
     }

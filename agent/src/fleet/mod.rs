@@ -14,7 +14,9 @@
 //!   after the same cursor, or fewer with a `next_cursor` when its own byte budget cut its page:
 //!   the union is first cut at the newest last event of such a member (the frontier), so the
 //!   fleet's next events are all in it and the cursor is valid for every member;
-//! - point look-up: the answer of any member that has the event (the newest copy if several do).
+//! - point look-up: the answer of any member that has the event (the newest copy if several do);
+//! - group-by and time series: every group summed across members and ranked again, exact when
+//!   every member returned all its groups (`merge_groups.rs`; `exact: false` otherwise).
 //!
 //! An endpoint that rejects the query's parameters (HTTP 400) makes the whole query a usage
 //! error, not a partial answer: every member runs the same code on the same schema.
@@ -31,6 +33,7 @@
 mod client;
 mod dns;
 mod merge;
+mod merge_groups;
 
 use std::fmt;
 

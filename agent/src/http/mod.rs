@@ -1,5 +1,5 @@
 //! Local query endpoints (axum): `/v1/aggregate`, `/v1/events`, `/v1/events/{id}`,
-//! `/v1/rollups`, `/metrics`, `/healthz`, `/readyz`. Bound to 127.0.0.1 by default; optional
+//! `/v1/rollups`, `/v1/top`, `/v1/series`, `/metrics`, `/healthz`, `/readyz`. Bound to 127.0.0.1 by default; optional
 //! bearer token (`auth.rs`); bounded `limit`, query-string size, request time and queries at
 //! once (`limits.rs`: a query keeps its slot until its work ends, timed out or not); bad
 //! parameters are a 400 whose JSON names the parameter. Schemas: `agent/openapi.yaml`.
@@ -437,6 +437,34 @@ async fn rollups(State(s): State<AppState>, RawQuery(q): RawQuery) -> Response {
     respond(run(&s, "rollups", move |e, c| api::rollups(e, &p, &caps, c)).await)
 }
 
+async fn top(State(s): State<AppState>, RawQuery(q): RawQuery) -> Response {
+    let Query { fleet, params: p } = match query(&s, q) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    let caps = s.caps();
+    if fleet {
+        let limit = p.limit.unwrap_or(api::DEFAULT_TOP);
+        return respond(
+            run_fleet(&s, "fleet_top", move |f| f.top(&p, limit, caps.max_limit)).await,
+        );
+    }
+    respond(run(&s, "top", move |e, _| api::top(e, &p, &caps)).await)
+}
+
+async fn series(State(s): State<AppState>, RawQuery(q): RawQuery) -> Response {
+    let Query { fleet, params: p } = match query(&s, q) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    let caps = s.caps();
+    if fleet {
+        let limit = p.limit.unwrap_or(api::DEFAULT_TOP);
+        return respond(run_fleet(&s, "fleet_series", move |f| f.series(&p, limit)).await);
+    }
+    respond(run(&s, "series", move |e, c| api::series(e, &p, &caps, c)).await)
+}
+
 /// `GET /metrics`. Rendering asks the engine for its figures, which wait for every shard's
 /// lock (held across a WAL fsync during a rotation): it runs on a blocking thread, so the
 /// async workers keep serving the other requests meanwhile.
@@ -491,6 +519,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events", get(events))
         .route("/v1/events/{id}", get(event))
         .route("/v1/rollups", get(rollups))
+        .route("/v1/top", get(top))
+        .route("/v1/series", get(series))
         .route("/v1/partitions", get(partitions))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))

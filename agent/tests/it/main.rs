@@ -21,4 +21,5 @@ mod real_cluster;
 mod security;
 mod soak;
 mod tansu;
+mod top_series;
 mod undecodable;

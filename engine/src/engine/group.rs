@@ -16,8 +16,8 @@ use crate::time::NANOS_PER_DAY;
 
 /// The narrowest time-series bucket: one second.
 pub const MIN_BUCKET_NS: i64 = 1_000_000_000;
-/// The widest time-series bucket: one UTC day.
-pub const MAX_BUCKET_NS: i64 = NANOS_PER_DAY;
+/// The widest time-series bucket: 1,000 days.
+pub const MAX_BUCKET_NS: i64 = 1000 * NANOS_PER_DAY;
 
 impl DynEngine {
     /// The aggregate per value of `by.dims` (one dim, or a pair) over the events matching
@@ -28,8 +28,9 @@ impl DynEngine {
         self.group_by_ref(&filter.as_ref(), by)
     }
 
-    /// The aggregate per UTC-aligned bucket of `every_ns` nanoseconds (1 s to 1 day) over the
-    /// events matching `filter`: the buckets holding events, in time order.
+    /// The aggregate per bucket of `every_ns` nanoseconds (1 s to 1,000 days) over the events
+    /// matching `filter`: the buckets holding events, in time order. Buckets start at multiples
+    /// of their width since the epoch, so a day and its divisors are aligned to UTC days.
     pub fn time_series(&self, filter: &DynFilter, every_ns: i64) -> Result<Vec<Bucket>> {
         self.check_filter(filter)?;
         self.time_series_ref(&filter.as_ref(), every_ns)
@@ -154,7 +155,7 @@ fn check_every(every_ns: i64) -> Result<()> {
     if !(MIN_BUCKET_NS..=MAX_BUCKET_NS).contains(&every_ns) {
         return Err(DbError::InvalidQuery {
             reason: format!(
-                "a bucket of {every_ns} ns is outside 1 s ({MIN_BUCKET_NS} ns) to 1 day \
+                "a bucket of {every_ns} ns is outside 1 s ({MIN_BUCKET_NS} ns) to 1,000 days \
                  ({MAX_BUCKET_NS} ns)"
             ),
         });
