@@ -113,6 +113,7 @@ impl Agent {
             metrics.clone(),
             ready.clone(),
             held,
+            archived.clone(),
             crash,
         )
         .map_err(anyhow::Error::msg)?;

@@ -277,6 +277,21 @@ impl<S: ArchiveStore + 'static> Archiver<S> {
     }
 }
 
+/// Deletes the segments whose newest event is older than `cutoff_ns`; while the archive is on
+/// with `retain_until_archived`, only those it holds (the rest wait for a later gc).
+pub fn retention_gc(
+    engine: &DynEngine,
+    cutoff_ns: i64,
+    settings: &ArchiveSettings,
+    archived: &Progress,
+) -> keplordb::Result<keplordb::GcStats> {
+    if settings.enabled && settings.retain_until_archived {
+        engine.gc_where(cutoff_ns, |s| archived.is_archived(s))
+    } else {
+        engine.gc(cutoff_ns)
+    }
+}
+
 /// `_keplor/<store>.json`.
 fn manifest_name(store_id: &str) -> String {
     format!("{MANIFEST_DIR}/{store_id}.json")

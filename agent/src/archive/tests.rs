@@ -4,6 +4,7 @@
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 use keplordb::export::ParquetOptions;
 use keplordb::{DynEngine, DynEvent, EngineConfig, EventFlags};
@@ -164,4 +165,64 @@ fn file_names_round_trip() {
     assert_eq!(parse_file_name(&name, STORE), Some((42, 3)));
     assert_eq!(parse_file_name(&name, "ffffffffffffffff"), None);
     assert_eq!(parse_file_name("dt=2026-11-24/other.parquet", STORE), None);
+}
+
+fn settings(enabled: bool, retain_until_archived: bool) -> ArchiveSettings {
+    ArchiveSettings {
+        enabled,
+        dir: Some("/unused".into()),
+        row_group_rows: 1000,
+        interval: Duration::from_secs(1),
+        retain_until_archived,
+    }
+}
+
+#[test]
+fn retention_never_drops_a_segment_not_yet_archived() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("archive");
+    let engine = engine(&dir.path().join("db"), 3);
+    let all = engine.segments();
+    let progress = Arc::new(Progress::default());
+    // Only the oldest segment is archived.
+    progress
+        .lock()
+        .insert((all[2].generation, all[2].part_index));
+    let held = settings(true, true);
+    let s = retention_gc(&engine, i64::MAX, &held, &progress).unwrap();
+    assert_eq!(s.segments_deleted, 1);
+    assert_eq!(engine.segments(), all[..2].to_vec());
+
+    // Once the archiver has written them, they go too; their files stay.
+    let mut a = Archiver::open(
+        engine.clone(),
+        LocalDir::open(&root).unwrap(),
+        STORE,
+        ParquetOptions::default(),
+        progress.clone(),
+        Arc::new(Metrics::default()),
+    )
+    .unwrap();
+    assert_eq!(a.pass(&AtomicBool::new(false)).unwrap(), 2);
+    let s = retention_gc(&engine, i64::MAX, &held, &progress).unwrap();
+    assert_eq!(s.segments_deleted, 2);
+    assert!(engine.segments().is_empty());
+    assert_eq!(manifest(&root).segments.len(), 2);
+    assert!(manifest(&root).files().all(|f| root.join(f).is_file()));
+}
+
+#[test]
+fn without_the_hold_retention_drops_what_it_finds() {
+    for (enabled, retain) in [(true, false), (false, true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path(), 2);
+        let s = retention_gc(
+            &engine,
+            i64::MAX,
+            &settings(enabled, retain),
+            &Progress::default(),
+        )
+        .unwrap();
+        assert_eq!(s.segments_deleted, 2, "enabled {enabled}, retain {retain}");
+    }
 }
