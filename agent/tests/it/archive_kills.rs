@@ -1,11 +1,12 @@
-//! Issue 15's archive crash test: one agent with `[archive]` on, tiny segments (many seal and
-//! are archived every second), SIGKILLed at random moments while a producer keeps sending to a
-//! real broker (Tansu). After every kill: every file the manifest lists exists. At the end
+//! Issue 15's archive crash test: one agent with `[archive]` on, tiny segments (several seal
+//! and are archived every second), SIGKILLed while it archives (at a random moment within
+//! 200 ms after the manifest grew) while a producer keeps sending to a real broker (Tansu).
+//! After every kill: every file the manifest lists exists. At the end
 //! (the last events sealed, the agent restarted until the archive has caught up): DuckDB reads
 //! the archive and finds every stored event exactly once, each with its Kafka topic, partition
 //! and offset, in the partition of its UTC day, and no file the manifest does not list.
 //!
-//! Sizes: `KEPLOR_ARCHIVE_KILLS` (default 12), `KEPLOR_ARCHIVE_KILLS_SEED` picks the run. A
+//! Sizes: `KEPLOR_ARCHIVE_KILLS` (default 8), `KEPLOR_ARCHIVE_KILLS_SEED` picks the run. A
 //! failure keeps the test directory (agent, broker and producer logs, the archive).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -123,7 +124,7 @@ print(json.dumps(rows))
 #[test]
 fn archive_sigkills_lose_and_duplicate_nothing() {
     let _serial = crate::fleet_campaign::serial();
-    let kills = env_u64("KEPLOR_ARCHIVE_KILLS").unwrap_or(12);
+    let kills = env_u64("KEPLOR_ARCHIVE_KILLS").unwrap_or(8);
     let seed = env_u64("KEPLOR_ARCHIVE_KILLS_SEED").unwrap_or(0xa7c4_1fe5);
     let mut rng = seed | 1;
     let dir = TestDir::new("archive-kills");
@@ -145,13 +146,18 @@ fn archive_sigkills_lose_and_duplicate_nothing() {
             r#"labels = [{ name = "note", path = "/note" }]"#,
             kafka_labels,
         )
-        .replace("shards = 2\n", "shards = 2\nmax_segment_events = 40\n");
+        .replace("shards = 2\n", "shards = 2\nmax_segment_events = 40\n")
+        .replace(
+            "\"session.timeout.ms\" = 6000",
+            "\"session.timeout.ms\" = 3000",
+        );
     assert!(text.contains("$kafka.offset") && text.contains("max_segment_events"));
+    assert!(text.contains("= 3000"));
     std::fs::write(&config, text).unwrap();
     agent.append_config("[archive]\ndir = \"archive\"\ninterval = \"50ms\"\nrow_group_rows = 16");
     let archive = agent.dir.join("archive");
 
-    let n = (kills * 350).max(3000);
+    let n = (kills * 2000).max(4000);
     let msgs: Vec<(i32, Vec<u8>)> = (0..n)
         .map(|i| ((next(&mut rng) % PARTITIONS as u64) as i32, message(i)))
         .collect();
@@ -160,8 +166,21 @@ fn archive_sigkills_lose_and_duplicate_nothing() {
     let production = tansu.produce(dir.path(), TOPIC, msgs.clone(), RATE);
     let mut listed_checks = 0;
     for k in 0..kills {
-        std::thread::sleep(Duration::from_millis(200 + next(&mut rng) % 1300));
-        agent.check_alive();
+        // Kill while archiving: just after the manifest grew (segments seal about twice a
+        // second while the agent consumes; a restart waits for the group to hand the
+        // partitions back, which Tansu does after the dead member's session timeout).
+        let before = manifest_files(&archive).len();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while manifest_files(&archive).len() == before {
+            agent.check_alive();
+            assert!(
+                Instant::now() < deadline,
+                "kill {k}: nothing archived for 30 s:\n{}",
+                agent.log_tail(30)
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(next(&mut rng) % 200));
         agent.kill();
         let on_disk = parquet_files(&archive);
         for f in manifest_files(&archive) {
@@ -232,6 +251,12 @@ fn archive_sigkills_lose_and_duplicate_nothing() {
     std::thread::sleep(Duration::from_millis(500));
     assert!(agent.stop().success(), "{}", agent.log_tail(30));
 
+    let log = std::fs::read_to_string(agent.dir.join("agent.log")).unwrap();
+    let recovered = |what: &str| {
+        log.lines()
+            .filter(|l| l.contains("archive recovered") && !l.contains(&format!("{what}=0")))
+            .count()
+    };
     let rows = read_archive(&archive);
     let mut seen: BTreeMap<&str, u32> = BTreeMap::new();
     for (id, topic, partition, offset, in_its_day) in &rows {
@@ -259,11 +284,13 @@ fn archive_sigkills_lose_and_duplicate_nothing() {
     let on_disk = parquet_files(&archive);
     eprintln!(
         "archive kills: seed {seed:#x}, {kills} SIGKILLs, {n} messages, stored {}, {segments} \
-         segments, {} files ({} rows), {listed_checks} manifest-vs-disk checks, missing {}, \
-         twice {}, elapsed {:.1?}",
+         segments, {} files ({} rows), {listed_checks} manifest-vs-disk checks, restarts that \
+         found temporary files {}, unrecorded files {}, missing {}, twice {}, elapsed {:.1?}",
         stored.len(),
         on_disk.len(),
         rows.len(),
+        recovered("temporaries"),
+        recovered("orphans"),
         missing.len(),
         twice.len(),
         started.elapsed()
