@@ -10,6 +10,7 @@ use anyhow::Context;
 use keplordb::DynEngine;
 use tokio::sync::oneshot;
 
+use crate::archive::{Archiver, Progress};
 use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
@@ -25,6 +26,10 @@ pub struct Agent {
     stop: Arc<AtomicBool>,
     sink: Option<JoinHandle<Stopped>>,
     http: Option<HttpServer>,
+    /// The archiver's thread and its stop flag, when `[archive]` is on.
+    archive: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+    /// Which segments are archived (what retention waits for).
+    pub archived: Arc<Progress>,
     grace: Duration,
 }
 
@@ -75,6 +80,21 @@ impl Agent {
         let store = StoreId::load_or_create(&config.engine.data_dir)
             .with_context(|| format!("the store id in {}", config.engine.data_dir.display()))?;
         let held = Arc::new(Held::new(&store));
+        let archived = Arc::new(Progress::default());
+        let archive = if config.archive.enabled {
+            let archiver = Archiver::open_local(
+                engine.clone(),
+                &config.archive,
+                &store.0,
+                archived.clone(),
+                metrics.clone(),
+            )?;
+            let stop = Arc::new(AtomicBool::new(false));
+            let handle = archiver.spawn(config.archive.interval, stop.clone())?;
+            Some((stop, handle))
+        } else {
+            None
+        };
         let http = if config.http.enabled {
             let state = AppState::new(
                 engine.clone(),
@@ -93,6 +113,7 @@ impl Agent {
             metrics.clone(),
             ready.clone(),
             held,
+            archived.clone(),
             crash,
         )
         .map_err(anyhow::Error::msg)?;
@@ -107,6 +128,8 @@ impl Agent {
             stop,
             sink: Some(sink),
             http,
+            archive,
+            archived,
             grace: config.shutdown_grace,
         })
     }
@@ -138,6 +161,11 @@ impl Agent {
                     .join()
                     .unwrap_or_else(|_| Stopped::Failed("sink thread panicked".into()));
             }
+        }
+        if let Some((stop, h)) = self.archive.take() {
+            // A pass stops between two segments, never inside one.
+            stop.store(true, Ordering::Release);
+            let _ = h.join();
         }
         if let Some((_, tx, h)) = self.http.take() {
             let _ = tx.send(());
@@ -200,6 +228,9 @@ fn serve_http(
 impl Drop for Agent {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
+        if let Some((stop, _)) = &self.archive {
+            stop.store(true, Ordering::Release);
+        }
         if let Some((_, tx, _)) = self.http.take() {
             let _ = tx.send(());
         }

@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod archive;
 pub mod config;
 pub mod connect;
 pub mod demo;

@@ -43,6 +43,10 @@ pub const ENGINE_EVENTS: &str = "keplor_engine_events";
 pub const ENGINE_BYTES: &str = "keplor_engine_bytes";
 pub const ENGINE_SEGMENTS: &str = "keplor_engine_segments";
 pub const ENGINE_SEGMENT_CACHE_BYTES: &str = "keplor_engine_segment_cache_bytes";
+pub const ARCHIVE_LAG: &str = "keplor_archive_lag_segments";
+pub const ARCHIVED_SEGMENTS: &str = "keplor_archived_segments_total";
+pub const ARCHIVED_BYTES: &str = "keplor_archived_bytes_total";
+pub const ARCHIVE_FAILURES: &str = "keplor_archive_failures_total";
 
 /// A histogram with fixed buckets.
 #[derive(Debug)]
@@ -162,6 +166,12 @@ pub struct Metrics {
     /// Queries that stopped at a check between engine calls after their request timed out or
     /// went away.
     pub queries_cancelled: AtomicU64,
+    /// Sealed segments not archived yet; `u64::MAX` while the archive is off or has not
+    /// looked yet (the gauge is then absent).
+    archive_lag: AtomicU64,
+    archived_segments: AtomicU64,
+    archived_bytes: AtomicU64,
+    archive_failures: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     handover: Mutex<BTreeMap<&'static str, u64>>,
     consumer_errors: Mutex<BTreeMap<String, u64>>,
@@ -224,6 +234,10 @@ impl Default for Metrics {
             queries_timed_out: AtomicU64::new(0),
             queries_in_flight: AtomicU64::new(0),
             queries_cancelled: AtomicU64::new(0),
+            archive_lag: AtomicU64::new(u64::MAX),
+            archived_segments: AtomicU64::new(0),
+            archived_bytes: AtomicU64::new(0),
+            archive_failures: AtomicU64::new(0),
             rejected: Mutex::new(BTreeMap::new()),
             handover: Mutex::new(BTreeMap::new()),
             consumer_errors: Mutex::new(BTreeMap::new()),
@@ -240,6 +254,27 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// The archive's lag: sealed segments not archived yet.
+    pub fn set_archive_lag(&self, segments: u64) {
+        self.archive_lag.store(segments, Ordering::Relaxed);
+    }
+
+    /// The archive's lag, once known.
+    pub fn archive_lag(&self) -> Option<u64> {
+        Some(self.archive_lag.load(Ordering::Relaxed)).filter(|&n| n != u64::MAX)
+    }
+
+    /// A segment was archived as `bytes` of Parquet.
+    pub fn archived(&self, bytes: u64) {
+        self.archived_segments.fetch_add(1, Ordering::Relaxed);
+        self.archived_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// An archiving pass failed (it is retried).
+    pub fn archive_failed(&self) {
+        self.archive_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A message was rejected for `reason` (a bounded label).
     pub fn rejected(&self, reason: &'static str) {
         *self
@@ -392,6 +427,21 @@ impl Metrics {
                 "Offset commits Kafka refused or that failed (retried; their batches stay staged until one is accepted).",
                 &self.commit_failures,
             ),
+            (
+                ARCHIVED_SEGMENTS,
+                "Sealed segments written to the archive as Parquet.",
+                &self.archived_segments,
+            ),
+            (
+                ARCHIVED_BYTES,
+                "Bytes of the Parquet files written to the archive.",
+                &self.archived_bytes,
+            ),
+            (
+                ARCHIVE_FAILURES,
+                "Archiving passes that failed (retried at the next archive.interval).",
+                &self.archive_failures,
+            ),
         ] {
             let _ = writeln!(
                 out,
@@ -415,6 +465,12 @@ impl Metrics {
             "# HELP {QUERIES_IN_FLIGHT} Queries holding one of the http.max_concurrent_queries slots (timed-out ones still running included).\n# TYPE {QUERIES_IN_FLIGHT} gauge\n{QUERIES_IN_FLIGHT} {}",
             self.queries_in_flight.load(Ordering::Relaxed)
         );
+        if let Some(lag) = self.archive_lag() {
+            let _ = writeln!(
+                out,
+                "# HELP {ARCHIVE_LAG} Sealed segments not archived yet.\n# TYPE {ARCHIVE_LAG} gauge\n{ARCHIVE_LAG} {lag}"
+            );
+        }
     }
 
     /// The counters with a label: rejections by reason, handover decisions by outcome,

@@ -87,7 +87,8 @@ mod wal;
 pub use config::{EngineConfig, WalRecoveryMode, MAX_SHARDS, MAX_WAL_BYTES, MAX_WAL_EVENTS};
 pub use derive::{generate_id, Schema};
 pub use engine::{
-    AppendTicket, CompactStats, DynEngine, EngineStats, GcStats, RecoveryReport, SourceCheckpoint,
+    AppendTicket, CompactStats, DynEngine, EngineStats, GcStats, RecoveryReport, SegmentInfo,
+    SourceCheckpoint,
 };
 pub use engine::{MAX_BUCKET_NS, MIN_BUCKET_NS};
 pub use error::{DbError, Result, SchemaSummary};

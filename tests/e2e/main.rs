@@ -7,4 +7,5 @@ mod crash;
 mod faults;
 mod model;
 mod parquet_export;
+mod segment_export;
 mod shim;

@@ -23,7 +23,7 @@ const HOUR: i64 = 3_600_000_000_000;
 const DAY0: i64 = 20_781 * 24 * HOUR;
 
 /// Event `i`: three days, uneven hours, users u0..u6, models m0..m2.
-fn event(i: u64) -> DynEvent {
+pub(crate) fn event(i: u64) -> DynEvent {
     DynEvent {
         id: format!("e{i:05}"),
         ts_ns: DAY0 + (i as i64 * 7_919 % 72) * HOUR + (i as i64 % 1000) * 1_000_003,
@@ -87,7 +87,7 @@ fn strings(rg: &dyn RowGroupReader, i: usize) -> Vec<String> {
 }
 
 /// The events of one file, and the (min, max) ts of each of its row groups.
-fn read_file(path: &Path) -> (Vec<DynEvent>, Vec<(i64, i64)>) {
+pub(crate) fn read_file(path: &Path) -> (Vec<DynEvent>, Vec<(i64, i64)>) {
     let reader = SerializedFileReader::new(File::open(path).unwrap()).unwrap();
     let mut events = Vec::new();
     let mut groups = Vec::new();

@@ -11,9 +11,10 @@
 //! One resolver per section, each in its own file with the section's types: `kafka.rs` (with
 //! `security.rs` for `[kafka.tls]` / `[kafka.sasl]`), `format.rs` (with the schema registry),
 //! `schema.rs`, `engine.rs`, `batch.rs`, `errors.rs`, `http.rs` (with `fleet.rs`); `[shutdown]`
-//! is one key, resolved here. `resolve` composes them in section order, so the first error
+//! is one key, resolved here; `archive.rs` for `[archive]`. `resolve` composes them in section order, so the first error
 //! reported is the same whatever the split.
 
+mod archive;
 mod batch;
 mod engine;
 mod env;
@@ -36,6 +37,7 @@ use raw::{Quantity, RawConfig, RawShutdown};
 use serde::Serialize;
 use units::{fmt_duration, parse_duration, parse_size};
 
+pub use archive::{ArchiveSettings, KAFKA_SOURCE_PATHS};
 pub use batch::BatchSettings;
 pub use engine::EngineSettings;
 pub use errors::{ErrorPolicy, ErrorSettings};
@@ -84,6 +86,7 @@ pub struct Config {
     pub http: HttpSettings,
     pub shutdown_grace: Duration,
     pub log: LogSettings,
+    pub archive: ArchiveSettings,
 }
 
 /// [`Config`] laid out as the file: `[fleet]` beside `[http]`, `[shutdown] grace_period`.
@@ -100,6 +103,7 @@ struct AsWritten<'a> {
     fleet: Option<&'a FleetSettings>,
     shutdown: ShutdownAsWritten,
     log: &'a LogSettings,
+    archive: &'a ArchiveSettings,
 }
 
 #[derive(Serialize)]
@@ -123,6 +127,7 @@ impl Serialize for Config {
                 grace_period: self.shutdown_grace,
             },
             log: &self.log,
+            archive: &self.archive,
         }
         .serialize(s)
     }
@@ -191,10 +196,11 @@ impl Config {
                 "fleet" => raw.fleet = Some(value.clone().try_into().map_err(de)?),
                 "shutdown" => raw.shutdown = Some(value.clone().try_into().map_err(de)?),
                 "log" => raw.log = Some(value.clone().try_into().map_err(de)?),
+                "archive" => raw.archive = Some(value.clone().try_into().map_err(de)?),
                 other => {
                     return Err(err(
                         other,
-                        "unknown section: use kafka, format, schema, engine, batch, errors, http, fleet, shutdown or log",
+                        "unknown section: use kafka, format, schema, engine, batch, errors, http, fleet, shutdown, log or archive",
                     ))
                 }
             }
@@ -324,6 +330,7 @@ fn resolve(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     let http = http::resolve(raw.http.unwrap_or_default(), raw.fleet, &path_of)?;
     let shutdown_grace = shutdown_grace(raw.shutdown.unwrap_or_default())?;
     let log = log::resolve(raw.log.unwrap_or_default())?;
+    let archive = archive::resolve(raw.archive.unwrap_or_default(), &engine, &schema, &path_of)?;
     let config = Config {
         kafka,
         format,
@@ -334,6 +341,7 @@ fn resolve(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         http,
         shutdown_grace,
         log,
+        archive,
     };
     check_with_engine(&config)?;
     Ok(config)
@@ -368,6 +376,8 @@ fn check_with_engine(config: &Config) -> Result<(), ConfigError> {
     })
 }
 
+#[cfg(test)]
+mod archive_tests;
 #[cfg(test)]
 mod printed_tests;
 #[cfg(test)]

@@ -26,6 +26,21 @@ pub struct RawConfig {
     pub fleet: Option<RawFleet>,
     pub shutdown: Option<RawShutdown>,
     pub log: Option<RawLog>,
+    pub archive: Option<RawArchive>,
+}
+
+/// `[archive]`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawArchive {
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
+    pub enabled: Option<bool>,
+    pub dir: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_u64")]
+    pub row_group_rows: Option<u64>,
+    pub interval: Option<Quantity>,
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
+    pub retain_until_archived: Option<bool>,
 }
 
 /// `[log]`.

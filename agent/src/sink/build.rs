@@ -11,6 +11,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{DefaultProducerContext, ThreadedProducer};
 
 use super::{ledger, AgentContext, CrashPlan, Shared, Sink, State};
+use crate::archive::Progress;
 use crate::config::{Assignment, Config, ErrorPolicy, KafkaConfig, OffsetReset};
 use crate::mapping::Mapper;
 use crate::metrics::Metrics;
@@ -24,6 +25,7 @@ impl Sink {
         metrics: Arc<Metrics>,
         ready: Arc<AtomicBool>,
         held: Arc<Held>,
+        archived: Arc<Progress>,
         crash: Option<Arc<CrashPlan>>,
     ) -> Result<Sink, String> {
         let mapper = Mapper::new(&config)?;
@@ -52,6 +54,7 @@ impl Sink {
             dlq,
             published_unsynced: AtomicBool::new(false),
             ready,
+            archived,
             crash,
         });
         let consumer: BaseConsumer<AgentContext> = cc

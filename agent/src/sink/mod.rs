@@ -246,6 +246,8 @@ pub struct Shared {
     ledger: Option<ledger::Ledger>,
     /// Set once partitions are assigned and consumption runs (readiness).
     pub ready: Arc<AtomicBool>,
+    /// Which segments the archive holds (retention waits for them).
+    archived: Arc<crate::archive::Progress>,
     crash: Option<Arc<CrashPlan>>,
 }
 

@@ -245,7 +245,8 @@ impl Sink {
         }
     }
 
-    /// Deletes the segments older than `engine.retention`, once a minute.
+    /// Deletes the segments older than `engine.retention`, once a minute; with
+    /// `archive.retain_until_archived`, only those the archive holds.
     fn retention_gc(&self, p: &mut Pipeline<'_>) {
         let shared = &self.shared;
         let Some(retention) = shared.config.engine.retention else {
@@ -254,7 +255,13 @@ impl Sink {
         if p.last_gc.elapsed() < Duration::from_secs(60) {
             return;
         }
-        match shared.engine.gc(retention_cutoff(now_ns(), retention)) {
+        let cutoff = retention_cutoff(now_ns(), retention);
+        match crate::archive::retention_gc(
+            &shared.engine,
+            cutoff,
+            &shared.config.archive,
+            &shared.archived,
+        ) {
             Ok(s) if s.segments_deleted > 0 => tracing::info!(
                 segments = s.segments_deleted,
                 events = s.events_deleted,

@@ -39,7 +39,22 @@ fn metrics_pass_promtool_check_metrics() {
     payloads.push(b"not json".to_vec()); // a rejected message: its series appear too
     kafka.produce("in", 2, &payloads);
     let dir = tempfile::tempdir().unwrap();
-    let agent = Agent::start(config(&kafka.brokers, dir.path(), "g-prom", &[])).unwrap();
+    // With the archive on, so that its series are checked too.
+    let archive = dir.path().join("archive");
+    let env = [
+        (
+            "KEPLOR_SCHEMA__LABELS",
+            r#"[{ name = "t", path = "$kafka.topic" }, { name = "p", path = "$kafka.partition" }, { name = "o", path = "$kafka.offset" }]"#,
+        ),
+        ("KEPLOR_ARCHIVE__DIR", archive.to_str().unwrap()),
+    ];
+    let agent = Agent::start(config(
+        &kafka.brokers,
+        &dir.path().join("data"),
+        "g-prom",
+        &env,
+    ))
+    .unwrap();
     assert!(wait_until(Duration::from_secs(30), || agent
         .engine
         .total_events()
@@ -62,6 +77,9 @@ fn metrics_pass_promtool_check_metrics() {
         "keplor_data_volume_free_bytes",
         "keplor_event_freshness_seconds",
         "process_resident_memory_bytes",
+        "keplor_archive_lag_segments",
+        "keplor_archived_segments_total",
+        "keplor_archived_bytes_total",
     ] {
         assert!(body.contains(family), "{family} missing from /metrics");
     }

@@ -6,6 +6,7 @@ pub(crate) mod group;
 mod open;
 mod query;
 mod rotate;
+mod segments;
 mod staged;
 
 use std::cell::RefCell;
@@ -34,6 +35,7 @@ use crate::wal::frame::{encode_events, FrameBuf, FrameKind, IdSource};
 pub use compact::CompactStats;
 pub use group::{MAX_BUCKET_NS, MIN_BUCKET_NS};
 pub use open::RecoveryReport;
+pub use segments::SegmentInfo;
 
 /// Identifies an append, to ask whether it has passed the fsync boundary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -456,6 +458,16 @@ impl DynEngine {
     /// Deletes every segment whose newest event is older than `cutoff_ns`. Events still in the
     /// WAL are never collected.
     pub fn gc(&self, cutoff_ns: i64) -> Result<GcStats> {
+        self.gc_where(cutoff_ns, |_| true)
+    }
+
+    /// [`gc`](Self::gc), but a segment older than `cutoff_ns` is deleted only when `may_drop`
+    /// says so: a consumer that has not handled a segment yet (an archive) keeps it.
+    pub fn gc_where(
+        &self,
+        cutoff_ns: i64,
+        may_drop: impl Fn(&SegmentInfo) -> bool,
+    ) -> Result<GcStats> {
         self.writable("gc")?;
         let _v = self.lock_view();
         let current = self.view.load_full();
@@ -463,7 +475,7 @@ impl DynEngine {
             .segments
             .iter()
             .cloned()
-            .partition(|s| s.seg.max_ts < cutoff_ns);
+            .partition(|s| s.seg.max_ts < cutoff_ns && may_drop(&SegmentInfo::of(s)));
         if drop.is_empty() {
             return Ok(GcStats::default());
         }

@@ -2,18 +2,21 @@
 //! Spark, Trino and ClickHouse read the files as they lie. The schema of the files is
 //! documented in `engine/FORMAT.md`, "Parquet export"; [`ParquetWriter`] writes any stream of
 //! events with it, and [`DynEngine::export_parquet`] writes the events matching a filter in
-//! Hive partitions, one directory per UTC day.
+//! Hive partitions, one directory per UTC day. [`DynEngine::export_segment`] writes one sealed
+//! segment, for a consumer that archives segments as they are sealed.
 //!
-//! The export is a consumer of the query API (pages of `query_recent`), like any other reader:
-//! storage knows nothing of it.
+//! The export is a consumer of the query API (pages of `query_recent`, and the query layer's
+//! row decoding), like any other reader: storage knows nothing of it.
 
 mod parquet;
+mod segment;
 
 use std::fs::{self, File};
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 pub use self::parquet::{FileStats, ParquetOptions, ParquetWriter, FIXED_COLUMNS};
+pub use self::segment::SegmentFile;
 use crate::engine::DynEngine;
 use crate::error::{DbError, Result};
 use crate::event::DynEvent;
