@@ -4,7 +4,7 @@
 //! A segment is keyed by `(generation, part)`, which names the events it was sealed with and
 //! survives compaction (`keplordb::SegmentInfo`): a compacted segment is not archived twice.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -82,15 +82,40 @@ impl Manifest {
         self.keys.insert(key);
     }
 
+    /// The events the files of segment `(generation, part)` hold: `None` when it is not
+    /// archived, `Some(None)` when the count is unknown (files adopted after a crash).
+    pub fn events(&self, generation: u64, part: u16) -> Option<Option<u64>> {
+        self.entry(generation, part).map(|e| e.events)
+    }
+
+    /// The files of segment `(generation, part)`, none when it is not archived.
+    pub fn files_of(&self, generation: u64, part: u16) -> impl Iterator<Item = &str> {
+        self.entry(generation, part)
+            .into_iter()
+            .flat_map(|e| e.files.iter().map(String::as_str))
+    }
+
+    fn entry(&self, generation: u64, part: u16) -> Option<&Entry> {
+        if !self.contains(generation, part) {
+            return None;
+        }
+        self.segments
+            .iter()
+            .find(|e| (e.generation, e.part) == (generation, part))
+    }
+
+    /// Every archived segment with the events its files hold.
+    pub fn archived(&self) -> BTreeMap<(u64, u16), Option<u64>> {
+        self.segments
+            .iter()
+            .map(|e| ((e.generation, e.part), e.events))
+            .collect()
+    }
+
     /// Every file the manifest lists.
     pub fn files(&self) -> impl Iterator<Item = &str> {
         self.segments
             .iter()
             .flat_map(|e| e.files.iter().map(String::as_str))
-    }
-
-    /// The keys of every archived segment.
-    pub fn keys(&self) -> &BTreeSet<(u64, u16)> {
-        &self.keys
     }
 }

@@ -10,6 +10,13 @@
 //! archived again, or adopted into the manifest when the segment is gone. So a crash at any
 //! point neither loses nor duplicates a file, and the archiver resumes where it stopped.
 //!
+//! Deletes reach the archive: the manifest records how many events each segment's files hold,
+//! and a segment whose live rows are fewer now (events deleted after it was archived) is
+//! written again under the same names, each file replaced by a rename; a day left with no
+//! rows loses its file. Until then retention does not count the segment as archived. Events
+//! deleted after gc dropped their segment stay in the archive: the engine no longer knows
+//! them.
+//!
 //! Each event's Kafka source (topic, partition, offset) is in the archive because the schema
 //! must map them to columns when the archive is on (`config::archive`).
 
@@ -34,22 +41,32 @@ use store::{ArchiveStore, LocalDir};
 /// The directory of the manifests, ignored by Hive-style readers (a leading `_`).
 const MANIFEST_DIR: &str = "_keplor";
 
-/// Which segments are archived, shared with retention (`archive.retain_until_archived`).
-/// Until the archiver has read its manifest, nothing counts as archived.
+/// Which segments are archived and with how many events, shared with retention
+/// (`archive.retain_until_archived`). Until the archiver has read its manifest, nothing counts
+/// as archived.
 #[derive(Debug, Default)]
 pub struct Progress {
-    archived: Mutex<BTreeSet<(u64, u16)>>,
+    archived: Mutex<BTreeMap<(u64, u16), Option<u64>>>,
 }
 
 impl Progress {
-    /// True once `s` is in the archive.
+    /// True once `s` is in the archive as it is now: with its deletes, if any came after it
+    /// was first archived.
     pub fn is_archived(&self, s: &SegmentInfo) -> bool {
-        self.lock().contains(&(s.generation, s.part_index))
+        self.lock()
+            .get(&(s.generation, s.part_index))
+            .is_some_and(|events| is_current(*events, s))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<(u64, u16)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(u64, u16), Option<u64>>> {
         self.archived.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// True when files holding `events` events (`None`: adopted after a crash, counted unknown)
+/// are the archive of `s` as it is now.
+fn is_current(events: Option<u64>, s: &SegmentInfo) -> bool {
+    events.is_none_or(|n| n == s.live_rows)
 }
 
 /// Writes sealed segments to an [`ArchiveStore`] and records them in the manifest.
@@ -119,7 +136,7 @@ impl<S: ArchiveStore + 'static> Archiver<S> {
                 "archive recovered after a crash"
             );
         }
-        *progress.lock() = manifest.keys().clone();
+        *progress.lock() = manifest.archived();
         Ok(Archiver {
             engine,
             store,
@@ -132,8 +149,9 @@ impl<S: ArchiveStore + 'static> Archiver<S> {
         })
     }
 
-    /// Archives every sealed segment not archived yet, oldest first, until `stop` is set;
-    /// adopts orphans whose segment is gone. Returns the segments archived.
+    /// Archives every sealed segment not archived yet, or archived before some of its events
+    /// were deleted, oldest first, until `stop` is set; adopts orphans whose segment is gone.
+    /// Returns the segments written.
     pub fn pass(&mut self, stop: &AtomicBool) -> anyhow::Result<usize> {
         let segments = self.engine.segments();
         let present: BTreeSet<(u64, u16)> = segments
@@ -151,7 +169,12 @@ impl<S: ArchiveStore + 'static> Archiver<S> {
         }
         let mut pending: Vec<&SegmentInfo> = segments
             .iter()
-            .filter(|s| !self.manifest.contains(s.generation, s.part_index))
+            .filter(|s| {
+                !self
+                    .manifest
+                    .events(s.generation, s.part_index)
+                    .is_some_and(|events| is_current(events, s))
+            })
             .collect();
         pending.reverse();
         let mut lag = pending.len() as u64;
@@ -170,8 +193,9 @@ impl<S: ArchiveStore + 'static> Archiver<S> {
         Ok(done)
     }
 
-    /// Writes segment `s` and records it; false when the segment went away meanwhile (gc, or
-    /// compaction under another id: the next pass sees the new id).
+    /// Writes segment `s` (again, if it was archived before deletes) and records it; false when
+    /// the segment went away meanwhile (gc, or compaction under another id: the next pass sees
+    /// the new id).
     fn archive(&mut self, s: &SegmentInfo) -> anyhow::Result<bool> {
         let mut names = Vec::new();
         let written = self.engine.export_segment(s.id, &self.opts, |day| {
@@ -201,13 +225,14 @@ impl<S: ArchiveStore + 'static> Archiver<S> {
             entry.events = entry.events.map(|n| n + f.stats.rows);
             entry.files.push(name);
         }
-        // Files of an earlier, interrupted attempt at this segment that this one did not
-        // rewrite (compaction dropped the rows of their day).
-        for stale in self
-            .orphans
-            .remove(&(s.generation, s.part_index))
-            .unwrap_or_default()
-        {
+        // Files of an earlier write of this segment that this one did not replace: an
+        // interrupted attempt's, or an archived day whose rows were all deleted (or dropped by
+        // compaction) since. They go before the manifest drops them, so a crash in between
+        // leaves a manifest whose count is stale and the segment is written again.
+        let key = (s.generation, s.part_index);
+        let mut earlier = self.orphans.remove(&key).unwrap_or_default();
+        earlier.extend(self.manifest.files_of(key.0, key.1).map(String::from));
+        for stale in earlier {
             if !entry.files.contains(&stale) {
                 self.store
                     .remove(&stale)
@@ -241,12 +266,12 @@ impl<S: ArchiveStore + 'static> Archiver<S> {
 
     /// Adds `entry` to the manifest and makes it durable.
     fn record(&mut self, entry: Entry) -> anyhow::Result<()> {
-        let key = (entry.generation, entry.part);
+        let (key, events) = ((entry.generation, entry.part), entry.events);
         self.manifest.add(entry);
         self.store
             .put(&manifest_name(&self.store_id), &self.manifest.to_bytes())
             .context("writing the archive manifest")?;
-        self.progress.lock().insert(key);
+        self.progress.lock().insert(key, events);
         Ok(())
     }
 

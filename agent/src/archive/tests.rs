@@ -185,9 +185,10 @@ fn retention_never_drops_a_segment_not_yet_archived() {
     let all = engine.segments();
     let progress = Arc::new(Progress::default());
     // Only the oldest segment is archived.
-    progress
-        .lock()
-        .insert((all[2].generation, all[2].part_index));
+    progress.lock().insert(
+        (all[2].generation, all[2].part_index),
+        Some(all[2].live_rows),
+    );
     let held = settings(true, true);
     let s = retention_gc(&engine, i64::MAX, &held, &progress).unwrap();
     assert_eq!(s.segments_deleted, 1);
@@ -224,5 +225,115 @@ fn without_the_hold_retention_drops_what_it_finds() {
         )
         .unwrap();
         assert_eq!(s.segments_deleted, 2, "enabled {enabled}, retain {retain}");
+    }
+}
+
+/// A local directory whose manifest writes fail while `fail` is set: a crash between a
+/// segment's files and its manifest record.
+#[derive(Debug)]
+struct FailingManifest {
+    dir: LocalDir,
+    fail: AtomicBool,
+}
+
+impl ArchiveStore for FailingManifest {
+    type Pending = <LocalDir as ArchiveStore>::Pending;
+
+    fn begin(&self, name: &str) -> std::io::Result<Self::Pending> {
+        self.dir.begin(name)
+    }
+    fn commit(&self, pending: Self::Pending) -> std::io::Result<u64> {
+        self.dir.commit(pending)
+    }
+    fn list(&self, prefix: &str) -> std::io::Result<Vec<String>> {
+        self.dir.list(prefix)
+    }
+    fn remove(&self, name: &str) -> std::io::Result<()> {
+        self.dir.remove(name)
+    }
+    fn remove_temporaries(&self) -> std::io::Result<usize> {
+        self.dir.remove_temporaries()
+    }
+    fn read(&self, name: &str) -> std::io::Result<Option<Vec<u8>>> {
+        self.dir.read(name)
+    }
+    fn put(&self, name: &str, bytes: &[u8]) -> std::io::Result<u64> {
+        if self.fail.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(std::io::Error::other("injected: the manifest write fails"));
+        }
+        self.dir.put(name, bytes)
+    }
+}
+
+#[test]
+fn deletes_after_archiving_rewrite_the_segment_even_across_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("archive");
+    let engine = engine(&dir.path().join("db"), 3);
+    let go = AtomicBool::new(false);
+    let progress = Arc::new(Progress::default());
+    let store = FailingManifest {
+        dir: LocalDir::open(&root).unwrap(),
+        fail: AtomicBool::new(false),
+    };
+    let mut a = Archiver::open(
+        engine.clone(),
+        store,
+        STORE,
+        ParquetOptions::default(),
+        progress.clone(),
+        Arc::new(Metrics::default()),
+    )
+    .unwrap();
+    assert_eq!(a.pass(&go).unwrap(), 3);
+    let oldest = engine.segments()[2];
+    // Events 24..30 are the oldest segment's whole third day; event 40 is in the middle one.
+    let third_day = file_name(
+        keplordb::day_of(event(24).ts_ns),
+        STORE,
+        oldest.generation,
+        0,
+    );
+    assert!(manifest(&root).files().any(|f| f == third_day));
+    let ids: Vec<String> = (24..30).chain([40]).map(|i| format!("e{i}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    assert_eq!(engine.delete_events(&ids).unwrap(), 7);
+    for s in engine.segments() {
+        assert_eq!(progress.is_archived(&s), s.rows == s.live_rows, "{s:?}");
+    }
+
+    // The files are replaced and the emptied day removed, then the manifest write fails.
+    a.store
+        .fail
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(a.pass(&go).is_err());
+    assert!(!root.join(&third_day).exists());
+    assert_eq!(
+        manifest(&root)
+            .segments
+            .iter()
+            .map(|e| e.events.unwrap())
+            .sum::<u64>(),
+        90,
+        "the manifest still counts the old files"
+    );
+    drop(a);
+
+    let mut a = archiver(&engine, &root);
+    assert_eq!(a.pass(&go).unwrap(), 2, "both segments with deletes, again");
+    assert_eq!(a.pass(&go).unwrap(), 0);
+    let m = manifest(&root);
+    assert_eq!(
+        m.segments.iter().map(|e| e.events.unwrap()).sum::<u64>(),
+        83
+    );
+    assert!(!m.files().any(|f| f == third_day));
+    let mut listed = LocalDir::open(&root).unwrap().list("dt=").unwrap();
+    let mut files: Vec<String> = m.files().map(String::from).collect();
+    listed.sort();
+    files.sort();
+    assert_eq!(listed, files, "every file recorded, none stale");
+    for s in engine.segments() {
+        assert!(a.progress.is_archived(&s), "{s:?}");
     }
 }

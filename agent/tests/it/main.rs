@@ -1,6 +1,7 @@
 //! Agent integration tests against librdkafka's in-process mock cluster, one binary.
 
 mod agent_kills;
+mod archive_duckdb;
 mod archive_kills;
 mod backpressure;
 mod cli_tls;
