@@ -101,6 +101,15 @@ top_models = con.execute(
     "ORDER BY sum(metric) DESC, model LIMIT 3"
 ).fetchall()
 newest = [r[0] for r in con.execute("SELECT id FROM a ORDER BY ts DESC, id DESC LIMIT 10").fetchall()]
+# pyarrow: the documented types, dt as a Hive partition, the manifest (_keplor/) skipped.
+import pyarrow as pa, pyarrow.compute as pc, pyarrow.dataset as ds
+d = ds.dataset(root, format="parquet", partitioning="hive")
+for name, t in {"ts": pa.timestamp("ns", tz="UTC"), "id": pa.string(), "user": pa.string(),
+                "model": pa.string(), "tokens": pa.uint32(), "note": pa.string()}.items():
+    assert d.schema.field(name).type == t, (name, d.schema.field(name).type)
+assert "dt" in d.schema.names, d.schema.names
+ts = d.to_table(columns=["ts"])["ts"].cast(pa.int64())
+assert (pc.sum(pc.greater_equal(ts, lo)).as_py() or 0) == count, "pyarrow and DuckDB count alike"
 print(json.dumps({
     "count": count, "metric": int(metric), "tokens": int(tokens), "errors": errors,
     "by_user": [[u, n, int(m)] for u, n, m in by_user],
