@@ -9,6 +9,10 @@
 //! `KEPLOR_STORAGE_EVENTS` sets the event count (default 1,000,000), `KEPLOR_STORAGE_SHAPES` a
 //! comma-separated subset of the shapes (default all). The issue shape's metric is uniform in
 //! 0..10,000,000 as in the read bench's data (with it, Parquet snappy is the issue's 19.4).
+//!
+//! Issue 15's export figure too: `export_parquet` of every event (zstd, the default options),
+//! its time (median of 3) and bytes per event, beside DuckDB's `COPY events TO 'x.parquet'
+//! (FORMAT parquet, COMPRESSION zstd)` of the same data, timed the same way.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -200,6 +204,7 @@ fn run(shape: &Shape, n: u64) {
     let t = std::time::Instant::now();
     let reopened = DynEngine::open_read_only(&dir).expect("reopen");
     let open_ms = t.elapsed().as_secs_f64() * 1e3;
+    let (export_s, export_bytes) = export(&reopened, tmp.path());
     drop(reopened);
     let per = |b: u64| b as f64 / n as f64;
     println!(
@@ -215,15 +220,56 @@ fn run(shape: &Shape, n: u64) {
         "keplordb (whole dir)",
         per(total)
     );
+    println!(
+        "{:<28} {export_bytes:>14} {:>10.2}",
+        "parquet zstd (our export)",
+        per(export_bytes)
+    );
     println!("keplordb read-only open of the directory: {open_ms:.1} ms");
+    let mut copy_s = None;
     match duckdb(&["storage", csv.to_str().expect("utf-8 path")]) {
         Ok(sizes) => {
-            for (name, bytes) in sizes {
-                println!("{name:<28} {bytes:>14} {:>10.2}", bytes / n as f64);
+            for (name, value) in sizes {
+                if name == COPY_SECONDS {
+                    copy_s = Some(value);
+                } else {
+                    println!("{name:<28} {value:>14} {:>10.2}", value / n as f64);
+                }
             }
         }
         Err(why) => println!("DuckDB not measured: {why} (pip install duckdb)"),
     }
+    print!("export to Parquet (zstd), median of 3: keplordb {export_s:.3} s");
+    match copy_s {
+        Some(c) => println!(
+            ", DuckDB COPY {c:.3} s, DuckDB/keplordb {:.2}",
+            c / export_s
+        ),
+        None => println!(),
+    }
+}
+
+/// The name under which `duckdb_bench.py storage` prints the seconds of its COPY (zstd).
+const COPY_SECONDS: &str = "copy zstd seconds";
+
+/// Exports every event of `engine` as Parquet three times, each into a fresh directory under
+/// `tmp`; returns the median seconds and the bytes written.
+fn export(engine: &DynEngine, tmp: &Path) -> (f64, u64) {
+    let opts = keplordb::export::ParquetOptions::default();
+    let mut times = Vec::new();
+    let mut bytes = 0;
+    for run in 0..3 {
+        let out = tmp.join(format!("export-{run}"));
+        let t = std::time::Instant::now();
+        let stats = engine
+            .export_parquet(&keplordb::DynFilter::default(), &out, &opts, |_| {})
+            .expect("export");
+        times.push(t.elapsed().as_secs_f64());
+        bytes = stats.bytes;
+        std::fs::remove_dir_all(&out).expect("remove export");
+    }
+    times.sort_by(f64::total_cmp);
+    (times[1], bytes)
 }
 
 fn main() {

@@ -49,7 +49,8 @@ fn every_segment_exports_its_live_rows_once_per_day_in_time_order() {
         stored.len() as u64
     );
 
-    let opts = ParquetOptions::default().with_row_group_rows(50);
+    // Whole row groups: the bloom filter is sized by the segment's dictionary (`read_file`).
+    let opts = ParquetOptions::default();
     let mut exported: BTreeMap<String, DynEvent> = BTreeMap::new();
     let mut files = 0;
     for s in &segments {

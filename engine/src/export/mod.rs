@@ -21,7 +21,7 @@ use crate::engine::DynEngine;
 use crate::error::{DbError, Result};
 use crate::event::DynEvent;
 use crate::fsutil::sync_dir;
-use crate::query::{Cursor, DynFilter};
+use crate::query::{Cursor, DynFilter, GroupBy, GroupOrder};
 use crate::time::{date_of_day, day_of};
 
 /// Events read per page of `query_recent`.
@@ -86,6 +86,20 @@ impl DayFile {
 }
 
 impl DynEngine {
+    /// `opts` with [`ParquetOptions::bloom_ndv`] set, unless the caller set it, to the distinct
+    /// values of the bloom dim among the events `filter` matches: no row group holds more.
+    fn with_bloom_ndv(&self, filter: &DynFilter, opts: &ParquetOptions) -> Result<ParquetOptions> {
+        match self.schema.bloom_dim {
+            Some(d) if opts.bloom_ndv.is_none() => {
+                let mut all = filter.clone();
+                all.cursor = None;
+                let groups = self.group_by(&all, &GroupBy::new(d, GroupOrder::Count, 1))?;
+                Ok(opts.clone().with_bloom_ndv(groups.total_groups as u64))
+            }
+            _ => Ok(opts.clone()),
+        }
+    }
+
     /// Writes the events matching `filter` under `dir` as Parquet in Hive partitions: one file
     /// per UTC day, `dir/dt=YYYY-MM-DD/events-<newest ts>-<oldest ts>.parquet`, rows newest
     /// first (the order of [`DynEngine::query_recent`], from `filter.cursor` when set).
@@ -102,6 +116,7 @@ impl DynEngine {
         mut progress: impl FnMut(u64),
     ) -> Result<ExportStats> {
         fs::create_dir_all(dir).map_err(|e| DbError::io("create directory", dir, e))?;
+        let opts = &self.with_bloom_ndv(filter, opts)?;
         let mut page_filter = filter.clone();
         let mut stats = ExportStats::default();
         let mut open: Option<DayFile> = None;

@@ -45,6 +45,11 @@ pub struct ParquetOptions {
     pub row_group_rows: usize,
     /// The zstd level of every column (default 3).
     pub zstd_level: i32,
+    /// Distinct values of the bloom dim expected in one row group, which sizes its bloom
+    /// filter for a 5% false-positive rate (capped at `row_group_rows`, the default). The
+    /// engine's exports set it from the data; too low a value only raises the false-positive
+    /// rate, too high a one costs bytes (a filter sized for 131,072 values is 128 KiB).
+    pub bloom_ndv: Option<u64>,
 }
 
 impl Default for ParquetOptions {
@@ -52,6 +57,7 @@ impl Default for ParquetOptions {
         ParquetOptions {
             row_group_rows: 128 * 1024,
             zstd_level: 3,
+            bloom_ndv: None,
         }
     }
 }
@@ -62,6 +68,20 @@ impl ParquetOptions {
     pub fn with_row_group_rows(mut self, rows: usize) -> Self {
         self.row_group_rows = rows.max(1);
         self
+    }
+
+    /// Sets [`ParquetOptions::bloom_ndv`].
+    #[must_use]
+    pub fn with_bloom_ndv(mut self, distinct: u64) -> Self {
+        self.bloom_ndv = Some(distinct);
+        self
+    }
+
+    /// The bloom filter's expected distinct values: [`ParquetOptions::bloom_ndv`], at most the
+    /// rows of a row group, at least 1.
+    fn bloom_filter_ndv(&self) -> u64 {
+        let cap = self.row_group_rows.max(1) as u64;
+        self.bloom_ndv.unwrap_or(cap).clamp(1, cap)
     }
 
     /// Sets [`ParquetOptions::zstd_level`].
@@ -377,7 +397,10 @@ fn properties(
         b = b.set_column_dictionary_enabled(ColumnPath::from(name.as_str()), true);
     }
     if let Some(d) = schema.bloom_dim {
-        b = b.set_column_bloom_filter_enabled(ColumnPath::from(schema.dims[d].as_str()), true);
+        let column = ColumnPath::from(schema.dims[d].as_str());
+        b = b
+            .set_column_bloom_filter_enabled(column.clone(), true)
+            .set_column_bloom_filter_ndv(column, opts.bloom_filter_ndv());
     }
     Ok(b.build())
 }

@@ -44,6 +44,14 @@ impl DynEngine {
             return Ok(None);
         };
         let data = s.seg.data(&self.schema, &self.cache)?;
+        // The segment's dictionary bounds the bloom dim's distinct values in any row group.
+        let opts = &match self.schema.bloom_dim {
+            Some(d) => {
+                let distinct = data.intern()?.get(d).map_or(0, |dict| dict.values.len());
+                opts.clone().with_bloom_ndv(distinct as u64)
+            }
+            None => opts.clone(),
+        };
         let mut rows: Vec<usize> = (0..data.rows)
             .filter(|&r| !s.deleted.as_ref().is_some_and(|d| d.contains(r)))
             .collect();
