@@ -146,3 +146,38 @@ fn export_writes_what_the_stopped_store_holds() {
     assert!(err.contains("not a keplordb data directory"), "{err}");
     assert!(!bad.exists());
 }
+
+/// Runs `keplor-agent export ARGS` on a pseudo-terminal (util-linux `script`); what the
+/// terminal showed.
+fn export_on_a_terminal(args: &[&str]) -> String {
+    let mut cmd = vec![env!("CARGO_BIN_EXE_keplor-agent"), "export"];
+    cmd.extend(args);
+    let out = Command::new("script")
+        .args(["-q", "-e", "-c", &cmd.join(" "), "/dev/null"])
+        .output()
+        .expect("script (util-linux)");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn on_a_terminal_a_progress_bar_counts_to_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    store(&data);
+    let data_s = data.to_str().unwrap();
+    let out = dir.path().join("tty");
+    let shown = export_on_a_terminal(&["--data-dir", data_s, "--out", out.to_str().unwrap()]);
+    let full = format!("\r[{}] 100% 600/600 events", "#".repeat(30));
+    assert!(shown.contains(&full), "{shown:?}");
+    assert!(shown.contains("exported 600 events to "), "{shown:?}");
+
+    let quiet = dir.path().join("quiet");
+    let shown =
+        export_on_a_terminal(&["--data-dir", data_s, "--out", quiet.to_str().unwrap(), "-q"]);
+    assert!(
+        !shown.contains("events\r") && !shown.contains('['),
+        "{shown:?}"
+    );
+    assert!(shown.contains("exported 600 events to "), "{shown:?}");
+}
