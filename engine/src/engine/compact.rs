@@ -99,9 +99,11 @@ impl DynEngine {
             view.memtables
                 .iter()
                 .any(|m| m.read().rows_with_id(id).next().is_some())
-                || datas
-                    .iter()
-                    .any(|(seg, d)| seg.may_hold_id(id) && !d.rows_with_id(id).is_empty())
+                || datas.iter().any(|(seg, d)| {
+                    seg.may_hold_id(id)
+                        // A fault keeps the tombstone: dropping it could bring an event back.
+                        && d.rows_with_id(id).map_or(true, |rows| !rows.is_empty())
+                })
         };
         self.tombstones.retain(&self.dir, &self.schema, held)
     }
@@ -151,7 +153,7 @@ impl DynEngine {
                 continue;
             }
             mem.push(&RawRow {
-                id: data.id(r),
+                id: data.id(r)?,
                 ts_ns: data.ts[r],
                 metric: data.metric[r],
                 latency_ms: data.latency()[r],

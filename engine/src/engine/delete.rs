@@ -50,7 +50,7 @@ impl DynEngine {
         for s in view.segments.iter().filter(|s| s.seg.may_hold_id(id)) {
             let data = s.seg.data(&self.schema, &self.cache)?;
             if data
-                .rows_with_id(id)
+                .rows_with_id(id)?
                 .into_iter()
                 .any(|r| !s.deleted.as_ref().is_some_and(|d| d.contains(r)))
             {
@@ -67,7 +67,7 @@ impl DynEngine {
         let mut rollups = (*next.rollups).clone();
         for s in next.segments.iter_mut() {
             let data = s.seg.data(&self.schema, &self.cache)?;
-            let newly = newly_deleted(s, &data, found);
+            let newly = newly_deleted(s, &data, found)?;
             if newly.is_empty() {
                 continue;
             }
@@ -119,14 +119,14 @@ fn mark_in_memtables(view: &View, found: &[&str]) {
 }
 
 /// The rows of segment `s` (its `data`) with an id of `found` that are not deleted yet.
-fn newly_deleted(s: &SegRef, data: &SegmentData, found: &[&str]) -> Vec<usize> {
+fn newly_deleted(s: &SegRef, data: &SegmentData, found: &[&str]) -> Result<Vec<usize>> {
     let mut newly = Vec::new();
     for id in found {
-        for r in data.rows_with_id(id) {
+        for r in data.rows_with_id(id)? {
             if !s.deleted.as_ref().is_some_and(|d| d.contains(r)) {
                 newly.push(r);
             }
         }
     }
-    newly
+    Ok(newly)
 }

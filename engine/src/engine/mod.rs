@@ -89,6 +89,9 @@ pub struct EngineStats {
     /// Bytes of memory the mapped segments' decoded columns and indexes hold (bounded by
     /// `segment_cache_bytes`, as of the last load).
     pub segment_cache_bytes: u64,
+    /// Segments decoded again since open because the cache had dropped them: a figure that
+    /// climbs with every query means the cache is smaller than the data queries touch.
+    pub segment_reloads: u64,
     /// Events held in memtables (not yet in segments).
     pub memtable_events: u64,
 }
@@ -536,6 +539,7 @@ impl DynEngine {
             segments: view.segments.len(),
             mapped_segments: self.cache.mapped(),
             segment_cache_bytes: self.cache.mapped_bytes(),
+            segment_reloads: self.cache.reloads(),
             memtable_events: view.memtables.iter().map(|m| m.read().len() as u64).sum(),
         }
     }

@@ -252,13 +252,14 @@ impl DynEngine {
         let mut rows = DeletedRows::default();
         if dead.len() < data.rows {
             for id in dead.iter().filter(|id| seg.may_hold_id(id)) {
-                for r in data.rows_with_id(id) {
+                for r in data.rows_with_id(id)? {
                     rows.insert(r);
                 }
             }
         } else {
+            let ids = data.ids()?;
             for r in 0..data.rows {
-                if dead.contains(data.id(r)) {
+                if dead.contains(ids.id(r)) {
                     rows.insert(r);
                 }
             }

@@ -46,7 +46,7 @@ pub(crate) fn plan_segment<'a>(
     if f.matches_nothing() {
         return Ok(None);
     }
-    let Some((lo, hi)) = row_range(data, f) else {
+    let Some((lo, hi)) = row_range(data, f)? else {
         return Ok(None);
     };
     let Some(dims) = dim_codes(data, f)? else {
@@ -69,7 +69,7 @@ pub(crate) fn plan_segment<'a>(
 }
 
 /// The rows within the filter's time range and before its cursor; `None` when empty.
-fn row_range(data: &SegmentData, f: &FilterRef<'_>) -> Option<(usize, usize)> {
+fn row_range(data: &SegmentData, f: &FilterRef<'_>) -> Result<Option<(usize, usize)>> {
     let ts = &data.ts;
     let lo = f.from.map_or(0, |from| ts.partition_point(|&t| t < from));
     let mut hi = f.to.map_or(ts.len(), |to| ts.partition_point(|&t| t < to));
@@ -78,12 +78,16 @@ fn row_range(data: &SegmentData, f: &FilterRef<'_>) -> Option<(usize, usize)> {
         let start = lo;
         let first_ge = ts[start..hi].partition_point(|&t| t < c.ts_ns) + start;
         let first_gt = ts[first_ge..hi].partition_point(|&t| t <= c.ts_ns) + first_ge;
-        let cut = (first_ge..first_gt)
-            .find(|&r| data.id(r) >= c.id.as_str())
-            .unwrap_or(first_gt);
+        let mut cut = first_gt;
+        if first_ge < first_gt {
+            let ids = data.ids()?;
+            cut = (first_ge..first_gt)
+                .find(|&r| ids.id(r) >= c.id.as_str())
+                .unwrap_or(first_gt);
+        }
         hi = hi.min(cut);
     }
-    (lo < hi).then_some((lo, hi))
+    Ok((lo < hi).then_some((lo, hi)))
 }
 
 /// The filtered dims with their values' codes in this segment; `None` when a value is not in
@@ -307,7 +311,7 @@ mod tests {
     ) -> Vec<String> {
         let mut ids = Vec::new();
         if let Some(p) = plan_segment(data, deleted, f).unwrap() {
-            for_each_row(&p, |r| ids.push(data.id(r).to_string()));
+            for_each_row(&p, |r| ids.push(data.id(r).unwrap().to_string()));
         }
         ids.sort();
         ids

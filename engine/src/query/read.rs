@@ -46,7 +46,7 @@ pub(crate) fn seg_event(
         dims.push(v.to_string());
     }
     Ok(DynEvent {
-        id: s.id(row).to_string(),
+        id: s.id(row)?.to_string(),
         ts_ns: s.ts[row],
         metric: s.metric[row],
         counters: (0..ncounters).map(|c| s.counter(c)[row]).collect(),
@@ -115,7 +115,7 @@ impl<const D: usize, const C: usize, const L: usize> FromStored for EventRef<D, 
                 .to_string()
         };
         Ok(EventRef {
-            id: s.id(row).to_string(),
+            id: s.id(row)?.to_string(),
             ts_ns: s.ts[row],
             metric: s.metric[row],
             counters: std::array::from_fn(|c| s.counter(c)[row]),

@@ -181,7 +181,8 @@ impl<T: FromStored> Source<T> {
     }
     fn id(&self, i: usize) -> &str {
         match self {
-            Source::Seg { data, rows, .. } => data.id(rows[i] as usize),
+            // `segment_source` decoded the ids before making the source: never "" here.
+            Source::Seg { data, rows, .. } => data.ids().map_or("", |ids| ids.id(rows[i] as usize)),
             Source::Mem(evs) => evs[i].as_ref().map_or("", T::event_id),
         }
     }
@@ -282,6 +283,10 @@ fn segment_source<T: FromStored>(
     let plan =
         plan_segment(&data, s.deleted.as_deref(), f).map_err(|e| e.with_path(&s.seg.path))?;
     let rows = plan.map(|p| top_rows(&p, limit)).unwrap_or_default();
+    if !rows.is_empty() {
+        // Merging compares ids; a fault decoding them surfaces here, not as a wrong order.
+        data.ids().map_err(|e| e.with_path(&s.seg.path))?;
+    }
     Ok((!rows.is_empty()).then(|| Source::Seg {
         data: data.clone(),
         rows,
@@ -392,7 +397,7 @@ pub(crate) fn get_event<T: FromStored>(snap: &Snapshot<'_>, id: &str) -> Result<
     }
     for s in view.segments.iter().filter(|s| s.seg.may_hold_id(id)) {
         let data = snap.data(s)?;
-        for r in data.rows_with_id(id) {
+        for r in data.rows_with_id(id)? {
             if s.deleted.as_ref().is_some_and(|d| d.contains(r)) {
                 continue;
             }

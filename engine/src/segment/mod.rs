@@ -222,6 +222,11 @@ impl Segment {
         }
         let d = Arc::new(SegmentData::open(&self.path, schema)?);
         self.data.store(Some(d.clone()));
+        // Loaded again, it enters the cache as its least recently used segment (LRU insertion
+        // policy): a scan over more segments than the cache holds then replaces one segment
+        // after another in that last place instead of evicting each segment just before the
+        // scan comes back to it; a second use promotes it like any other hit.
+        self.last_used.store(0, Ordering::Relaxed);
         cache.loaded_again(self);
         Ok(d)
     }
@@ -238,8 +243,9 @@ impl Segment {
 }
 
 /// Bounds how many segments have their columns mapped at once, and the bytes of memory their
-/// decoded columns hold. Eviction picks the least recently used segment; readers that hold its
-/// columns keep them alive until they finish.
+/// decoded columns hold. Eviction picks the least recently used segment, a segment loaded again
+/// counting as the least recent of all until its next use (see [`Segment::data`]); readers that
+/// hold its columns keep them alive until they finish.
 #[derive(Debug)]
 pub(crate) struct SegmentCache {
     capacity: usize,
@@ -248,6 +254,7 @@ pub(crate) struct SegmentCache {
     loaded: Mutex<Vec<Weak<Segment>>>,
     loaded_count: AtomicUsize,
     loaded_bytes: AtomicU64,
+    reloads: AtomicU64,
 }
 
 impl SegmentCache {
@@ -260,6 +267,7 @@ impl SegmentCache {
             loaded: Mutex::new(Vec::new()),
             loaded_count: AtomicUsize::new(0),
             loaded_bytes: AtomicU64::new(0),
+            reloads: AtomicU64::new(0),
         }
     }
 
@@ -273,9 +281,15 @@ impl SegmentCache {
         self.evict_over_capacity(&mut loaded, Some(seg.id));
     }
 
-    fn loaded_again(&self, _seg: &Segment) {
+    fn loaded_again(&self, seg: &Segment) {
+        self.reloads.fetch_add(1, Ordering::Relaxed);
         let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
-        self.evict_over_capacity(&mut loaded, Some(_seg.id));
+        self.evict_over_capacity(&mut loaded, Some(seg.id));
+    }
+
+    /// Segments decoded again since the cache was made.
+    pub(crate) fn reloads(&self) -> u64 {
+        self.reloads.load(Ordering::Relaxed)
     }
 
     fn evict_over_capacity(&self, loaded: &mut Vec<Weak<Segment>>, keep: Option<u64>) {

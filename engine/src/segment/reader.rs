@@ -54,7 +54,9 @@ struct Decoded {
     /// Status, flags, dim codes.
     u16s: Vec<Vec<u16>>,
     postings: PostingLists,
-    ids: IdStore,
+    /// The ids, copied at open (version 1); version 2 decodes them on first use
+    /// ([`SegmentData::ids`]).
+    ids: Option<IdStore>,
     /// The filter over the ids (version 2).
     id_filter: Option<Bloom>,
 }
@@ -88,6 +90,10 @@ pub(crate) struct SegmentData {
     decoded: Decoded,
     intern: OnceLock<std::result::Result<Vec<SegDict>, SectionError>>,
     status: OnceLock<std::result::Result<StatusBitmaps, SectionError>>,
+    /// Version 2's ids, decompressed on first use: aggregates and group-bys never need them,
+    /// and they are the largest part of a decoded segment (about 29 bytes per row with the
+    /// lookup table, against 36 for every fixed-width column together).
+    ids: OnceLock<std::result::Result<IdStore, SectionError>>,
 }
 
 impl SegmentData {
@@ -124,6 +130,7 @@ impl SegmentData {
             decoded: parsed.decoded,
             intern: OnceLock::new(),
             status: OnceLock::new(),
+            ids: OnceLock::new(),
         })
     }
 
@@ -266,14 +273,26 @@ impl SegmentData {
         self.decoded.id_filter.as_ref()
     }
 
+    /// The ids of every row: version 1's copied at open, version 2's decompressed on first use
+    /// (checked at open, so a fault here means the file changed under the mapping).
+    pub(crate) fn ids(&self) -> Result<&IdStore> {
+        if let Some(ids) = &self.decoded.ids {
+            return Ok(ids);
+        }
+        let r = self.ids.get_or_init(|| {
+            FrontCodedIds::parse(self.section(Section::Ids), self.rows).map(|(_, ids, _)| ids)
+        });
+        r.as_ref().map_err(|e| self.fault(e))
+    }
+
     /// The id of `row`.
-    pub(crate) fn id(&self, row: usize) -> &str {
-        self.decoded.ids.id(row)
+    pub(crate) fn id(&self, row: usize) -> Result<&str> {
+        Ok(self.ids()?.id(row))
     }
 
     /// Rows whose id is `id`, via a hash index built on first use.
-    pub(crate) fn rows_with_id(&self, id: &str) -> Vec<usize> {
-        self.decoded.ids.rows_with(id)
+    pub(crate) fn rows_with_id(&self, id: &str) -> Result<Vec<usize>> {
+        Ok(self.ids()?.rows_with(id))
     }
 
     /// Label `l` of `row`.
@@ -308,7 +327,12 @@ impl SegmentData {
             + cols(&d.u32s)
             + cols(&d.u16s)
             + d.postings.heap_bytes()
-            + d.ids.heap_bytes()
+            + d.ids.as_ref().map_or(0, IdStore::heap_bytes)
+            + self
+                .ids
+                .get()
+                .and_then(|r| r.as_ref().ok())
+                .map_or(0, IdStore::heap_bytes)
             + intern
             + status
     }
@@ -502,13 +526,15 @@ fn decode_v1<'a>(
         u32s,
         u16s,
         postings: PostingLists::from_v1(&postings, pb),
-        ids: ids.copy_to_store(ib),
+        ids: Some(ids.copy_to_store(ib)),
         id_filter: None,
     })
 }
 
-/// Decodes the version-2 sections U32Cols, U16Cols, Postings (lists rebuilt from the codes) and
-/// Ids, and checks the id order of rows of one time (`ts`).
+/// Decodes the version-2 sections U32Cols, U16Cols and Postings (lists rebuilt from the codes),
+/// and checks Ids: every id decodes and rows of one time (`ts`) are in id order. The ids are
+/// then dropped, to be decoded again on first use ([`SegmentData::ids`]); only their filter is
+/// kept.
 fn decode_v2<'a>(
     bytes: &impl Fn(Section) -> &'a [u8],
     shape: &Shape,
@@ -521,11 +547,12 @@ fn decode_v2<'a>(
         PostingLists::from_codes(&directory, |d| u16s.get(2 + d).map_or(&[][..], |c| c))?;
     let (id_filter, ids, stream_at) = FrontCodedIds::parse(bytes(Section::Ids), shape.rows)?;
     ids.check_order(ts, stream_at)?;
+    drop(ids);
     Ok(Decoded {
         u32s,
         u16s,
         postings,
-        ids,
+        ids: None,
         id_filter,
     })
 }

@@ -301,7 +301,9 @@ fn the_segment_cache_holds_at_most_its_byte_budget_of_decoded_columns() {
             .unwrap();
         engine.flush().unwrap();
     }
-    // With the default budget every segment stays decoded: that is one segment's share.
+    // With the default budget every segment stays decoded, ids included once a scan has read
+    // them: that is one segment's share.
+    assert_eq!(all_events(&engine).len(), 4000);
     let all = engine.stats();
     assert_eq!((all.segments, all.mapped_segments), (8, 8), "{all:?}");
     let per_segment = all.segment_cache_bytes / 8;
@@ -325,6 +327,21 @@ fn the_segment_cache_holds_at_most_its_byte_budget_of_decoded_columns() {
         assert!(engine.get_event(&event(i).id).unwrap().is_some());
     }
     within(&engine);
+
+    // Scans over more segments than the cache holds keep the segments it holds: an aggregate
+    // by a dim reads the columns of all eight, and decodes again only those the cache cannot
+    // hold, plus one for the place they rotate through (a least-recently-used cache would
+    // decode all eight every time).
+    let mut by_dim = keplordb::QueryFilter::new();
+    by_dim.dims[0] = Some(event(0).dims[0].clone());
+    let want = engine.aggregate(&by_dim).unwrap();
+    let before = engine.stats().segment_reloads;
+    for scan in 1..=3 {
+        assert_eq!(engine.aggregate(&by_dim).unwrap(), want);
+        let reloads = engine.stats().segment_reloads - before;
+        assert!(reloads <= scan * 6, "scan {scan}: {reloads} reloads");
+        within(&engine);
+    }
     drop(engine);
 
     // A budget smaller than one segment still answers: the segment in use is kept.
