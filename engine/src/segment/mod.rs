@@ -220,7 +220,7 @@ impl Segment {
         if let Some(d) = self.data.load_full() {
             return Ok(d);
         }
-        let d = Arc::new(SegmentData::open(&self.path, schema)?);
+        let d = Arc::new(SegmentData::reopen(&self.path, schema)?);
         self.data.store(Some(d.clone()));
         // Loaded again, it enters the cache as its least recently used segment (LRU insertion
         // policy): a scan over more segments than the cache holds then replaces one segment

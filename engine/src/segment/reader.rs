@@ -100,6 +100,18 @@ impl SegmentData {
     /// Maps and verifies `path`: header, every section checksum, and the structure of every
     /// section that is read in place.
     pub(crate) fn open(path: &Path, schema: &SchemaDef) -> Result<SegmentData> {
+        Self::open_checking(path, schema, true)
+    }
+
+    /// [`SegmentData::open`] of a segment the cache dropped after an open verified it: the
+    /// same checks, except that version 2's ids are not decoded to check their order (the
+    /// file is immutable and its checksums still match; the ids are decoded, with their
+    /// faults, on first use). Decoding them was most of the cost of a reload.
+    pub(crate) fn reopen(path: &Path, schema: &SchemaDef) -> Result<SegmentData> {
+        Self::open_checking(path, schema, false)
+    }
+
+    fn open_checking(path: &Path, schema: &SchemaDef, check_ids: bool) -> Result<SegmentData> {
         let mmap = map(path)?;
         let header = verify_header(path, &mmap, schema)?;
         let shape = Shape::new(
@@ -111,7 +123,7 @@ impl SegmentData {
         let table = SectionTable::locate(&header, &mmap).map_err(|e| {
             DbError::corrupt_segment(path, e.section.name(), e.offset as u64, e.reason)
         })?;
-        let parsed = parse_sections(&mmap, &table, &header, &shape).map_err(|e| {
+        let parsed = parse_sections(&mmap, &table, &header, &shape, check_ids).map_err(|e| {
             let start = table.start(e.section);
             e.into_db(path, start)
         })?;
@@ -461,6 +473,7 @@ fn parse_sections(
     table: &SectionTable,
     header: &SegmentHeader,
     shape: &Shape,
+    check_ids: bool,
 ) -> std::result::Result<Parsed, SectionError> {
     let bytes = |s: Section| table.bytes(file, s);
     let at = |s| table.start(s);
@@ -481,7 +494,7 @@ fn parse_sections(
     let decoded = if v1 {
         decode_v1(&bytes, shape, &ts)?
     } else {
-        decode_v2(&bytes, shape, &ts)?
+        decode_v2(&bytes, shape, &ts, check_ids)?
     };
     let labels = LabelColumns::parse(bytes(Section::Labels), rows, shape.labels)?;
     // The reader views them in the whole mapping: one bounds check per column view.
@@ -532,22 +545,27 @@ fn decode_v1<'a>(
 }
 
 /// Decodes the version-2 sections U32Cols, U16Cols and Postings (lists rebuilt from the codes),
-/// and checks Ids: every id decodes and rows of one time (`ts`) are in id order. The ids are
-/// then dropped, to be decoded again on first use ([`SegmentData::ids`]); only their filter is
-/// kept.
+/// and, with `check_ids`, checks Ids: every id decodes and rows of one time (`ts`) are in id
+/// order. The ids are then dropped, to be decoded again on first use ([`SegmentData::ids`]);
+/// only their filter is kept.
 fn decode_v2<'a>(
     bytes: &impl Fn(Section) -> &'a [u8],
     shape: &Shape,
     ts: &[i64],
+    check_ids: bool,
 ) -> std::result::Result<Decoded, SectionError> {
     let u32s = PackedU32Cols::parse(bytes(Section::U32Cols), shape)?;
     let u16s = PackedU16Cols::parse(bytes(Section::U16Cols), shape)?;
     let directory = PostingDirectory::parse(bytes(Section::Postings), shape.dims)?;
     let postings =
         PostingLists::from_codes(&directory, |d| u16s.get(2 + d).map_or(&[][..], |c| c))?;
-    let (id_filter, ids, stream_at) = FrontCodedIds::parse(bytes(Section::Ids), shape.rows)?;
-    ids.check_order(ts, stream_at)?;
-    drop(ids);
+    let id_filter = if check_ids {
+        let (id_filter, ids, stream_at) = FrontCodedIds::parse(bytes(Section::Ids), shape.rows)?;
+        ids.check_order(ts, stream_at)?;
+        id_filter
+    } else {
+        FrontCodedIds::parse_filter(bytes(Section::Ids), shape.rows)?
+    };
     Ok(Decoded {
         u32s,
         u16s,

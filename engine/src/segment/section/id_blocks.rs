@@ -135,11 +135,16 @@ impl FrontCodedIds {
         Ok(())
     }
 
-    /// Parses the section of a segment of `rows` rows: the filter, and every id.
-    pub(crate) fn parse(
+    /// Parses the filter of the section of a segment of `rows` rows.
+    pub(crate) fn parse_filter(bytes: &[u8], rows: usize) -> Result<Option<Bloom>, SectionError> {
+        Self::filter_and_rest(bytes, rows).map(|(filter, _)| filter)
+    }
+
+    /// The filter, and the reader past it.
+    fn filter_and_rest(
         bytes: &[u8],
         rows: usize,
-    ) -> Result<(Option<Bloom>, IdStore, usize), SectionError> {
+    ) -> Result<(Option<Bloom>, LeReader<'_>), SectionError> {
         let err = |at, reason: String| SectionError::new(Section::Ids, at, reason);
         let short = |what| move |e| SectionError::read(Section::Ids, what, e);
         let mut head = LeReader::new(bytes);
@@ -151,6 +156,17 @@ impl FrontCodedIds {
         let fbytes = head.take(flen).map_err(short("id filter"))?;
         let filter = Bloom::parse_in(Section::Ids, fbytes)
             .map_err(|e| SectionError { at: e.at + 8, ..e })?;
+        Ok((filter, head))
+    }
+
+    /// Parses the section of a segment of `rows` rows: the filter, and every id.
+    pub(crate) fn parse(
+        bytes: &[u8],
+        rows: usize,
+    ) -> Result<(Option<Bloom>, IdStore, usize), SectionError> {
+        let err = |at, reason: String| SectionError::new(Section::Ids, at, reason);
+        let short = |what| move |e| SectionError::read(Section::Ids, what, e);
+        let (filter, mut head) = Self::filter_and_rest(bytes, rows)?;
         let raw_at = head.pos();
         let raw_len = head.read::<u64>().map_err(short("stream length"))?;
         if raw_len > 2 * MAX_SEGMENT_STRING_BYTES as u64 {

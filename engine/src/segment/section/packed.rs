@@ -179,24 +179,75 @@ fn read_chunks(
             return c.fail(at, format!("chunk width {w} is above 64"));
         }
         let bytes = c.take((n * w as usize).div_ceil(8), "packed chunk")?;
-        let mask = if w == 64 { u64::MAX } else { (1u64 << w) - 1 };
-        let (mut acc, mut bits, mut next) = (0u128, 0u32, bytes.iter());
-        for _ in 0..n {
-            while bits < w as u32 {
-                acc |= (*next.next().unwrap_or(&0) as u128) << bits;
-                bits += 8;
-            }
-            let v = min.checked_add(acc as u64 & mask).filter(|&v| v <= max);
-            let Some(v) = v else {
-                return c.fail(at, format!("chunk holds a value above {max}"));
-            };
-            out.push(v);
-            acc >>= w;
-            bits -= w as u32;
+        if !unpack(bytes, n, w, min, max, out) {
+            return c.fail(at, format!("chunk holds a value above {max}"));
         }
         left -= n;
     }
     Ok(())
+}
+
+/// Appends the `n` values of `w` bits (at most 64) packed in `bytes`, each plus `min`, to
+/// `out`; false when one is above `max` (or overflows).
+///
+/// Widths up to 56 read each value from one unaligned little-endian `u64` at its first byte,
+/// so a value costs a load, a shift and a mask; the check against `max` is made once per chunk
+/// when no value of the width can pass it.
+fn unpack(bytes: &[u8], n: usize, w: u8, min: u64, max: u64, out: &mut Vec<u64>) -> bool {
+    let mask = if w == 64 { u64::MAX } else { (1u64 << w) - 1 };
+    let always_ok = min.checked_add(mask).is_some_and(|top| top <= max);
+    if w == 0 {
+        out.extend(std::iter::repeat_n(min, n));
+        return min <= max;
+    }
+    if w > 56 {
+        return unpack_wide(bytes, n, w, min, max, out);
+    }
+    out.reserve(n);
+    let word_at = |byte: usize| -> u64 {
+        match bytes.get(byte..byte + 8) {
+            Some(b) => u64::from_le_bytes(b.try_into().unwrap_or([0; 8])),
+            None => {
+                let mut b = [0u8; 8];
+                let tail = bytes.get(byte..).unwrap_or(&[]);
+                b[..tail.len()].copy_from_slice(tail);
+                u64::from_le_bytes(b)
+            }
+        }
+    };
+    let w = w as usize;
+    for i in 0..n {
+        let bit = i * w;
+        let v = (word_at(bit / 8) >> (bit % 8)) & mask;
+        if always_ok {
+            out.push(min + v);
+        } else {
+            match min.checked_add(v).filter(|&v| v <= max) {
+                Some(v) => out.push(v),
+                None => return false,
+            }
+        }
+    }
+    true
+}
+
+/// [`unpack`] for widths above 56, whose values can span nine bytes.
+fn unpack_wide(bytes: &[u8], n: usize, w: u8, min: u64, max: u64, out: &mut Vec<u64>) -> bool {
+    let mask = if w == 64 { u64::MAX } else { (1u64 << w) - 1 };
+    let (mut acc, mut bits, mut next) = (0u128, 0u32, bytes.iter());
+    for _ in 0..n {
+        while bits < w as u32 {
+            acc |= (*next.next().unwrap_or(&0) as u128) << bits;
+            bits += 8;
+        }
+        match min.checked_add(acc as u64 & mask).filter(|&v| v <= max) {
+            Some(v) => out.push(v),
+            None => return false,
+        }
+        acc >>= w;
+        bits -= w as u32;
+    }
+    true
 }
 
 /// Appends `values` in the smallest encoding; `delta` allows kind 3 (for i64 columns).
