@@ -51,6 +51,12 @@ COPY --from=builder /out/keplor-agent /usr/local/bin/keplor-agent
 # KEPLOR_<SECTION>__<KEY> variables.
 COPY helm/keplor-agent/files/agent.toml /etc/keplor/agent.toml
 
+# At most two glibc malloc arenas: with one per thread that allocates (rdkafka's, the query
+# pool's, the HTTP workers'), freed memtables and decoded segments stayed in arenas of their
+# own and the hour-long soak's anonymous memory climbed 396 -> 477 MiB; with two it held at
+# 215-238 MiB (RELIABILITY.md, "Agent: soak"). Set it otherwise with `docker run -e`.
+ENV MALLOC_ARENA_MAX=2
+
 USER 10001:10001
 WORKDIR /var/lib/keplor
 EXPOSE 8686

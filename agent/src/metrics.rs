@@ -43,6 +43,7 @@ pub const ENGINE_EVENTS: &str = "keplor_engine_events";
 pub const ENGINE_BYTES: &str = "keplor_engine_bytes";
 pub const ENGINE_SEGMENTS: &str = "keplor_engine_segments";
 pub const ENGINE_SEGMENT_CACHE_BYTES: &str = "keplor_engine_segment_cache_bytes";
+pub const ENGINE_SEGMENT_RELOADS: &str = "keplor_engine_segment_reloads_total";
 pub const ARCHIVE_LAG: &str = "keplor_archive_lag_segments";
 pub const ARCHIVED_SEGMENTS: &str = "keplor_archived_segments_total";
 pub const ARCHIVED_BYTES: &str = "keplor_archived_bytes_total";
@@ -621,6 +622,13 @@ fn render_engine(out: &mut String, engine: &keplordb::DynEngine) {
     ] {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
     }
+    let name = ENGINE_SEGMENT_RELOADS;
+    let _ = writeln!(
+        out,
+        "# HELP {name} Segments decoded again because engine.segment_cache had dropped them.\n\
+         # TYPE {name} counter\n{name} {}",
+        stats.segment_reloads
+    );
 }
 
 fn escape(s: &str) -> String {

@@ -80,6 +80,7 @@ fn metrics_pass_promtool_check_metrics() {
         "keplor_archive_lag_segments",
         "keplor_archived_segments_total",
         "keplor_archived_bytes_total",
+        "keplor_engine_segment_reloads_total 0",
     ] {
         assert!(body.contains(family), "{family} missing from /metrics");
     }

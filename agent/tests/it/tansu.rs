@@ -638,6 +638,11 @@ impl AgentProc {
             .current_dir(&self.dir)
             .env("KEPLOR_LOG", "info,rdkafka=warn")
             .env("NO_COLOR", "1")
+            // As the image runs it (Dockerfile), unless the test's environment says otherwise.
+            .env(
+                "MALLOC_ARENA_MAX",
+                std::env::var("MALLOC_ARENA_MAX").unwrap_or_else(|_| "2".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
