@@ -24,7 +24,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use keplor_benches::{config, median, BenchEngine, BenchEvent, Rng, DAY_START, MODELS, USERS};
+use keplor_benches::{config, event_spanning, median, BenchEngine, BenchEvent, Rng, DAY_START};
 use keplordb::{day_of, GroupBy, GroupOrder, QueryFilter, NANOS_PER_DAY};
 
 /// Events per segment, and the WAL's rotation threshold: the agent's default.
@@ -59,22 +59,7 @@ fn main() {
 
 /// Event `i` of a data set of `n` (sealed) events: one day per million events.
 fn event(i: u64, n: u64, rng: &mut Rng) -> BenchEvent {
-    let span = span_ns(n);
-    let mut e = BenchEvent::new(DAY_START + (i as i128 * span as i128 / n as i128) as i64);
-    e.id = format!("evt-{i:09}");
-    e.dims = [
-        format!("user-{:04}", rng.next_u64() % USERS),
-        format!("model-{}", rng.next_u64() % MODELS),
-    ];
-    e.counters = [(rng.next_u64() % 4000) as u32];
-    e.metric = (rng.next_u64() % 10_000_000) as i64;
-    e.latency_ms = (rng.next_u64() % 3000) as u32;
-    e.status = if rng.next_u64().is_multiple_of(20) {
-        500
-    } else {
-        200
-    };
-    e
+    event_spanning(i, n, span_ns(n), rng)
 }
 
 /// The time the `n` sealed events span.
@@ -164,7 +149,7 @@ fn fill_wal(dir: &Path, n: u64) {
     let mut batch = Vec::with_capacity(10_000);
     for i in 0..SEGMENT_EVENTS - 1 {
         let mut e = event(i, n, &mut rng);
-        e.id = format!("wal-{i:09}");
+        e.id = format!("wal-{i:08}");
         e.ts_ns = last + i as i64 * 1_000;
         batch.push(e);
         if batch.len() == batch.capacity() {
@@ -240,7 +225,7 @@ fn queries(engine: &BenchEngine, n: u64) {
     let all = QueryFilter::<2>::new();
     let top = GroupBy::new(0, GroupOrder::Metric, 10);
     let (first_day, last_day) = (day_of(DAY_START), day_of(DAY_START + span - 1));
-    let id = format!("evt-{:09}", n / 2);
+    let id = format!("evt-{:08}", n / 2);
     let e = engine;
     let queries: Vec<Query> = vec![
         (

@@ -41,7 +41,12 @@ impl Rng {
 
 /// Event `i` of `n`, timestamps spread over the bench day in order.
 pub fn event(i: u64, n: u64, rng: &mut Rng) -> BenchEvent {
-    let mut e = BenchEvent::new(DAY_START + (i as i128 * NANOS_PER_DAY as i128 / n as i128) as i64);
+    event_spanning(i, n, NANOS_PER_DAY, rng)
+}
+
+/// Event `i` of `n`, timestamps spread in order over `span_ns` from the bench day's start.
+pub fn event_spanning(i: u64, n: u64, span_ns: i64, rng: &mut Rng) -> BenchEvent {
+    let mut e = BenchEvent::new(DAY_START + (i as i128 * span_ns as i128 / n as i128) as i64);
     e.id = format!("evt-{i:08}");
     e.dims = [
         format!("user-{:04}", rng.next_u64() % USERS),

@@ -4,7 +4,7 @@
 //! dropped from the store).
 
 use std::path::Path;
-use std::process::Command;
+
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +16,8 @@ use keplor_agent::metrics::Metrics;
 use keplordb::export::ParquetOptions;
 use keplordb::{DynEngine, DynEvent, DynFilter, EngineConfig, EventFlags, GroupBy, GroupOrder};
 use serde_json::{json, Value};
+
+use crate::common::python_json;
 
 const STORE: &str = "0123456789abcdef";
 /// 2026-11-20T00:00:00Z.
@@ -119,18 +121,12 @@ print(json.dumps({
 "#;
 
 fn duckdb_answers(root: &Path, from_ns: i64) -> Value {
-    let out = Command::new("python3")
-        .args(["-c", ANSWERS])
-        .arg(root)
-        .arg(from_ns.to_string())
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "reading the archive with DuckDB: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let from = from_ns.to_string();
+    python_json(
+        ANSWERS,
+        &[root.as_os_str(), from.as_ref()],
+        "reading the archive with DuckDB",
+    )
 }
 
 #[test]

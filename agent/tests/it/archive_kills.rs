@@ -11,11 +11,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use keplordb::DynEngine;
 
+use crate::common::python_json;
 use crate::tansu::{AgentOpts, AgentProc, Tansu, TestDir};
 
 const TOPIC: &str = "in";
@@ -104,18 +104,11 @@ rows = con.execute(
 ).fetchall()
 print(json.dumps(rows))
 "#;
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .arg(archive)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "reading the archive with DuckDB: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let rows: Vec<(String, String, String, String, bool)> = python_json(
+        script,
+        &[archive.as_os_str()],
+        "reading the archive with DuckDB",
     );
-    let rows: Vec<(String, String, String, String, bool)> =
-        serde_json::from_slice(&out.stdout).unwrap();
     rows.into_iter()
         .map(|(id, t, p, o, day)| (id, t, p.parse().unwrap(), o.parse().unwrap(), day))
         .collect()

@@ -256,3 +256,23 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Runs the Python `script` with `args` (DuckDB and pyarrow read what the agent wrote) and
+/// parses the JSON it prints; panics with its stderr when it fails.
+pub fn python_json<T: serde::de::DeserializeOwned>(
+    script: &str,
+    args: &[&std::ffi::OsStr],
+    what: &str,
+) -> T {
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .args(args)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
