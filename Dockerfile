@@ -56,6 +56,12 @@ COPY helm/keplor-agent/files/agent.toml /etc/keplor/agent.toml
 # own and the hour-long soak's anonymous memory climbed 396 -> 477 MiB; with two it held at
 # 215-238 MiB (RELIABILITY.md, "Agent: soak"). Set it otherwise with `docker run -e`.
 ENV MALLOC_ARENA_MAX=2
+# Transparent huge pages for malloc's memory (glibc 2.35+; the kernel's default THP mode,
+# `madvise`, needs this advice): decoded segment columns are gigabytes at 100M events, and a
+# query that reads the scattered rows of one user misses the TLB on nearly every row with 4 KiB
+# pages. At 100M events an aggregate by user took 12.9 ms without, 1.7 ms with
+# (docs/performance.md).
+ENV GLIBC_TUNABLES=glibc.malloc.hugetlb=1
 
 USER 10001:10001
 WORKDIR /var/lib/keplor

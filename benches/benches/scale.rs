@@ -13,6 +13,11 @@
 //!   stops without sealing them, as a crash would leave it; another child opens the directory,
 //!   which replays that full WAL, and reports the open time and memory (`open: ...` figures).
 //!
+//! The engine runs with its defaults, so the segment cache is a quarter of the machine's (or
+//! the cgroup's) memory; `KEPLOR_SCALE_CACHE_MIB` sets it instead. The probes inherit the
+//! environment: `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` measures the store as the agent's image
+//! runs it (transparent huge pages for malloc's memory).
+//!
 //! Queries are those of the read bench, with time ranges relative to the data's span: "10%
 //! time range" is the middle tenth of the span, the time series is 24 hourly buckets of the
 //! newest day, the rollup is one user over every day. A query touches the data it needs, so an
@@ -72,6 +77,14 @@ fn engine_config(dir: &Path) -> keplordb::EngineConfig {
     c.wal_shard_count = 1;
     c.wal_sync_every_events = u32::MAX;
     c.wal_max_events = SEGMENT_EVENTS;
+    // The engine's default cache is a quarter of the memory limit; `KEPLOR_SCALE_CACHE_MIB`
+    // sets another, to see a store outgrow its cache.
+    if let Some(mib) = std::env::var("KEPLOR_SCALE_CACHE_MIB")
+        .ok()
+        .and_then(|m| m.parse::<u64>().ok())
+    {
+        c.segment_cache_bytes = mib << 20;
+    }
     c
 }
 
@@ -198,8 +211,13 @@ type Query<'a> = (&'static str, Box<dyn Fn() + 'a>);
 /// The child: opens `dir` (a store of `n` sealed events) and measures the open, then, when
 /// `what` is `queries`, the queries.
 fn probe(dir: &Path, n: u64, what: &str) {
+    let config = engine_config(dir);
+    figure(
+        &format!("{what}: segment cache MiB"),
+        (config.segment_cache_bytes >> 20) as f64,
+    );
     let t = Instant::now();
-    let engine = BenchEngine::open(engine_config(dir)).expect("open");
+    let engine = BenchEngine::open(config).expect("open");
     figure(&format!("{what}: open ms"), t.elapsed().as_secs_f64() * 1e3);
     let (anon, rss) = memory_mib();
     figure(&format!("{what}: RssAnon after open MiB"), anon);

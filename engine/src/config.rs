@@ -68,7 +68,9 @@ pub struct EngineConfig {
     /// dropped, as past `mmap_cache_capacity`, and decoded again when a query needs them; the
     /// segment just loaded is always kept, so one segment larger than the budget still
     /// answers. The mapped files themselves are not counted: their pages belong to the kernel's
-    /// page cache. Default 512 MiB.
+    /// page cache. Default: a quarter of the memory this process may use (the smallest of the
+    /// machine's memory and its control group's limits), at least 64 MiB; 512 MiB where no
+    /// limit can be read ([`default_segment_cache_bytes`](crate::default_segment_cache_bytes)).
     pub segment_cache_bytes: u64,
     /// Days of data (counted back from the newest event) whose rollups are kept in memory;
     /// older days are answered by scanning segments. Default 7.
@@ -109,7 +111,7 @@ impl EngineConfig {
             wal_max_events: 65_536,
             wal_max_bytes: 256 << 20,
             mmap_cache_capacity: 1024,
-            segment_cache_bytes: 512 << 20,
+            segment_cache_bytes: crate::memory::default_segment_cache_bytes(),
             rollup_replay_days: 7,
             wal_recovery: WalRecoveryMode::default(),
             read_only: false,

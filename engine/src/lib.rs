@@ -69,6 +69,7 @@ pub mod export;
 mod fsutil;
 mod hash;
 mod le;
+mod memory;
 mod memtable;
 mod query;
 mod rollups;
@@ -94,6 +95,7 @@ pub use engine::{MAX_BUCKET_NS, MIN_BUCKET_NS};
 pub use error::{DbError, Result, SchemaSummary};
 pub use event::{DynEvent, EventFlags, LogEvent, Row};
 pub use keplordb_macros::Schema;
+pub use memory::default_segment_cache_bytes;
 pub use query::{
     Aggregate, Bucket, Cursor, DynAggregate, DynFilter, EventRef, Group, GroupBy, GroupOrder,
     Groups, QueryFilter, RollupKey, RollupValue, Series, SplitSeries,

@@ -37,7 +37,11 @@ pub(super) fn resolve(
             Some(Quantity::Text(t)) if t == "none" => None,
             q => Some(duration("engine.retention", q, Duration::ZERO)?),
         },
-        segment_cache: size("engine.segment_cache", e.segment_cache, 512 << 20)?,
+        segment_cache: size(
+            "engine.segment_cache",
+            e.segment_cache,
+            keplordb::default_segment_cache_bytes(),
+        )?,
     };
     if engine.segment_cache < 1 << 20 {
         return Err(err(

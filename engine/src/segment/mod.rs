@@ -9,6 +9,7 @@
 //! and back; `codec.rs` holds the encodings several sections share.
 
 pub(crate) mod codec;
+mod column;
 pub(crate) mod header;
 pub(crate) mod reader;
 pub(crate) mod section;

@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 
 use memmap2::Mmap;
 
+use super::column::{Column, Zeroed};
 use super::header::{
     HeaderError, SectionTable, SegmentHeader, NO_BLOOM, SEGMENT_VERSION, SEGMENT_VERSION_1,
 };
@@ -50,9 +51,9 @@ struct Layout {
 #[derive(Debug)]
 struct Decoded {
     /// Latency, latency detail, counters.
-    u32s: Vec<Vec<u32>>,
+    u32s: Vec<Column<u32>>,
     /// Status, flags, dim codes.
-    u16s: Vec<Vec<u16>>,
+    u16s: Vec<Column<u16>>,
     postings: PostingLists,
     /// The ids, copied at open (version 1); version 2 decodes them on first use
     /// ([`SegmentData::ids`]).
@@ -170,11 +171,11 @@ impl SegmentData {
 
     /// U32Cols column `i` (decoded at open).
     fn u32s(&self, i: usize) -> &[u32] {
-        self.decoded.u32s.get(i).map_or(&[], |c| c)
+        self.decoded.u32s.get(i).map_or(&[], Column::as_slice)
     }
     /// U16Cols column `i` (decoded at open).
     fn u16s(&self, i: usize) -> &[u16] {
-        self.decoded.u16s.get(i).map_or(&[], |c| c)
+        self.decoded.u16s.get(i).map_or(&[], Column::as_slice)
     }
     /// `latency_ms` of every row.
     pub(crate) fn latency(&self) -> &[u32] {
@@ -316,10 +317,8 @@ impl SegmentData {
     /// Bytes of memory the decoded columns and indexes hold (the cache's byte budget counts
     /// them; the mapped file is not counted: its pages are the kernel's to drop).
     pub(crate) fn heap_bytes(&self) -> usize {
-        fn cols<T>(cols: &[Vec<T>]) -> usize {
-            cols.iter()
-                .map(|c| c.capacity() * std::mem::size_of::<T>())
-                .sum()
+        fn cols<T: Zeroed>(cols: &[Column<T>]) -> usize {
+            cols.iter().map(Column::heap_bytes).sum()
         }
         let d = &self.decoded;
         let intern = match self.intern.get() {
@@ -536,8 +535,8 @@ fn decode_v1<'a>(
     let ids = IdIndex::parse(ib, shape.rows)?;
     ids.check_order(ib, ts)?;
     Ok(Decoded {
-        u32s,
-        u16s,
+        u32s: u32s.into_iter().map(Column::new).collect(),
+        u16s: u16s.into_iter().map(Column::new).collect(),
         postings: PostingLists::from_v1(&postings, pb),
         ids: Some(ids.copy_to_store(ib)),
         id_filter: None,
@@ -559,6 +558,10 @@ fn decode_v2<'a>(
     let directory = PostingDirectory::parse(bytes(Section::Postings), shape.dims)?;
     let postings =
         PostingLists::from_codes(&directory, |d| u16s.get(2 + d).map_or(&[][..], |c| c))?;
+    let (u32s, u16s) = (
+        u32s.into_iter().map(Column::new).collect(),
+        u16s.into_iter().map(Column::new).collect(),
+    );
     let id_filter = if check_ids {
         let (id_filter, ids, stream_at) = FrontCodedIds::parse(bytes(Section::Ids), shape.rows)?;
         ids.check_order(ts, stream_at)?;
