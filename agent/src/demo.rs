@@ -58,11 +58,13 @@ pub fn llm_call(i: u64, now_ms: i64) -> String {
 
 /// Runs the demo: a mock Kafka, the agent on the embedded configuration, a producer of
 /// synthetic LLM calls at `rate` per second for `duration`, then a summary of what was stored.
+/// With `serve_until`, the API and the console then stay up until that flag is set.
 pub fn run(
     duration: Duration,
     rate: u64,
     listen: SocketAddr,
     data_dir: Option<PathBuf>,
+    serve_until: Option<Arc<AtomicBool>>,
 ) -> anyhow::Result<()> {
     let mock =
         MockCluster::new(1).context("starting the in-process Kafka (librdkafka mock cluster)")?;
@@ -78,12 +80,19 @@ pub fn run(
 
     let agent = Agent::start(demo_config(&brokers, &dir, listen)?)?;
     println!("while it runs, try:  keplor-agent query --endpoint http://{listen} aggregate --where model=gpt-4o");
+    println!("                or open the console: http://{listen}/ui");
     let mut calls = Calls::start(&brokers, rate)?;
     show_progress(&agent, &calls, duration);
     let produced = calls.stop();
     wait_for_sink(&agent, produced);
     print_costs(&agent.engine)?;
     print_samples(&agent.engine)?;
+    if let Some(flag) = serve_until {
+        println!("serving the API and the console at http://{listen}/ui until Ctrl-C");
+        while !flag.load(Ordering::Acquire) && !agent.finished() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 
     let outcome = agent.stop();
     drop(mock);
@@ -97,10 +106,11 @@ pub fn run(
     }
 }
 
-/// The embedded configuration with the mock cluster's brokers, the data directory and the
-/// HTTP address filled in.
+/// The embedded configuration, with the environment's `KEPLOR_<SECTION>__<KEY>` overrides as
+/// for `run` (e.g. `KEPLOR_HTTP__AUTH_TOKEN` to try the console's sign-in), then the mock
+/// cluster's brokers, the data directory and the HTTP address filled in.
 fn demo_config(brokers: &str, dir: &Path, listen: SocketAddr) -> anyhow::Result<Config> {
-    let mut config = Config::from_toml(DEMO_CONFIG, [], Path::new("."))?;
+    let mut config = Config::from_toml(DEMO_CONFIG, std::env::vars(), Path::new("."))?;
     config.kafka.brokers = vec![brokers.to_string()];
     config.engine.data_dir = dir.to_path_buf();
     config.http.listen = listen;

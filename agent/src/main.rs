@@ -55,6 +55,9 @@ enum Command {
         /// Keep the store here instead of a temporary directory.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// After producing, keep the API and the console (`/ui`) up until Ctrl-C or SIGTERM.
+        #[arg(long)]
+        serve: bool,
     },
     /// Query a running agent (or several: results are merged) or a stopped agent's data.
     #[command(after_help = query::EXIT_CODES)]
@@ -151,9 +154,15 @@ fn main() -> ExitCode {
             rate,
             listen,
             data_dir,
+            serve,
         } => {
             init_logging(config::LogFormat::Text);
-            match demo::run(duration, rate, listen, data_dir) {
+            let serve_until = serve.then(|| {
+                let signalled = Arc::new(AtomicBool::new(false));
+                install_signal_handlers(signalled.clone());
+                signalled
+            });
+            match demo::run(duration, rate, listen, data_dir, serve_until) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");

@@ -1,5 +1,6 @@
 //! Local query endpoints (axum): `/v1/aggregate`, `/v1/events`, `/v1/events/{id}`,
-//! `/v1/rollups`, `/v1/top`, `/v1/series`, `/metrics`, `/healthz`, `/readyz`. Bound to 127.0.0.1 by default; optional
+//! `/v1/rollups`, `/v1/top`, `/v1/series`, `/v1/schema`, `/metrics`, `/healthz`, `/readyz`,
+//! and the console at `/ui` (`ui.rs`). Bound to 127.0.0.1 by default; optional
 //! bearer token (`auth.rs`); bounded `limit`, query-string size, request time and queries at
 //! once (`limits.rs`: a query keeps its slot until its work ends, timed out or not); bad
 //! parameters are a 400 whose JSON names the parameter. Schemas: `agent/openapi.yaml`.
@@ -19,6 +20,7 @@ use std::time::Instant;
 
 mod auth;
 mod limits;
+mod ui;
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
@@ -511,6 +513,33 @@ async fn partitions(State(s): State<AppState>) -> Response {
     Json(s.held.holdings()).into_response()
 }
 
+/// The store's columns, for clients that build queries (the console): dims (with whether
+/// they have a bloom filter and daily rollups), counters and labels in schema order, whether
+/// `fleet=true` is available and whether the API needs a token.
+async fn schema(State(s): State<AppState>) -> Response {
+    let def = s.engine.schema();
+    let dims: Vec<_> = def
+        .dims
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            json!({
+                "name": name,
+                "bloom": def.bloom_dim == Some(i),
+                "rollup": def.rollup_dims.contains(&i),
+            })
+        })
+        .collect();
+    Json(json!({
+        "dims": dims,
+        "counters": def.counters,
+        "labels": def.labels,
+        "fleet": s.settings.fleet.is_some(),
+        "auth": s.settings.auth_token.is_some(),
+    }))
+    .into_response()
+}
+
 /// The router.
 pub fn router(state: AppState) -> Router {
     let tokens = Arc::new(TokenCheck::new(state.settings.auth_token.as_deref()));
@@ -522,9 +551,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/top", get(top))
         .route("/v1/series", get(series))
         .route("/v1/partitions", get(partitions))
+        .route("/v1/schema", get(schema))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .merge(ui::routes(tokens.clone()))
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,

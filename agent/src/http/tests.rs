@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::ownership::{Held, StoreId};
 
 /// The API served on a current-thread runtime: its one async worker serves every request.
-fn serve_on_one_worker(
+pub(super) fn serve_on_one_worker(
     state: AppState,
 ) -> (
     String,
@@ -39,7 +39,7 @@ fn serve_on_one_worker(
 
 /// The API's state over a new engine in `dir` (dim `user`, counter `tokens`, label `note`),
 /// with `http` as the `[http]` section's keys.
-fn state(dir: &std::path::Path, http: &str) -> AppState {
+pub(super) fn state(dir: &std::path::Path, http: &str) -> AppState {
     let engine =
         keplordb::EngineConfig::new(dir.join("data")).with_columns(["user"], ["tokens"], ["note"]);
     let engine = Arc::new(DynEngine::open(engine).unwrap());

@@ -6,6 +6,7 @@ mod archive_kills;
 mod backpressure;
 mod cli_tls;
 mod common;
+mod console;
 mod delivery;
 mod errors;
 mod export_cli;
