@@ -21,3 +21,4 @@ pub mod ownership;
 pub mod process_metrics;
 pub mod query;
 pub mod sink;
+pub mod top;

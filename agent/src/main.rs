@@ -8,7 +8,7 @@
 
 #![forbid(unsafe_code)]
 
-use keplor_agent::{agent, config, demo, export, query, sink};
+use keplor_agent::{agent, config, demo, export, query, sink, top};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +62,9 @@ enum Command {
     /// Query a running agent (or several: results are merged) or a stopped agent's data.
     #[command(after_help = query::EXIT_CODES)]
     Query(query::QueryArgs),
+    /// A live terminal view of a running agent: ingest rate, partition lag, the top values of
+    /// two dims by cost over a sliding window, recent errors (q quits).
+    Top(top::TopArgs),
     /// Write a stopped agent's events as Parquet in Hive partitions (dt=YYYY-MM-DD/), for
     /// DuckDB, Spark and Trino; the filters are those of `query`.
     Export(export::ExportArgs),
@@ -171,6 +174,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Query(args) => query::main(args),
+        Command::Top(args) => top::main(args),
         Command::Export(args) => export::main(args),
     }
 }

@@ -108,7 +108,7 @@ fn at_least_one(s: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("{s:?} is not a member count: expected an integer >= 1"))
 }
 
-fn positive_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn positive_duration(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     if d.is_zero() {
         return Err("must be longer than 0".into());

@@ -15,18 +15,18 @@ use serde_json::Value;
 use crate::common::{free_port, python_json};
 
 /// The demo's API token.
-const TOKEN: &str = "console-test-token";
+pub(crate) const TOKEN: &str = "console-test-token";
 
 /// A `keplor-agent demo --serve` process, stopped (SIGTERM) when dropped.
-struct Demo {
+pub(crate) struct Demo {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Demo {
     /// Starts the demo and waits until it has stored its calls and serves. It needs `TOKEN`,
     /// and its `[fleet]` is itself and `dead`, a port nobody listens on.
-    fn start(dir: &std::path::Path, dead: &str) -> Demo {
+    pub(crate) fn start(dir: &std::path::Path, dead: &str) -> Demo {
         let port = free_port();
         let fleet = format!("[\"http://127.0.0.1:{port}\", \"{dead}\"]");
         let mut child = Command::new(env!("CARGO_BIN_EXE_keplor-agent"))

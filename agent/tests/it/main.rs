@@ -25,4 +25,5 @@ mod security;
 mod soak;
 mod tansu;
 mod top_series;
+mod top_tui;
 mod undecodable;
