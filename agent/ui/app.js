@@ -600,7 +600,16 @@
   }
 
   async function showDetail(id) {
-    const e = await api(`/v1/events/${encodeURIComponent(id)}`);
+    let e;
+    try {
+      e = await api(`/v1/events/${encodeURIComponent(id)}`);
+    } catch (err) {
+      if (err.status !== 404) throw err;
+      $('#detail').hidden = true;
+      $('#find-note').textContent = `No event has the id ${id}${state.fleet ? ' in the fleet' : ''}.`;
+      return;
+    }
+    $('#find-note').textContent = '';
     const box = $('#detail');
     const rows = [
       ['Id', e.id], ['Time (UTC)', utcMs(e.ts_ns)], ['ts_ns', String(e.ts_ns)], ['Status', e.status],
@@ -685,6 +694,10 @@
     $('#newest').addEventListener('click', () => { state.page = 0; refresh(); });
     $('#page-size').addEventListener('change', () => { state.cursors = [null]; state.page = 0; refresh(); });
     $('#detail-close').addEventListener('click', () => { $('#detail').hidden = true; });
+    $('#find').addEventListener('submit', (e) => {
+      e.preventDefault();
+      showDetail($('#find-id').value.trim()).then(() => showCompleteness(), showError);
+    });
     window.addEventListener('hashchange', () => { state.cursors = [null]; state.page = 0; route(); });
     route();
   }

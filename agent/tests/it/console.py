@@ -203,6 +203,21 @@ def events(page, model, expected, found):
     check(event["id"] in detail and event["dims"]["model"] in detail, f"detail {detail}")
     check(event["dims"]["model"] == model, f"event {event} of model {model}")
     found["detail_id"] = event_id
+    # Any event by its id, and an id that is nowhere.
+    before = len(found["page_errors"])
+    page.fill("#find-id", "no-such-event")
+    page.click("#find button[type=submit]")
+    wait_until(page, "() => document.querySelector('#find-note').textContent.includes('no-such-event')")
+    check(page.locator("#detail").is_hidden(), "a detail for an id that is nowhere")
+    # The API's 404, which Chromium logs: expected here, and only here.
+    logged = found["page_errors"][before:]
+    check(all("404" in e for e in logged), f"looking up a missing id logged {logged}")
+    del found["page_errors"][before:]
+    other = api("/v1/events", limit=1)["events"][0]["id"]
+    page.fill("#find-id", other)
+    page.click("#find button[type=submit]")
+    wait_until(page, "(id) => document.querySelector('#h-detail').textContent === `Event ${id}`", other)
+    found["found_by_id"] = other
 
 
 def other_looks(context, found):

@@ -114,6 +114,7 @@ fn the_console_shows_what_the_api_answers_in_a_real_browser() {
         "every event of the clicked model, once: {found}"
     );
     assert!(found["pages"].as_u64().unwrap() >= 2, "{found}");
+    assert!(found["found_by_id"].as_str().is_some(), "{found}");
     assert_eq!(found["phone_overflow_px"], 0, "wider than a phone: {found}");
     assert_eq!(found["wrong_token_refused"], true, "{found}");
     let fleet = found["fleet_banner"].as_str().unwrap();

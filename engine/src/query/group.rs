@@ -208,7 +208,7 @@ fn dense_groups(p: &SegPlan<'_>, d: usize, len: usize, nc: usize) -> Vec<(u16, T
     };
     let mut sums = vec![empty; len];
     let mut counter_sum = vec![0u64; len * nc];
-    for_each_row(p, |r| {
+    let add = |r: usize| {
         let k = codes[r] as usize;
         let Some(s) = sums.get_mut(k) else {
             return;
@@ -217,12 +217,22 @@ fn dense_groups(p: &SegPlan<'_>, d: usize, len: usize, nc: usize) -> Vec<(u16, T
         s.metric += metric[r] as i128;
         s.latency += latency[r] as u64;
         s.detail += detail[r] as u64;
-        s.first = s.first.min(ts[r]);
-        s.last = s.last.max(ts[r]);
+        // Rows are in time order: a code's first row has its oldest time, its last the newest.
+        if s.count == 1 {
+            s.first = ts[r];
+        }
+        s.last = ts[r];
         for (c, col) in counters.iter().enumerate() {
             counter_sum[k * nc + c] += col[r] as u64;
         }
-    });
+    };
+    if every_row_matches(p) {
+        // No dim, status or deletion to test: a plain loop over the row range, without the
+        // per-chunk masks of `for_each_row`.
+        (p.lo..p.hi).for_each(add);
+    } else {
+        for_each_row(p, add);
+    }
     sums.iter()
         .enumerate()
         .filter(|(_, s)| s.count > 0)
@@ -239,6 +249,15 @@ fn dense_groups(p: &SegPlan<'_>, d: usize, len: usize, nc: usize) -> Vec<(u16, T
             (k as u16, t)
         })
         .collect()
+}
+
+/// True when every row of the plan's range matches: a scan with no dim or status predicate
+/// and no deleted row.
+fn every_row_matches(p: &SegPlan<'_>) -> bool {
+    matches!(p.rows, Rows::Scan)
+        && p.dims.is_empty()
+        && p.status.is_none()
+        && p.deleted.is_none_or(|d| d.count == 0)
 }
 
 /// The buckets of one planned segment.
