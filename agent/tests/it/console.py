@@ -236,6 +236,12 @@ def other_looks(context, found):
         "document.documentElement.scrollWidth - document.documentElement.clientWidth"
     )
     page.screenshot(path=f"{SHOTS}/overview-phone.png", full_page=True)
+    page.goto(f"{URL}/ui#/explore?range=all")
+    wait_for_explore(page)
+    found["phone_overflow_px"] += page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    page.screenshot(path=f"{SHOTS}/explore-phone.png", full_page=True)
     page.close()
 
 

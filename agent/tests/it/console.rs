@@ -136,6 +136,7 @@ fn the_console_shows_what_the_api_answers_in_a_real_browser() {
         "events.png",
         "explore-dark.png",
         "overview-phone.png",
+        "explore-phone.png",
         "explore-fleet-partial.png",
     ] {
         let len = std::fs::metadata(shots.join(shot)).unwrap().len();
