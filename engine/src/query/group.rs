@@ -10,6 +10,7 @@
 //! pre-aggregates. Segments run in parallel on the query pool; memtables row by row.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
@@ -22,6 +23,7 @@ use super::FilterRef;
 use crate::error::Result;
 use crate::hash::FastMap;
 use crate::memtable::MemData;
+use crate::segment::reader::SegmentData;
 use crate::segment::Totals;
 use crate::view::SegRef;
 
@@ -53,7 +55,10 @@ pub(crate) fn group_totals(
     every: Option<i64>,
 ) -> Result<GroupMap> {
     let nc = snap.schema.counters.len();
-    let parts = per_segment(snap, f, |p| group_segment(p, dims, every, nc))?;
+    if let ([d], None) = (dims, every) {
+        return group_one_dim(snap, f, *d);
+    }
+    let parts = per_segment(snap, f, |_, p| group_segment(p, dims, every, nc))?;
     let mut groups = GroupMap::default();
     for (key, t) in parts.into_iter().flatten() {
         merge_into(&mut groups, key, &t, nc);
@@ -75,7 +80,7 @@ pub(crate) fn series_totals(
     every: i64,
 ) -> Result<BTreeMap<i64, Totals>> {
     let nc = snap.schema.counters.len();
-    let parts = per_segment(snap, f, |p| Ok(series_segment(p, every, nc)))?;
+    let parts = per_segment(snap, f, |_, p| Ok(series_segment(p, every, nc)))?;
     let mut buckets = BTreeMap::new();
     for (start, t) in parts.into_iter().flatten() {
         buckets
@@ -97,12 +102,12 @@ pub(crate) fn series_totals(
     Ok(buckets)
 }
 
-/// Runs `run` over the plan of every segment that may match `f`, in parallel when there are
-/// several.
+/// Runs `run` over the plan of every segment that may match `f` (with the segment's data, which
+/// the plan borrows), in parallel when there are several.
 fn per_segment<T: Send>(
     snap: &Snapshot<'_>,
     f: &FilterRef<'_>,
-    run: impl Fn(&SegPlan<'_>) -> Result<T> + Sync,
+    run: impl Fn(&Arc<SegmentData>, &SegPlan<'_>) -> Result<T> + Sync,
 ) -> Result<Vec<T>> {
     let work: Vec<&SegRef> = snap
         .view
@@ -114,7 +119,7 @@ fn per_segment<T: Send>(
         let data = snap.data(s)?;
         let plan =
             plan_segment(&data, s.deleted.as_deref(), f).map_err(|e| e.with_path(&s.seg.path))?;
-        plan.map(|p| run(&p).map_err(|e| e.with_path(&s.seg.path)))
+        plan.map(|p| run(&data, &p).map_err(|e| e.with_path(&s.seg.path)))
             .transpose()
     };
     let parts: Vec<Option<T>> = if work.len() > 1 {
@@ -134,6 +139,49 @@ fn merge_into(groups: &mut GroupMap, key: (i64, Vec<String>), t: &Totals, nc: us
         .merge(t);
 }
 
+/// Sums per value of dim `d`, without buckets (the most common group-by). Each segment sums
+/// per code into a dense table ([`dense_groups`]); the tables are merged by value, borrowed
+/// from the segments' intern tables, so a group's name and counters are allocated once rather
+/// than once per segment.
+fn group_one_dim(snap: &Snapshot<'_>, f: &FilterRef<'_>, d: usize) -> Result<GroupMap> {
+    let nc = snap.schema.counters.len();
+    let tables = per_segment(snap, f, |data, p| {
+        let len = data.intern()?.get(d).map_or(0, |dict| dict.values.len());
+        Ok((data.clone(), dense_groups(p, d, len, nc)))
+    })?;
+    let mut merged: FastMap<&str, Totals> = FastMap::default();
+    for (data, table) in &tables {
+        let Some(dict) = data.intern()?.get(d) else {
+            continue;
+        };
+        for (code, sums, counters) in table.groups() {
+            let name = dict.value(code).unwrap_or_default();
+            let t = merged.entry(name).or_insert_with(|| Totals::new(nc));
+            t.count += sums.count;
+            t.metric += sums.metric;
+            t.latency += sums.latency;
+            t.latency_detail += sums.detail;
+            t.min_ts = t.min_ts.min(sums.first);
+            t.max_ts = t.max_ts.max(sums.last);
+            for (a, b) in t.counters.iter_mut().zip(counters) {
+                *a += b;
+            }
+        }
+    }
+    let mut groups = GroupMap::default();
+    groups.reserve(merged.len());
+    for (name, t) in merged {
+        groups.insert((0, vec![name.to_string()]), t);
+    }
+    for m in &snap.view.memtables {
+        let data = m.read();
+        if let Some(plan) = plan_mem(&data, f) {
+            group_mem(&data, &plan, f, &[d], None, &mut groups);
+        }
+    }
+    Ok(groups)
+}
+
 /// The groups of one planned segment, named.
 fn group_segment(
     p: &SegPlan<'_>,
@@ -149,13 +197,6 @@ fn group_segment(
             .unwrap_or_default()
             .to_string()
     };
-    if let ([d], None) = (dims, every) {
-        let len = intern.get(*d).map_or(0, |dict| dict.values.len());
-        return Ok(dense_groups(p, *d, len, nc)
-            .into_iter()
-            .map(|(code, t)| ((0, vec![name(*d, code)]), t))
-            .collect());
-    }
     let cols: Vec<&[u16]> = dims.iter().map(|&d| p.data.dim(d)).collect();
     let ts = &p.data.ts;
     let mut acc: FastMap<(i64, u16, u16), Totals> = FastMap::default();
@@ -187,13 +228,35 @@ struct CodeSums {
     last: i64,
 }
 
-/// Sums per code of dim `d` (`len` codes) over the plan's rows, for the codes with rows.
+/// One segment's sums per code of a dim: a [`CodeSums`] per code and the counters of code `k`
+/// at `counters[k * nc..(k + 1) * nc]`.
+struct CodeTable {
+    sums: Vec<CodeSums>,
+    counters: Vec<u64>,
+    nc: usize,
+}
+
+impl CodeTable {
+    /// The codes with rows, with their sums and counters.
+    fn groups(&self) -> impl Iterator<Item = (u16, &CodeSums, &[u64])> + '_ {
+        self.sums
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.count > 0)
+            .map(|(k, s)| {
+                let counters = &self.counters[k * self.nc..(k + 1) * self.nc];
+                (k as u16, s, counters)
+            })
+    }
+}
+
+/// Sums per code of dim `d` (`len` codes) over the plan's rows.
 ///
 /// The sums of a code sit in one 64-byte [`CodeSums`] (the counters in an array of their own),
 /// and the columns' slices are taken once: a row touches two cache lines of sums, however many
 /// codes the dim has. A `Totals` per code, with its counters on the heap, cost about twice as
 /// much; one array per sum, seven lines per row.
-fn dense_groups(p: &SegPlan<'_>, d: usize, len: usize, nc: usize) -> Vec<(u16, Totals)> {
+fn dense_groups(p: &SegPlan<'_>, d: usize, len: usize, nc: usize) -> CodeTable {
     let data = p.data;
     let (codes, ts, metric) = (data.dim(d), &data.ts[..], &data.metric[..]);
     let (latency, detail) = (data.latency(), data.latency_detail());
@@ -208,47 +271,48 @@ fn dense_groups(p: &SegPlan<'_>, d: usize, len: usize, nc: usize) -> Vec<(u16, T
     };
     let mut sums = vec![empty; len];
     let mut counter_sum = vec![0u64; len * nc];
-    let add = |r: usize| {
-        let k = codes[r] as usize;
+    // One row: its code, metric, latencies and time; its counters are read at `r`.
+    let mut add = |r: usize, k: u16, m: i64, l: u32, dt: u32, t: i64| {
+        let k = k as usize;
         let Some(s) = sums.get_mut(k) else {
             return;
         };
         s.count += 1;
-        s.metric += metric[r] as i128;
-        s.latency += latency[r] as u64;
-        s.detail += detail[r] as u64;
+        s.metric += m as i128;
+        s.latency += l as u64;
+        s.detail += dt as u64;
         // Rows are in time order: a code's first row has its oldest time, its last the newest.
         if s.count == 1 {
-            s.first = ts[r];
+            s.first = t;
         }
-        s.last = ts[r];
+        s.last = t;
         for (c, col) in counters.iter().enumerate() {
             counter_sum[k * nc + c] += col[r] as u64;
         }
     };
     if every_row_matches(p) {
-        // No dim, status or deletion to test: a plain loop over the row range, without the
-        // per-chunk masks of `for_each_row`.
-        (p.lo..p.hi).for_each(add);
+        // No dim, status or deletion to test: one pass over the row range's slices, zipped so
+        // that no row index is checked, without the per-chunk masks of `for_each_row`.
+        let r = p.lo..p.hi;
+        let rows = codes[r.clone()]
+            .iter()
+            .zip(&metric[r.clone()])
+            .zip(&latency[r.clone()])
+            .zip(&detail[r.clone()])
+            .zip(&ts[r.clone()]);
+        for (i, ((((&k, &m), &l), &dt), &t)) in rows.enumerate() {
+            add(r.start + i, k, m, l, dt, t);
+        }
     } else {
-        for_each_row(p, add);
+        for_each_row(p, |r| {
+            add(r, codes[r], metric[r], latency[r], detail[r], ts[r])
+        });
     }
-    sums.iter()
-        .enumerate()
-        .filter(|(_, s)| s.count > 0)
-        .map(|(k, s)| {
-            let t = Totals {
-                count: s.count,
-                metric: s.metric,
-                latency: s.latency,
-                latency_detail: s.detail,
-                counters: counter_sum[k * nc..(k + 1) * nc].to_vec(),
-                min_ts: s.first,
-                max_ts: s.last,
-            };
-            (k as u16, t)
-        })
-        .collect()
+    CodeTable {
+        sums,
+        counters: counter_sum,
+        nc,
+    }
 }
 
 /// True when every row of the plan's range matches: a scan with no dim or status predicate
