@@ -73,9 +73,9 @@ impl Drop for Demo {
     }
 }
 
-/// Where the screenshots go: `KEPLOR_SCREENSHOTS`, or `target/console-screenshots`.
+/// Where the screenshots go: `CONSOLE_SCREENSHOTS`, or `target/console-screenshots`.
 fn screenshot_dir() -> PathBuf {
-    let dir = std::env::var_os("KEPLOR_SCREENSHOTS").map_or_else(
+    let dir = std::env::var_os("CONSOLE_SCREENSHOTS").map_or_else(
         || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots"),
         PathBuf::from,
     );
